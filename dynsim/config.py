@@ -1,0 +1,264 @@
+"""The run-config language: EvoLM's names for a run through PT → CPT → SFT → RL.
+
+    {size}-{PT}BT[-{replay}+{domain}BT][-{N}Kep{E}][-{M}Kep{F}]      e.g. 1B-160BT-8+42BT-100Kep1-100Kep8
+
+One `RunConfig` is the currency everywhere (CLI, stage tree, result records, Dataset coordinates).
+Counts are held as exact integers (parameters, tokens, examples); units live only at the edges, in
+`parse` and `format`. A stage that was not run is 0 (no CPT: replay = domain = 0; no SFT: examples = 0).
+
+One extension to EvoLM's grammar: an un-annealed intermediate checkpoint (EvoLM Table 3) is written
+`1B-20of160BT` — the checkpoint at 20BT of a run whose learning-rate schedule was planned for 160BT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from decimal import Decimal, InvalidOperation
+
+UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+NAME_FORM = "{size}-{PT}BT[-{replay}+{domain}BT][-{N}Kep{E}][-{M}Kep{F}], e.g. 1B-160BT-8+42BT-100Kep1-100Kep8"
+_NUM = r"\d+(?:\.\d+)?"
+
+
+class ConfigError(ValueError):
+    """A malformed run-config; the message names the bad part and the expected form."""
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class RunConfig:
+    """One training run, from pretraining through RL. All counts are exact integers."""
+
+    size: int  # parameters
+    pretrain: int  # pretraining tokens seen by this checkpoint
+    cpt_replay: int = 0  # CPT tokens replayed from the pretraining corpus
+    cpt_domain: int = 0  # CPT tokens of the domain corpus
+    sft_examples: int = 0
+    sft_epochs: int = 0
+    rl_examples: int = 0
+    rl_epochs: int = 0
+    pretrain_schedule: int = 0  # tokens the PT learning-rate schedule was planned for; 0 = annealed (= pretrain)
+
+    def __post_init__(self):
+        if self.size <= 0:
+            raise ConfigError(f"size must be positive, got {self.size}")
+        if self.pretrain <= 0:
+            raise ConfigError(f"pretraining tokens must be positive, got {self.pretrain}")
+        if self.pretrain_schedule and self.pretrain_schedule <= self.pretrain:
+            raise ConfigError(
+                f"an intermediate checkpoint '{self.pretrain}of{self.pretrain_schedule}' must lie before the end of its schedule"
+            )
+        if min(self.cpt_replay, self.cpt_domain) < 0 or (self.cpt_replay > 0 and self.cpt_domain == 0):
+            raise ConfigError("CPT needs domain tokens > 0 and replay tokens >= 0, as in '8+42BT'")
+        for stage, n, e in (("SFT", self.sft_examples, self.sft_epochs), ("RL", self.rl_examples, self.rl_epochs)):
+            if n < 0 or e < 0 or (n == 0) != (e == 0):
+                raise ConfigError(f"{stage} needs both examples and epochs > 0, as in '100Kep1'")
+        if self.rl_examples and not self.sft_examples:
+            raise ConfigError("RL without SFT: the RL stage starts from an SFT model; give an SFT stage first")
+
+    # -- derived views -------------------------------------------------------------------------
+    @property
+    def has_cpt(self) -> bool:
+        return self.cpt_domain > 0
+
+    @property
+    def has_sft(self) -> bool:
+        return self.sft_examples > 0
+
+    @property
+    def has_rl(self) -> bool:
+        return self.rl_examples > 0
+
+    @property
+    def annealed(self) -> bool:
+        return self.pretrain_schedule == 0
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.pretrain / self.size
+
+    @property
+    def name(self) -> str:
+        return format_config(self)
+
+    def parent(self) -> RunConfig | None:
+        """The run whose checkpoint this one starts from (None for pretraining)."""
+        if self.has_rl:
+            return dataclasses.replace(self, rl_examples=0, rl_epochs=0)
+        if self.has_sft:
+            return dataclasses.replace(self, sft_examples=0, sft_epochs=0)
+        if self.has_cpt:
+            return dataclasses.replace(self, cpt_replay=0, cpt_domain=0)
+        return None
+
+    def stage(self) -> str:
+        """The last stage this run trains: 'pt', 'cpt', 'sft' or 'rl'."""
+        return "rl" if self.has_rl else "sft" if self.has_sft else "cpt" if self.has_cpt else "pt"
+
+    def replace(self, **changes) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+# -- numbers with units -----------------------------------------------------------------------------
+def _count(text: str, unit: str, what: str, part: str) -> int:
+    """'1.6' with unit 'B' → 1_600_000_000 exactly; must be a whole number of items."""
+    try:
+        value = Decimal(text) * UNITS[unit]
+    except (InvalidOperation, KeyError):
+        raise ConfigError(f"bad {what} '{part}'") from None
+    if value != value.to_integral_value():
+        raise ConfigError(f"bad {what} '{part}': {text}{unit} is not a whole number")
+    return int(value)
+
+
+def _mantissa(value: int, unit: str) -> str:
+    """The shortest exact decimal for value / unit: 1_600_000_000, 'B' → '1.6'."""
+    text = format(Decimal(value) / UNITS[unit], "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _pick_unit(largest: int, units: str) -> str:
+    """The largest unit in which the largest value is at least 1."""
+    for unit in reversed(units):
+        if largest >= UNITS[unit]:
+            return unit
+    return units[0]
+
+
+def format_size(params: int) -> str:
+    """EvoLM-style sizes: the largest unit giving a mantissa ≥ 0.1 with one decimal (0.5B, 0.3M), else ≥ 1 (125M)."""
+    for unit in "TBMK":
+        m = _mantissa(params, unit)
+        if params * 10 >= UNITS[unit] and len(m.partition(".")[2]) <= 1:
+            return m + unit
+    unit = _pick_unit(params, "KMBT")
+    return _mantissa(params, unit) + (unit if params >= 1000 else "")
+
+
+def format_tokens(*counts: int) -> str:
+    """'160BT', '8+42BT', '1.6+48.4BT': one unit for the group, chosen by its largest count."""
+    unit = _pick_unit(max(counts), "KMBT")
+    return "+".join(_mantissa(c, unit) for c in counts) + unit + "T"
+
+
+def format_examples(examples: int, epochs: int) -> str:
+    unit = _pick_unit(examples, "KMB")
+    if examples < 1000:
+        unit = ""
+    return f"{_mantissa(examples, unit)}{unit}ep{epochs}"
+
+
+def format_config(c: RunConfig) -> str:
+    pt = format_tokens(c.pretrain, c.pretrain_schedule).replace("+", "of") if c.pretrain_schedule else format_tokens(c.pretrain)
+    parts = [format_size(c.size), pt]
+    if c.has_cpt:
+        parts.append(format_tokens(c.cpt_replay, c.cpt_domain))
+    if c.has_sft:
+        parts.append(format_examples(c.sft_examples, c.sft_epochs))
+    if c.has_rl:
+        parts.append(format_examples(c.rl_examples, c.rl_epochs))
+    return "-".join(parts)
+
+
+# -- parsing ----------------------------------------------------------------------------------------
+_SIZE = re.compile(rf"({_NUM})([KMBT]?)")
+_TOKENS = re.compile(rf"({_NUM})([KMBT])T")
+_PRETRAIN = re.compile(rf"({_NUM})(?:of({_NUM}))?([KMBT])T")
+_CPT = re.compile(rf"({_NUM})\+({_NUM})([KMBT])T")
+_EXAMPLES = re.compile(rf"({_NUM})([KMB]?)ep(\d+)")
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise ConfigError(f"bad size '{text}': expected a parameter count such as 1B, 125M or 0.3M")
+    n = _count(m[1], m[2], "size", text)
+    if n <= 0:
+        raise ConfigError(f"bad size '{text}': must be positive")
+    return n
+
+
+def parse_pretrain(text: str) -> tuple[int, int]:
+    """'320BT' → (320e9, 0); '20of160BT' → (20e9, 160e9)."""
+    m = _PRETRAIN.fullmatch(text.strip())
+    if not m:
+        raise ConfigError(f"bad pretraining tokens '{text}': expected a token count such as 160BT, 4MT or 20of160BT")
+    tokens = _count(m[1], m[3], "pretraining tokens", text)
+    schedule = _count(m[2], m[3], "pretraining tokens", text) if m[2] else 0
+    if tokens <= 0:
+        raise ConfigError(f"bad pretraining tokens '{text}': must be positive")
+    return tokens, schedule
+
+
+def parse_cpt(text: str) -> tuple[int, int]:
+    """'8+42BT' → (8e9, 42e9): replay + domain tokens."""
+    m = _CPT.fullmatch(text.strip())
+    if not m:
+        raise ConfigError(f"bad CPT mix '{text}': expected {{replay}}+{{domain}} tokens such as 8+42BT or 0+50BT")
+    return _count(m[1], m[3], "CPT mix", text), _count(m[2], m[3], "CPT mix", text)
+
+
+def parse_examples(text: str, stage: str = "SFT") -> tuple[int, int]:
+    """'100Kep1' → (100_000, 1)."""
+    m = _EXAMPLES.fullmatch(text.strip())
+    if not m:
+        raise ConfigError(f"bad {stage} budget '{text}': expected {{examples}}ep{{epochs}} such as 100Kep1")
+    examples, epochs = _count(m[1], m[2], f"{stage} budget", text), int(m[3])
+    if examples <= 0 or epochs <= 0:
+        raise ConfigError(f"bad {stage} budget '{text}': examples and epochs must be positive")
+    return examples, epochs
+
+
+def parse_config(name: str) -> RunConfig:
+    """Parse an EvoLM name; raises ConfigError naming the bad part."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"empty run name: expected {NAME_FORM}")
+    parts = name.strip().split("-")
+    if len(parts) < 2:
+        raise ConfigError(f"bad run name '{name}': expected {NAME_FORM}")
+    size = parse_size(parts[0])
+    pretrain, schedule = parse_pretrain(parts[1])
+    fields = dict(size=size, pretrain=pretrain, pretrain_schedule=schedule)
+    rest = parts[2:]
+    if rest and "+" in rest[0]:
+        fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(rest.pop(0))
+        if fields["cpt_domain"] == 0:
+            raise ConfigError(f"bad CPT mix '{parts[2]}': domain tokens must be > 0")
+    if len(rest) > 2:
+        raise ConfigError(f"bad run name '{name}': too many parts after the CPT field; expected {NAME_FORM}")
+    for stage, part in zip(("sft", "rl"), rest):
+        if "+" in part:
+            raise ConfigError(f"bad run name '{name}': the CPT field '{part}' must come right after the PT tokens")
+        fields[f"{stage}_examples"], fields[f"{stage}_epochs"] = parse_examples(part, stage.upper())
+    return RunConfig(**fields)
+
+
+def config_from_flags(
+    size: str = "1B",
+    pretrain: str | None = None,
+    cpt: str | None = None,
+    sft: str | None = None,
+    rl: str | None = None,
+) -> RunConfig:
+    """The CLI's stage flags (--size 1B --pretrain 320BT --cpt 8+42BT --sft 100Kep1 --rl 100Kep8)."""
+    if pretrain is None:
+        raise ConfigError("--pretrain is required, e.g. --pretrain 320BT")
+    if rl is not None and sft is None:
+        raise ConfigError("RL without SFT: give --sft before --rl, e.g. --sft 100Kep1 --rl 100Kep8")
+    fields = dict(size=parse_size(size))
+    fields["pretrain"], fields["pretrain_schedule"] = parse_pretrain(pretrain)
+    if cpt is not None:
+        fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(cpt)
+        if fields["cpt_domain"] == 0:
+            raise ConfigError(f"bad CPT mix '{cpt}': domain tokens must be > 0")
+    if sft is not None:
+        fields["sft_examples"], fields["sft_epochs"] = parse_examples(sft, "SFT")
+    if rl is not None:
+        fields["rl_examples"], fields["rl_epochs"] = parse_examples(rl, "RL")
+    return RunConfig(**fields)
