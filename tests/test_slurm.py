@@ -1,0 +1,254 @@
+"""Tests against a real Slurm cluster: the single-node one of train_runs/slurm/local_slurm.sh.
+
+    bash train_runs/slurm/local_slurm.sh install && bash train_runs/slurm/local_slurm.sh up
+    DYNSIM_REQUIRE_SLURM=1 pytest -m slurm tests/test_slurm.py
+    bash train_runs/slurm/local_slurm.sh down
+
+Without a cluster every test here is skipped with the reason; with DYNSIM_REQUIRE_SLURM=1 they
+fail instead (CI sets it after `up`, so a broken cluster cannot pass as "skipped").
+
+Every wait is bounded (jobs are cancelled on timeout), so the file cannot hang; it takes well
+under a minute on the 2-core dev machine. submitit is always given `cluster="slurm"` explicitly:
+once the Slurm client is installed AutoExecutor would pick Slurm anyway, but we do not rely on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import pytest
+import submitit
+from submitit.core.utils import UncompletedJobError
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = Path(os.environ.get("DYNSIM_SLURM_DIR") or REPO / ".cache" / "slurm")
+REQUIRE = os.environ.get("DYNSIM_REQUIRE_SLURM") == "1"
+UP_HINT = "bash train_runs/slurm/local_slurm.sh install && bash train_runs/slurm/local_slurm.sh up"
+
+JOB_TIMEOUT_S = 60  # a trivial job takes ~1 s here; 60 s means something is broken
+FAIL_DETECT_S = 60  # a self-SIGKILLed job shows FAILED within ~1-3 s (needs slurmdbd's sacct)
+
+
+def _run(cmd: list[str], timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _cluster_problem() -> str | None:
+    """None when a Slurm cluster answers with a usable node and accounting, else why not."""
+    if shutil.which("sinfo") is None:
+        return f"Slurm client not installed (no `sinfo` on PATH); run: {UP_HINT}"
+    try:
+        info = _run(["sinfo", "-h", "-o", "%T"])
+    except subprocess.TimeoutExpired:
+        return f"`sinfo` did not answer within 20 s: slurmctld is not up; run: {UP_HINT}"
+    if info.returncode != 0:
+        return f"Slurm cluster is not up (`sinfo`: {info.stderr.strip()[:200]}); run: {UP_HINT}"
+    states = set(info.stdout.split())
+    if not states & {"idle", "mixed", "allocated", "completing"}:
+        return f"no usable Slurm node (states: {sorted(states) or 'none'}); run: {UP_HINT}"
+    try:
+        acct = _run(["sacct", "-n", "-X", "-S", "now"])
+    except subprocess.TimeoutExpired:
+        return "`sacct` did not answer within 20 s: slurmdbd is not up"
+    if acct.returncode != 0:
+        # Without accounting submitit cannot see a job that died before writing its result
+        # and would wait forever, so we do not run these tests against such a cluster.
+        return f"Slurm accounting (sacct/slurmdbd) not working: {acct.stderr.strip()[:200]}"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    with pytest.MonkeyPatch.context() as mp:
+        conf = SLURM_DIR / "etc" / "slurm.conf"
+        if "SLURM_CONF" not in os.environ and conf.is_file():
+            # local_slurm.sh links /etc/slurm/slurm.conf to it, but do not depend on that.
+            mp.setenv("SLURM_CONF", str(conf))
+        problem = _cluster_problem()
+        if problem is not None:
+            if REQUIRE:
+                pytest.fail(f"DYNSIM_REQUIRE_SLURM=1 but {problem}", pytrace=False)
+            pytest.skip(problem)
+        # The job bodies below live in this test module, which the job's Python cannot import
+        # (pytest put tests/ on sys.path only here): ship them by value, not by reference.
+        module = sys.modules[__name__]
+        cloudpickle.register_pickle_by_value(module)
+        try:
+            yield
+        finally:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> submitit.AutoExecutor:
+    ex = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm")
+    ex.update_parameters(timeout_min=5, cpus_per_task=1, mem_gb=0.5, name="dynsim-test")
+    return ex
+
+
+def _wait_done(job: submitit.Job, timeout_s: float) -> float:
+    """Waits (bounded) until `job` is finished; returns seconds waited. Cancels it on timeout.
+
+    `job.done(force_check=True)` asks sacct every time: submitit's own polling backs off to
+    minutes, which is right for a real cluster but too slow for a test.
+    """
+    t0 = time.monotonic()
+    while not job.done(force_check=True):
+        if time.monotonic() - t0 > timeout_s:
+            job.cancel(check=False)
+            pytest.fail(f"job {job.job_id} not finished after {timeout_s} s (state {job.state})")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def _final_state(job: submitit.Job, timeout_s: float = 30) -> str:
+    """Slurm's state of a finished job, once Slurm has finished it too (bounded wait).
+
+    The result file appears before the job leaves RUNNING/COMPLETING, and `job.state` is
+    cached, so ask sacct afresh.
+    """
+    t0 = time.monotonic()
+    while True:
+        state = job.watcher.get_state(job.job_id, mode="force")
+        if job.watcher.is_done(job.job_id, mode="cache") or time.monotonic() - t0 > timeout_s:
+            return state
+        time.sleep(0.2)
+
+
+def _cancel_all(jobs: list[submitit.Job]) -> None:
+    """On a failing test only: never cancel a finished job (it would turn CANCELLED)."""
+    for j in jobs:
+        try:
+            j.cancel(check=False)
+        except Exception:  # best effort cleanup
+            pass
+
+
+# ---------------------------------------------------------------- job bodies (run in the job)
+
+
+def _where_am_i(x: int) -> dict:
+    import socket
+
+    return {
+        "square": x * x,
+        "job_id": os.environ.get("SLURM_JOB_ID"),
+        "token": os.environ.get("DYNSIM_SLURM_TEST_TOKEN"),
+        "host": socket.gethostname(),
+    }
+
+
+def _parent(marker: str, sleep_s: float) -> str:
+    time.sleep(sleep_s)
+    Path(marker).write_text("parent done")
+    return "parent"
+
+
+def _child(marker: str, i: int) -> tuple[int, str | None, str | None]:
+    m = Path(marker)
+    return i, (m.read_text() if m.exists() else None), os.environ.get("SLURM_ARRAY_TASK_ID")
+
+
+def _dies_first_time(marker: str) -> str:
+    m = Path(marker)
+    if not m.exists():
+        m.write_text("attempt 1")
+        os.kill(os.getpid(), 9)  # SIGKILL: no Python cleanup, no result file
+    return "ok after resubmission"
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_submit_function_and_get_result(executor, monkeypatch):
+    monkeypatch.setenv("DYNSIM_SLURM_TEST_TOKEN", "inherited-42")  # jobs inherit the env
+    t0 = time.monotonic()
+    job = executor.submit(_where_am_i, 7)
+    assert isinstance(job, submitit.SlurmJob)
+    try:
+        _wait_done(job, JOB_TIMEOUT_S)
+        out = job.result()
+    except BaseException:
+        _cancel_all([job])
+        raise
+    print(f"submit->result {time.monotonic() - t0:.2f} s")
+    assert out["square"] == 49
+    assert out["job_id"] == job.job_id
+    assert out["token"] == "inherited-42"
+    assert _final_state(job) == "COMPLETED"
+
+
+def test_array_with_afterok_dependency_runs_after_parent(executor, tmp_path):
+    marker = tmp_path / "parent.marker"
+    parent = executor.submit(_parent, str(marker), 3.0)
+    executor.update_parameters(
+        slurm_additional_parameters={"dependency": f"afterok:{parent.job_id}"},
+        slurm_array_parallelism=3,
+    )
+    children = executor.map_array(_child, [str(marker)] * 3, [0, 1, 2])
+    jobs = [parent, *children]
+    try:
+        assert len(children) == 3
+        array_id = children[0].job_id.split("_")[0]
+        assert all(c.job_id.startswith(array_id + "_") for c in children)
+        # While the parent runs (it sleeps 3 s), the array is held back by the dependency.
+        q = _run(["squeue", "-h", "-r", "-j", array_id, "-o", "%T|%E"])
+        assert q.returncode == 0, q.stderr
+        rows = [line.split("|") for line in q.stdout.splitlines()]
+        assert len(rows) == 3, rows
+        for state, dependency in rows:
+            assert state == "PENDING", rows
+            assert dependency.startswith(f"afterok:{parent.job_id}"), rows
+
+        _wait_done(parent, JOB_TIMEOUT_S)
+        assert parent.result() == "parent"
+        for c in children:
+            _wait_done(c, JOB_TIMEOUT_S)
+        results = sorted(c.result() for c in children)
+        states = [_final_state(j) for j in jobs]
+    except BaseException:
+        _cancel_all(jobs)
+        raise
+    assert states == ["COMPLETED"] * 4, states
+    # Each task saw the file the parent wrote as its last act: it started after the parent.
+    assert results == [(i, "parent done", str(i)) for i in range(3)]
+    # And Slurm's accounting agrees: no child started before the parent ended.
+    acct = _run(["sacct", "-n", "-X", "-P", "-o", "JobID,Start,End", "-j", f"{parent.job_id},{array_id}"])
+    assert acct.returncode == 0, acct.stderr
+    rows = {r.split("|")[0]: r.split("|")[1:] for r in acct.stdout.split()}
+    parent_end = rows[parent.job_id][1]
+    for c in children:
+        assert rows[c.job_id][0] >= parent_end, (c.job_id, rows)  # ISO timestamps compare as text
+
+
+def test_sigkilled_job_reported_failed_and_resubmission_succeeds(executor, tmp_path):
+    marker = tmp_path / "attempt.marker"
+    job = executor.submit(_dies_first_time, str(marker))
+    try:
+        waited = _wait_done(job, FAIL_DETECT_S)
+    except BaseException:
+        _cancel_all([job])
+        raise
+    print(f"SIGKILLed job seen finished after {waited:.2f} s, state {job.state}")
+    assert marker.read_text() == "attempt 1"  # it really ran, then died
+    assert _final_state(job) == "FAILED"
+    job._results_timeout_s = 1  # submitit waits 15 s for a late result file (slow NFS); not here
+    with pytest.raises(UncompletedJobError, match="has not produced any output"):
+        job.result()
+
+    retry = executor.submit(_dies_first_time, str(marker))
+    try:
+        _wait_done(retry, JOB_TIMEOUT_S)
+        assert retry.result() == "ok after resubmission"
+    except BaseException:
+        _cancel_all([retry])
+        raise
+    assert _final_state(retry) == "COMPLETED"
