@@ -41,10 +41,29 @@ def _run(cmd: list[str], timeout: float = 20) -> subprocess.CompletedProcess[str
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def _local_cluster_down() -> bool:
+    """True when the configured cluster is local_slurm.sh's and its slurmctld is not running.
+
+    Saves the ~10 s that `sinfo` spends retrying a controller that is not there.
+    """
+    conf = Path(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf")
+    if conf.resolve() != (SLURM_DIR / "etc" / "slurm.conf").resolve():
+        return False  # some other cluster: ask it
+    try:
+        pid = int((SLURM_DIR / "run" / "slurmctld.pid").read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return True
+    comm, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+    return comm != "slurmctld" or state == "Z"
+
+
 def _cluster_problem() -> str | None:
     """None when a Slurm cluster answers with a usable node and accounting, else why not."""
     if shutil.which("sinfo") is None:
         return f"Slurm client not installed (no `sinfo` on PATH); run: {UP_HINT}"
+    if _local_cluster_down():
+        return f"the local Slurm cluster ({SLURM_DIR}) is not up; run: {UP_HINT}"
     try:
         info = _run(["sinfo", "-h", "-o", "%T"])
     except subprocess.TimeoutExpired:

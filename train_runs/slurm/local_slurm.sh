@@ -53,6 +53,8 @@ pid_alive() {
     [[ -n "$pid" ]] || return 1
     [[ -r "/proc/$pid/comm" ]] || return 1
     [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm" ]] || return 1
+    # A zombie (dead, not yet reaped by its parent) is not running.
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
     echo "$pid"
 }
 
@@ -182,6 +184,7 @@ AccountingStoragePort=$DBD_PORT
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
+MailProg=/bin/true
 # Fast turnaround on one small node.
 KillWait=5
 MinJobAge=300
@@ -276,10 +279,12 @@ start_mariadbd() {
     log "starting mariadbd on 127.0.0.1:$DB_PORT"
     rm -f "$RUN/mariadbd.pid"
     # --no-defaults: ignore /etc/mysql; root here, so --user=root (the datadir is ours).
+    # InnoDB values are the ones slurmdbd checks at start (1024M: no "not recommended" error;
+    # the pool is reserved address space, touched only as the tiny accounting DB needs).
     setsid mariadbd --no-defaults --user=root \
         --datadir="$DB_DIR/data" --socket="$DB_SOCK" --pid-file="$RUN/mariadbd.pid" \
         --bind-address=127.0.0.1 --port="$DB_PORT" --log-error="$LOG/mariadbd.log" \
-        --innodb-buffer-pool-size=128M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
+        --innodb-buffer-pool-size=1024M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
         --max-allowed-packet=16M \
         < /dev/null >> "$LOG/mariadbd.log" 2>&1 &
     wait_for 60 "mariadbd ping" mariadb-admin --no-defaults --socket="$DB_SOCK" -uroot ping \
