@@ -62,6 +62,13 @@ def _cluster_problem() -> str | None:
     """None when a Slurm cluster answers with a usable node and accounting, else why not."""
     if shutil.which("sinfo") is None:
         return f"Slurm client not installed (no `sinfo` on PATH); run: {UP_HINT}"
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():
+        return f"SLURM_CONF={conf} does not exist; run: {UP_HINT}"
+    etc_conf = Path("/etc/slurm/slurm.conf")
+    if not conf and etc_conf.is_symlink() and not etc_conf.exists():
+        # left by local_slurm.sh for a state dir since deleted (sinfo would hang ~20 s on it)
+        return f"{etc_conf} links to a missing {os.readlink(etc_conf)}; run: {UP_HINT}"
     if _local_cluster_down():
         return f"the local Slurm cluster ({SLURM_DIR}) is not up; run: {UP_HINT}"
     try:
