@@ -248,6 +248,8 @@ start_munged() {
     chown munge:munge "$MUNGE_KEY" "$(dirname "$MUNGE_KEY")"
     chmod 700 "$(dirname "$MUNGE_KEY")"; chmod 400 "$MUNGE_KEY"
     install -d -o munge -g munge -m 755 "$MUNGE_SOCKDIR"
+    runuser -u munge -- test -x "$DIR" \
+        || die "the munge user cannot reach $DIR (a parent directory is not world-executable, e.g. /root): pick another DYNSIM_SLURM_DIR"
     install -d -o munge -g munge -m 700 "$MUNGE_DIR"
     rm -f "$MUNGE_DIR/munged.pid"
     log "starting munged"
