@@ -1,0 +1,310 @@
+"""The run store: `train(config, out_dir)` trains whatever stages of a run are missing and records results.
+
+Layout (one folder per stage config of the lineage, one per seed):
+    out_dir/<config name>/seed<k>/model.pt      final weights of that stage (+ model shape, recipe hash)
+    out_dir/<config name>/seed<k>/resume.pt     last in-stage checkpoint; removed when the stage finishes
+    out_dir/<config name>/seed<k>/train_log.json loss / reward history of the stage
+    out_dir/<config name>/seed<k>/result.json   the `dynsim.result/1` record (written atomically)
+    out_dir/_wsd_stable/<size>-seed<k>-<hash>/step<N>.pt   stable-phase states shared by WSD budget sweeps
+
+`0.3M-4MT-1+3MT-2Kep1` trains PT (`0.3M-4MT`), CPT and SFT, each from its parent's model.pt, and evaluates every
+stage (upstream always; SFT and RL also downstream). A second call with `...-2Kep1-2Kep4` reuses all three and
+trains only RL. A killed run resumes from its last resume.pt and replays the same batches (tests prove it).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dynsim.config import RunConfig, format_size, parse_config
+from train_runs import data, evaluate, stages, tasks
+from train_runs.model import GPT, ModelConfig, config_for_params
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+SCHEMA = "dynsim.result/1"
+TRAINING_SECTIONS = ("data", "model", "pt", "cpt", "sft", "rl")  # what a checkpoint's numbers depend on
+
+
+# -- recipes ------------------------------------------------------------------------------------------
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("mix", "domain_mix") else v
+    return out
+
+
+def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None) -> dict:
+    """The resolved hyperparameters for one model size.
+
+    recipe: None (recipes/miniature.toml), a recipe name or TOML path, or a dict of overrides merged onto the
+    default (e.g. {"data": {"general_corpus": "sample"}, "pt": {"lr": 1e-3}}).
+    """
+    base_path = RECIPES / "miniature.toml"
+    overrides = {}
+    if isinstance(recipe, dict):
+        overrides = recipe
+    elif recipe is not None:
+        base_path = Path(recipe) if str(recipe).endswith(".toml") else RECIPES / f"{recipe}.toml"
+        if not base_path.is_file():
+            raise FileNotFoundError(f"recipe '{recipe}' not found (looked for {base_path})")
+    with open(base_path, "rb") as f:
+        hp = tomllib.load(f)
+    hp = _merge(hp, overrides)
+    by_size = hp.pop("size", {})
+    if size is not None and by_size:
+        from dynsim.config import parse_size
+        fitting = sorted((parse_size(k), v) for k, v in by_size.items() if parse_size(k) <= size)
+        if fitting:
+            hp = _merge(hp, fitting[-1][1])
+    for section in ("data", "model", "run", "pt", "cpt", "sft", "rl", "eval"):
+        if section not in hp:
+            raise ValueError(f"recipe {base_path} lacks the [{section}] table")
+    return hp
+
+
+def recipe_hash(hp: dict) -> str:
+    return data.sha(json.dumps({k: hp[k] for k in TRAINING_SECTIONS}, sort_keys=True)
+                    + f"/autocast_cpu={hp['run']['autocast_cpu']}")
+
+
+# -- the data every stage of one run shares -----------------------------------------------------------
+@dataclass
+class Context:
+    hp: dict
+    seed: int
+    device: torch.device
+    autocast: bool
+    tok: object
+    eos_id: int
+    general_train: np.ndarray
+    general_heldout: np.ndarray
+    domain_heldout: np.ndarray
+    cloze: list
+    data_hash: str
+    code_version: str
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=data.REPO, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "train_runs"], cwd=data.REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from dynsim import __version__
+        return f"dynsim {__version__}"
+
+
+def make_context(hp: dict, seed: int) -> Context:
+    run = hp["run"]
+    if run["device"] == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(run["device"])
+    autocast = device.type == "cuda" or bool(run["autocast_cpu"])
+    corpus = data.load_general_corpus(hp["data"]["general_corpus"])
+    tok = data.get_tokenizer(corpus, hp["data"]["vocab_size"])
+    general_train = data.cached_tokens(tok, corpus.train_docs, "general-train")
+    general_heldout = data.cached_tokens(tok, corpus.eval_docs, "general-heldout")
+    domain_heldout = data.domain_tokens(tok, hp["data"]["domain_mix"], hp["eval"]["text_tokens"] + 1, "eval")
+    cloze = evaluate.cloze_items(corpus.eval_docs, hp["eval"]["cloze_items"])
+    data_hash = data.sha(corpus.hash, data.tokenizer_hash(tok), tasks.TASKS_VERSION)
+    return Context(hp, seed, device, autocast, tok, tok.token_to_id(data.EOS), general_train, general_heldout,
+                   domain_heldout, cloze, data_hash, code_version())
+
+
+# -- stages ------------------------------------------------------------------------------------------
+def lineage(config: RunConfig) -> list[RunConfig]:
+    """[PT config, ..., config]: the stage configs this run passes through."""
+    chain = [config]
+    while chain[0].parent() is not None:
+        chain.insert(0, chain[0].parent())
+    return chain
+
+
+def run_dir(out_dir: Path, config: RunConfig, seed: int) -> Path:
+    return Path(out_dir) / config.name / f"seed{seed}"
+
+
+def model_config(config: RunConfig, hp: dict) -> ModelConfig:
+    m = hp["model"]
+    return config_for_params(config.size, hp["data"]["vocab_size"], m["head_dim"], m["max_seq_len"], m["aspect"])
+
+
+def load_model(path: Path, ctx: Context) -> GPT:
+    state = torch.load(path, map_location=ctx.device, weights_only=False)
+    if state["recipe_hash"] != recipe_hash(ctx.hp) or state["data_hash"] != ctx.data_hash:
+        raise ValueError(f"{path} was trained with another recipe or data; use a different out_dir for this recipe")
+    model = GPT(ModelConfig(**state["model_config"])).to(ctx.device)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here: Path) -> stages.Loop:
+    """The stage-specific part: batches, step count and LR schedule of the last stage of `config`."""
+    hp, seed, T, dev, ac = ctx.hp, ctx.seed, ctx.hp["data"]["block_size"], ctx.device, ctx.autocast
+    stage = config.stage()
+    general = data.TokenStream(ctx.general_train, T, offset=int(np.random.default_rng([seed, 11]).integers(1 << 30)))
+    common = dict(resume_path=here / "resume.pt", checkpoint_every=hp["run"]["checkpoint_every"],
+                  log_every=hp["run"]["log_every"])
+    if stage == "pt":
+        p = hp["pt"]
+        n_seqs = stages.n_sequences(config.pretrain, T)
+        total = math.ceil(n_seqs / p["batch_size"])
+        planned = math.ceil(stages.n_sequences(config.pretrain_schedule or config.pretrain, T) / p["batch_size"])
+        loop = stages.Loop("pt", total, stages.pt_loop_fn(model, general, n_seqs, p["batch_size"], dev, ac),
+                           lambda s: stages.stage_lr(p, s, planned), p, **common)
+        if p["schedule"] == "wsd":
+            add_wsd_branching(loop, config, ctx, out_dir, planned)
+        return loop
+    if stage == "cpt":
+        p = hp["cpt"]
+        n_replay = round(config.cpt_replay / T)
+        n_domain = stages.n_sequences(config.cpt_domain, T)
+        domain = data.TokenStream(data.domain_tokens(ctx.tok, hp["data"]["domain_mix"], n_domain * T + 1, "train", seed), T)
+        source = stages.cpt_schedule(n_replay, n_domain, seed)
+        total = math.ceil(len(source) / p["batch_size"])
+        replay_start = stages.n_sequences(config.pretrain, T)  # replay continues the PT stream where PT stopped
+        return stages.Loop("cpt", total, stages.cpt_loop_fn(model, general, replay_start, domain, source,
+                                                            p["batch_size"], dev, ac),
+                           lambda s: stages.stage_lr(p, s, total), p, **common)
+    if stage == "sft":
+        p = hp["sft"]
+        items = tasks.make_mixture(p["mix"], "train", config.sft_examples, seed, stream="sft")
+        encoded = [stages.encode_example(ctx.tok, it, ctx.eos_id, model.cfg.max_seq_len) for it in items]
+        order = stages.epoch_order(len(items), config.sft_epochs, seed, "sft")
+        total = math.ceil(len(order) / p["batch_size"])
+        return stages.Loop("sft", total, stages.sft_loop_fn(model, encoded, order, p["batch_size"], ctx.eos_id, dev, ac),
+                           lambda s: stages.stage_lr(p, s, total), p, **common)
+    p = hp["rl"]
+    ref = copy.deepcopy(model).eval().requires_grad_(False)  # the SFT model: KL anchor
+    prompts = tasks.make_mixture(p["mix"], "train", config.rl_examples, seed, stream="rl")
+    order = stages.epoch_order(len(prompts), config.rl_epochs, seed, "rl")
+    total = math.ceil(len(order) / p["prompts_per_step"])
+    return stages.Loop("rl", total, stages.grpo_loop_fn(model, ref, ctx.tok, prompts, order, p, ctx.eos_id, seed, dev, ac),
+                       lambda s: stages.stage_lr(p, s, total), p, **common)
+
+
+def add_wsd_branching(loop: stages.Loop, config: RunConfig, ctx: Context, out_dir: Path, planned: int) -> None:
+    """WSD runs share one stable trajectory: save it every `stable_every` steps and start from the latest saved
+    state that lies inside this run's own stable phase (the decay branch then starts at its decay step)."""
+    p = ctx.hp["pt"]
+    shared = Path(out_dir) / "_wsd_stable" / f"{format_size(config.size)}-seed{ctx.seed}-{recipe_hash(ctx.hp)}"
+    shared.mkdir(parents=True, exist_ok=True)
+    decay_start = stages.wsd_decay_start(planned, p["decay_frac"])
+    last = min(decay_start, loop.total_steps)
+    every = p.get("stable_every", 500)
+    loop.save_at = {s: shared / f"step{s}.pt" for s in range(every, last + 1, every)}
+    loop.save_at[last] = shared / f"step{last}.pt"
+    saved = sorted(int(f.stem[4:]) for f in shared.glob("step*.pt") if int(f.stem[4:]) <= last)
+    if saved and not loop.resume_path.exists():
+        state = torch.load(shared / f"step{saved[-1]}.pt", map_location=ctx.device, weights_only=False)
+        state["history"], state["elapsed_s"] = list(state["history"]), 0.0  # time spent here, not in the donor run
+        loop.start_state = state
+        for s in [s for s in loop.save_at if s <= saved[-1]]:
+            del loop.save_at[s]
+
+
+def train_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> None:
+    here = run_dir(out_dir, config, ctx.seed)
+    here.mkdir(parents=True, exist_ok=True)
+    parent = config.parent()
+    if parent is None:
+        torch.manual_seed(ctx.seed)
+        model = GPT(model_config(config, ctx.hp)).to(ctx.device)
+    else:
+        model = load_model(run_dir(out_dir, parent, ctx.seed) / "model.pt", ctx)
+    loop = stage_loop(config, model, ctx, out_dir, here)
+    result = stages.run_loop(model, loop, bar)
+    log = {"config": config.name, "stage": config.stage(), "steps": loop.total_steps, **result}
+    data.atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
+    stages.atomic_torch_save({"model": model.state_dict(), "model_config": model.cfg.to_dict(), "config": config.name,
+                              "recipe_hash": recipe_hash(ctx.hp), "data_hash": ctx.data_hash,
+                              "elapsed_s": result["elapsed_s"], "steps": loop.total_steps}, here / "model.pt")
+    loop.resume_path.unlink(missing_ok=True)
+
+
+# -- evaluation and the record ---------------------------------------------------------------------------
+def evaluate_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> dict:
+    here = run_dir(out_dir, config, ctx.seed)
+    model = load_model(here / "model.pt", ctx)
+    hp, t0 = ctx.hp["eval"], time.perf_counter()
+    downstream = config.has_sft
+    job = bar.add_task("EVAL", total=1 + (len(tasks.GENERATORS) if downstream else 0)) if bar else None
+    metrics = evaluate.upstream(model, ctx.tok, ctx.general_heldout, ctx.domain_heldout, ctx.cloze, hp,
+                                ctx.hp["data"]["block_size"], ctx.autocast)
+    n_items = {m["task"]: m["n_items"] for m in metrics if m["task"] == "hellaswag_like"}
+    if bar:
+        bar.update(job, advance=1)
+    if downstream:
+        for task in tasks.GENERATORS:
+            metrics += evaluate.downstream(model, ctx.tok, task, hp["n_items"], hp["k"], hp, ctx.seed, ctx.autocast)
+            n_items[task] = hp["n_items"]
+            if bar:
+                bar.update(job, advance=1)
+    timings = {}
+    for c in lineage(config):
+        state = torch.load(run_dir(out_dir, c, ctx.seed) / "model.pt", map_location="cpu", weights_only=False)
+        timings[f"{c.stage()}_s"] = round(state["elapsed_s"], 3)
+    timings["eval_s"] = round(time.perf_counter() - t0, 3)
+    record = {
+        "schema": SCHEMA, "config": config.name, "seed": ctx.seed,
+        "metrics": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in m.items()} for m in metrics],
+        "tasks": evaluate.task_table(n_items),
+        "timings": timings,
+        "provenance": {"code_version": ctx.code_version, "data_hash": ctx.data_hash, "recipe": ctx.hp,
+                       "torch": torch.__version__, "device": str(ctx.device), "n_params": model.n_params(),
+                       "model": model.cfg.to_dict(), "general_corpus": ctx.hp["data"]["general_corpus"],
+                       "parent": config.parent().name if config.parent() else None},
+    }
+    data.atomic_write_bytes(here / "result.json", json.dumps(record, indent=1).encode())
+    return record
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        import contextlib
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    return Progress(TextColumn("{task.description:>5}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn())
+
+
+def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=None, progress: bool = True) -> dict:
+    """Train the missing stages of `config` (reusing finished parents in out_dir) and return its result record."""
+    if isinstance(config, str):
+        config = parse_config(config)
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig or a run name, got {type(config).__name__}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    out_dir = Path(out_dir)
+    final = run_dir(out_dir, config, seed) / "result.json"
+    if final.exists():
+        return json.loads(final.read_text())
+    hp = load_recipe(recipe, config.size)
+    torch.set_num_threads(hp["run"].get("threads") or torch.get_num_threads())
+    ctx = make_context(hp, seed)
+    record = None
+    with _progress(progress) as bar:
+        for c in lineage(config):
+            here = run_dir(out_dir, c, seed)
+            if not (here / "model.pt").exists():
+                train_stage(c, ctx, out_dir, bar)
+            if (here / "result.json").exists():
+                record = json.loads((here / "result.json").read_text())
+            else:
+                record = evaluate_stage(c, ctx, out_dir, bar)
+    return record
