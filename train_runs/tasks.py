@@ -23,7 +23,7 @@ import dataclasses
 import random
 import re
 
-TASKS_VERSION = "tasks/1"  # bump when a generator changes: it is part of every run's data hash
+TASKS_VERSION = "tasks/2"  # bump when a generator changes: it is part of every run's data hash
 ANSWER_MARK = "####"
 
 # Disjoint name lists: a training question can never equal an evaluation question.
@@ -35,6 +35,8 @@ EVAL_NAMES = ("Anna", "Bruno", "Clara", "Diego", "Elsa", "Felix", "Greta", "Hugo
 assert not set(TRAIN_NAMES) & set(EVAL_NAMES)
 OBJECTS = ("apples", "pens", "books", "coins", "cards", "eggs", "shells", "stamps", "marbles", "cookies", "rocks",
            "toys", "cups", "hats", "flowers", "stickers", "balls", "candles")
+FUNCTIONS_TRAIN = ("f", "g", "h", "calc", "step")  # code tracing has no people in it: its function names split it
+FUNCTIONS_EVAL = ("fn", "work", "solve", "apply")
 ANIMALS_TRAIN = ("cat", "dog", "owl", "fox", "bee", "cow", "eel", "yak", "ant", "bat", "pig", "hen")
 ANIMALS_EVAL = ("lion", "wolf", "frog", "duck", "goat", "mole", "seal", "crab")
 COLORS = ("red", "blue", "green", "black", "white")
@@ -94,7 +96,7 @@ def _arith(rng: random.Random, names) -> Item:
         q = f"{n} has {a} {obj}, gets {b} more and then gets {c} more. How many {obj} does {n} have?"
         return Item("arith", q, f"{a} + {b} = {a + b}. {a + b} + {c} = {a + b + c}.", a + b + c)
     if kind == 4:
-        c = rng.randint(1, a + b)
+        c = rng.randint(1, min(9, a + b))
         q = f"{n} has {a} {obj}, gets {b} more and then loses {c}. How many {obj} does {n} have?"
         return Item("arith", q, f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}.", a + b - c)
     q = f"{n} has {a} boxes of {b} {obj} and {c} loose {obj}. How many {obj} does {n} have in all?"
@@ -123,22 +125,23 @@ def _multistep(rng: random.Random, names) -> Item:
 # -- out-of-domain ----------------------------------------------------------------------------------
 def _code(rng: random.Random, names) -> Item:
     """Trace a tiny Python function (CRUXEval-like: predict the output)."""
+    f = rng.choice(FUNCTIONS_EVAL if names is EVAL_NAMES else FUNCTIONS_TRAIN)
     a, b, x = rng.randint(1, 9), rng.randint(2, 5), rng.randint(1, 9)
     kind = rng.randrange(4)
     if kind == 0:
-        src = f"def f(x):\n    y = x + {a}\n    return y * {b}"
-        return Item("code", f"{src}\nWhat is f({x})?", f"y = {x} + {a} = {x + a}. {x + a} * {b} = {(x + a) * b}.", (x + a) * b)
+        src = f"def {f}(x):\n    y = x + {a}\n    return y * {b}"
+        return Item("code", f"{src}\nWhat is {f}({x})?", f"y = {x} + {a} = {x + a}. {x + a} * {b} = {(x + a) * b}.", (x + a) * b)
     if kind == 1:
         n = rng.randint(2, 6)
         s = sum(range(n))
-        src = f"def f(n):\n    s = 0\n    for i in range(n):\n        s = s + i\n    return s"
-        return Item("code", f"{src}\nWhat is f({n})?", f"0 + ... + {n - 1} = {s}.", s)
+        src = f"def {f}(n):\n    s = {a}\n    for i in range(n):\n        s = s + i\n    return s"
+        return Item("code", f"{src}\nWhat is {f}({n})?", f"{a} + 0 + ... + {n - 1} = {a + s}.", a + s)
     xs = [rng.randint(0, 9) for _ in range(rng.randint(3, 5))]
     if kind == 2:
-        src = f"def f(xs):\n    return max(xs) - min(xs)"
-        return Item("code", f"{src}\nWhat is f({xs})?", f"{max(xs)} - {min(xs)} = {max(xs) - min(xs)}.", max(xs) - min(xs))
-    src = f"def f(xs):\n    return len(xs) + xs[0]"
-    return Item("code", f"{src}\nWhat is f({xs})?", f"{len(xs)} + {xs[0]} = {len(xs) + xs[0]}.", len(xs) + xs[0])
+        src = f"def {f}(xs):\n    return max(xs) - min(xs)"
+        return Item("code", f"{src}\nWhat is {f}({xs})?", f"{max(xs)} - {min(xs)} = {max(xs) - min(xs)}.", max(xs) - min(xs))
+    src = f"def {f}(xs):\n    return len(xs) + xs[0]"
+    return Item("code", f"{src}\nWhat is {f}({xs})?", f"{len(xs)} + {xs[0]} = {len(xs) + xs[0]}.", len(xs) + xs[0])
 
 
 def _logic(rng: random.Random, names) -> Item:
