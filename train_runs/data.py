@@ -34,7 +34,7 @@ SAMPLE = Path(__file__).resolve().parent / "data" / "general_sample.txt"
 WORDNET_DIR = Path(os.environ.get("DYNSIM_WORDNET_DIR", "/usr/share/wordnet"))
 EOS = "<|endoftext|>"
 HELDOUT_EVERY = 20  # 1 in 20 documents (5%) is held out
-TOKENIZER_VERSION = "bpe-bytelevel-digits/2"
+TOKENIZER_VERSION = "bpe-bytelevel-digits/3"
 
 
 def cache_dir() -> Path:
@@ -137,16 +137,27 @@ def load_general_corpus(source: str = "wordnet") -> GeneralCorpus:
 
 
 # -- tokenizer --------------------------------------------------------------------------------------
+# Text in the answer format, so 'Q:', ' A:', ' ####' and ' 7' (space + digit) earn merges: a worked problem then
+# costs ~50 tokens instead of ~75. Built from a fixed pattern, not from tasks.py: the tokenizer (and with it every
+# pretrained checkpoint) must not change when a task generator does.
+FORMAT_SNIPPETS = tuple(f"Q: How many are there now? A: {a} {op} {b} = {eval(f'{a}{op}{b}')}. #### {eval(f'{a}{op}{b}')}"
+                        for a in range(10) for b in range(10) for op in "+-*") + (
+    "Answer 1 for yes, 0 for no.", "def f(x):\n    y = x + 1\n    return y * 2", "Table: name | count ; ")
+FORMAT_SHARE = 0.08  # of the tokenizer's training characters
+
+
 def tokenizer_training_text(corpus: GeneralCorpus) -> list[str]:
-    """General training text plus training-split task text, so 'Q:', ' A:', '####' get their own merges."""
-    task_text = [it.text for t in tasks.GENERATORS for it in tasks.make_items(t, "train", 2000, stream="tokenizer")]
-    return corpus.train_docs + task_text
+    """General training text plus the format snippets repeated to FORMAT_SHARE of the characters."""
+    general_chars = sum(map(len, corpus.train_docs))
+    snippet_chars = sum(map(len, FORMAT_SNIPPETS))
+    repeats = max(1, round(FORMAT_SHARE * general_chars / snippet_chars))
+    return corpus.train_docs + list(FORMAT_SNIPPETS) * repeats
 
 
 def get_tokenizer(corpus: GeneralCorpus, vocab_size: int = 512) -> Tokenizer:
     if vocab_size < 300:
         raise ValueError(f"vocab_size must be at least 300 (256 bytes + merges + specials), got {vocab_size}")
-    key = sha(TOKENIZER_VERSION, tasks.TASKS_VERSION, corpus.hash, str(vocab_size))
+    key = sha(TOKENIZER_VERSION, corpus.hash, str(vocab_size), *FORMAT_SNIPPETS, str(FORMAT_SHARE))
     path = cache_dir() / "tokenizer" / f"{key}.json"
     if path.exists():
         return Tokenizer.from_file(str(path))

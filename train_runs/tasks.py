@@ -8,6 +8,7 @@ questions therefore state their numeric code in the question ("1 = yes, 0 = no")
 
 In-domain (math):  arith      1-2 steps, single-digit operands            (the main task)
                    multistep  3-4 chained steps, single-digit operands
+                   check      is a sum / parity claim true? 1 = yes, 0 = no  (10% of SFT: teaches the code) -> 50%
 Out-of-domain:     code       trace a tiny Python function (CRUXEval-like)  open number  -> chance 0%
                    logic      facts + rules, proved/disproved/unknown (BoardgameQA-like) 3 codes -> 33.3%
                    table      look up / combine cells of a table (TabMWP-like)  open number -> chance 0%
@@ -23,7 +24,7 @@ import dataclasses
 import random
 import re
 
-TASKS_VERSION = "tasks/2"  # bump when a generator changes: it is part of every run's data hash
+TASKS_VERSION = "tasks/3"  # bump when a generator changes: it is part of every run's data hash
 ANSWER_MARK = "####"
 
 # Disjoint name lists: a training question can never equal an evaluation question.
@@ -122,6 +123,23 @@ def _multistep(rng: random.Random, names) -> Item:
     return Item("multistep", q, " ".join(steps), x)
 
 
+def _check(rng: random.Random, names) -> Item:
+    """Yes/no checks of a math claim, answered with the 1/0 code that the OOD yes/no questions use.
+
+    Mixed into SFT at a small share (recipe: 10%) so that a math-only model has seen a coded answer at all:
+    without it, a prototype answered every yes/no question with a sum (0%, below the 50% chance).
+    """
+    n, obj = rng.choice(names), rng.choice(OBJECTS)
+    a, b = rng.randint(1, 9), rng.randint(1, 9)
+    if rng.randrange(2):
+        claim = a + b if rng.random() < 0.5 else a + b + rng.choice((-2, -1, 1, 2))
+        q = f"{n} has {a} {obj} and gets {b} more. Does {n} have {claim} {obj} now? Answer 1 for yes, 0 for no."
+        return Item("check", q, f"{a} + {b} = {a + b}.", int(claim == a + b))
+    x = a * b
+    q = f"{n} has {a} bags with {b} {obj} in each bag. Is the number of {obj} even? Answer 1 for yes, 0 for no."
+    return Item("check", q, f"{a} * {b} = {x}. {x} is {'even' if x % 2 == 0 else 'odd'}.", int(x % 2 == 0))
+
+
 # -- out-of-domain ----------------------------------------------------------------------------------
 def _code(rng: random.Random, names) -> Item:
     """Trace a tiny Python function (CRUXEval-like: predict the output)."""
@@ -198,9 +216,9 @@ def _yesno(rng: random.Random, names) -> Item:
     return Item("yesno", q, f"{a} {'>' if a > b else '<'} {b}.", int(a > b))
 
 
-GENERATORS = {"arith": _arith, "multistep": _multistep, "code": _code, "logic": _logic, "table": _table, "yesno": _yesno}
-KIND = {"arith": "ID", "multistep": "ID", "code": "OOD", "logic": "OOD", "table": "OOD", "yesno": "OOD"}
-CHANCE = {"arith": 0.0, "multistep": 0.0, "code": 0.0, "logic": 100 / 3, "table": 0.0, "yesno": 50.0}  # percent
+GENERATORS = {"arith": _arith, "multistep": _multistep, "check": _check, "code": _code, "logic": _logic, "table": _table, "yesno": _yesno}
+KIND = {"arith": "ID", "multistep": "ID", "check": "ID", "code": "OOD", "logic": "OOD", "table": "OOD", "yesno": "OOD"}
+CHANCE = {"arith": 0.0, "multistep": 0.0, "check": 50.0, "code": 0.0, "logic": 100 / 3, "table": 0.0, "yesno": 50.0}  # percent
 ID_TASKS = tuple(t for t, k in KIND.items() if k == "ID")
 OOD_TASKS = tuple(t for t, k in KIND.items() if k == "OOD")
 SPLITS = ("train", "eval")

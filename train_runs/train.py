@@ -33,7 +33,7 @@ from train_runs.model import GPT, ModelConfig, config_for_params
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 SCHEMA = "dynsim.result/1"
-TRAINING_SECTIONS = ("data", "model", "pt", "cpt", "sft", "rl")  # what a checkpoint's numbers depend on
+STAGES = ("pt", "cpt", "sft", "rl")
 
 
 # -- recipes ------------------------------------------------------------------------------------------
@@ -73,9 +73,11 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     return hp
 
 
-def recipe_hash(hp: dict) -> str:
-    return data.sha(json.dumps({k: hp[k] for k in TRAINING_SECTIONS}, sort_keys=True)
-                    + f"/autocast_cpu={hp['run']['autocast_cpu']}")
+def recipe_hash(hp: dict, stage: str) -> str:
+    """What a checkpoint of `stage` depends on: data, model shape, numerics and every stage up to this one
+    (so an SFT sweep reuses the PT and CPT checkpoints, but never a checkpoint trained with other settings)."""
+    sections = ("data", "model") + STAGES[: STAGES.index(stage) + 1]
+    return data.sha(json.dumps({k: hp[k] for k in sections}, sort_keys=True) + f"/autocast_cpu={hp['run']['autocast_cpu']}")
 
 
 # -- the data every stage of one run shares -----------------------------------------------------------
@@ -91,8 +93,12 @@ class Context:
     general_heldout: np.ndarray
     domain_heldout: np.ndarray
     cloze: list
-    data_hash: str
+    data_hash: str  # general corpus + tokenizer + task generators: everything a result depends on
+    text_hash: str  # general corpus + tokenizer only: all that pretraining depends on
     code_version: str
+
+    def stage_data_hash(self, stage: str) -> str:
+        return self.text_hash if stage == "pt" else self.data_hash
 
 
 def code_version() -> str:
@@ -120,9 +126,10 @@ def make_context(hp: dict, seed: int) -> Context:
     general_heldout = data.cached_tokens(tok, corpus.eval_docs, "general-heldout")
     domain_heldout = data.domain_tokens(tok, hp["data"]["domain_mix"], hp["eval"]["text_tokens"] + 1, "eval")
     cloze = evaluate.cloze_items(corpus.eval_docs, hp["eval"]["cloze_items"])
-    data_hash = data.sha(corpus.hash, data.tokenizer_hash(tok), tasks.TASKS_VERSION)
+    text_hash = data.sha(corpus.hash, data.tokenizer_hash(tok))
+    data_hash = data.sha(text_hash, tasks.TASKS_VERSION)
     return Context(hp, seed, device, autocast, tok, tok.token_to_id(data.EOS), general_train, general_heldout,
-                   domain_heldout, cloze, data_hash, code_version())
+                   domain_heldout, cloze, data_hash, text_hash, code_version())
 
 
 # -- stages ------------------------------------------------------------------------------------------
@@ -145,7 +152,8 @@ def model_config(config: RunConfig, hp: dict) -> ModelConfig:
 
 def load_model(path: Path, ctx: Context) -> GPT:
     state = torch.load(path, map_location=ctx.device, weights_only=False)
-    if state["recipe_hash"] != recipe_hash(ctx.hp) or state["data_hash"] != ctx.data_hash:
+    stage = parse_config(state["config"]).stage()
+    if state["recipe_hash"] != recipe_hash(ctx.hp, stage) or state["data_hash"] != ctx.stage_data_hash(stage):
         raise ValueError(f"{path} was trained with another recipe or data; use a different out_dir for this recipe")
     model = GPT(ModelConfig(**state["model_config"])).to(ctx.device)
     model.load_state_dict(state["model"])
@@ -201,7 +209,7 @@ def add_wsd_branching(loop: stages.Loop, config: RunConfig, ctx: Context, out_di
     """WSD runs share one stable trajectory: save it every `stable_every` steps and start from the latest saved
     state that lies inside this run's own stable phase (the decay branch then starts at its decay step)."""
     p = ctx.hp["pt"]
-    shared = Path(out_dir) / "_wsd_stable" / f"{format_size(config.size)}-seed{ctx.seed}-{recipe_hash(ctx.hp)}"
+    shared = Path(out_dir) / "_wsd_stable" / f"{format_size(config.size)}-seed{ctx.seed}-{recipe_hash(ctx.hp, 'pt')}"
     shared.mkdir(parents=True, exist_ok=True)
     decay_start = stages.wsd_decay_start(planned, p["decay_frac"])
     last = min(decay_start, loop.total_steps)
@@ -231,7 +239,8 @@ def train_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> None:
     log = {"config": config.name, "stage": config.stage(), "steps": loop.total_steps, **result}
     data.atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
     stages.atomic_torch_save({"model": model.state_dict(), "model_config": model.cfg.to_dict(), "config": config.name,
-                              "recipe_hash": recipe_hash(ctx.hp), "data_hash": ctx.data_hash,
+                              "recipe_hash": recipe_hash(ctx.hp, config.stage()),
+                              "data_hash": ctx.stage_data_hash(config.stage()),
                               "elapsed_s": result["elapsed_s"], "steps": loop.total_steps}, here / "model.pt")
     loop.resume_path.unlink(missing_ok=True)
 
