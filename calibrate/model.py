@@ -1,0 +1,143 @@
+"""The joint Bayesian model in PyMC: priors (with their reasons) around the forward model of dynsim.forward.
+
+One model for every results Dataset: the tasks, kinds and stages a Dataset lacks simply contribute no
+likelihood terms, and their parameters keep their priors (so a prediction there is honestly wide).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from dynsim import forward
+from dynsim.config import RunConfig
+from dynsim.forward import KINDS, TaskTable
+
+NOISE_FLOOR = 0.3  # percentage points: EvoLM's seed standard errors (paper Table 9) are 0.05-0.5 points
+OBS_GROUPS = ("upstream", "ID", "OOD", "loss")  # each has its own learned model-discrepancy scale
+
+
+@dataclasses.dataclass
+class Observations:
+    """The observed numbers of a results Dataset, flattened, with the design the forward model reads."""
+
+    configs: list[RunConfig]
+    tasks: list[str]
+    metrics: list[str]
+    values: np.ndarray  # percent for accuracies, nats for loss
+    table: TaskTable
+    n_items: np.ndarray | None = None
+    n_correct: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.x = forward.design(self.configs, self.tasks, self.metrics, self.table)
+        kinds = [self.table.kind(t) for t in self.tasks]
+        self.group = np.array([OBS_GROUPS.index("loss") if m == "loss" else
+                               OBS_GROUPS.index(k) if k in KINDS else 0 for m, k in zip(self.metrics, kinds)])
+        self.scale = np.array([1.0 if m == "loss" else 100.0 for m in self.metrics])
+
+    def __len__(self):
+        return len(self.values)
+
+    def subset(self, keep: np.ndarray) -> Observations:
+        keep = np.flatnonzero(keep) if keep.dtype == bool else keep
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        return Observations([self.configs[i] for i in keep], [self.tasks[i] for i in keep],
+                            [self.metrics[i] for i in keep], self.values[keep], self.table,
+                            pick(self.n_items), pick(self.n_correct))
+
+
+def observations(ds) -> Observations:
+    """A results Dataset → Observations (the long table of its non-NaN cells)."""
+    from dynsim import results
+
+    df = results.to_long(ds)
+    table = TaskTable.from_meta(ds.task.values, ds.task_kind.values, ds.task_chance.values)
+    known = set(table.names)
+    df = df[df.task.isin(known) & df.task.map(lambda t: table.kind(t) in KINDS + ("upstream", "upstream_avg", "text"))]
+    cfgs = [RunConfig(**{d: int(r[d]) for d in results.CONFIG_DIMS}) for r in df.to_dict("records")]
+    return Observations(cfgs, list(df.task), list(df.metric), df.value.to_numpy(float), table)
+
+
+def build(obs: Observations) -> pm.Model:
+    """The PyMC model: priors → forward model (pytensor) → likelihood of the observed numbers."""
+    table = obs.table
+    down, up = table.downstream, table.upstream
+    coords = {"task": down or ["none"], "up_task": up or ["none"], "kind": list(KINDS),
+              "obs_group": list(OBS_GROUPS), "obs": np.arange(len(obs))}
+    kind_of_task = np.array([KINDS.index(table.kind(t)) for t in down] or [0])
+    with pm.Model(coords=coords) as model:
+        p = {}
+        # Pretraining loss, Chinchilla form. Centred between Hoffmann et al. 2022 (E 1.69, A 406, α 0.34,
+        # B 411, β 0.28) and Epoch's refit (Besiroglu et al. 2024: E 1.82, A 482, α 0.35, B 2085, β 0.37);
+        # widths cover both. The loss is latent here (EvoLM prints accuracies), so its scale leans on these.
+        p["E"] = pm.LogNormal("E", mu=np.log(1.8), sigma=0.1)
+        p["A"] = pm.LogNormal("A", mu=np.log(450.0), sigma=0.5)
+        p["alpha"] = pm.TruncatedNormal("alpha", mu=0.34, sigma=0.04, lower=0.1, upper=0.7)
+        p["B"] = pm.LogNormal("B", mu=np.log(1000.0), sigma=0.8)
+        p["beta"] = pm.TruncatedNormal("beta", mu=0.32, sigma=0.05, lower=0.1, upper=0.7)
+        # Learning-rate decay lowers loss by a few hundredths of a nat to ~0.1 at these scales (Hägele et al.
+        # 2024, WSD cooldowns): a checkpoint taken before the decay carries that gap.
+        p["anneal_gap"] = pm.HalfNormal("anneal_gap", sigma=0.1)
+        # CPT forgetting: pure-domain CPT raises general loss by tenths of a nat (Ibrahim et al. 2024); a few
+        # percent of replay removes most of it (their 5% replay result) → e^(−κ·0.05) ≈ 0.5 at κ ≈ 15.
+        p["forget_max"] = pm.HalfNormal("forget_max", sigma=0.3)
+        p["forget_tokens"] = pm.LogNormal("forget_tokens", mu=np.log(5e9), sigma=1.0)
+        p["replay_protect"] = pm.LogNormal("replay_protect", mu=np.log(15.0), sigma=0.7)
+        # Domain ability grows with domain tokens with diminishing returns (D-CPT law, Que et al. 2024).
+        p["domain_tokens"] = pm.LogNormal("domain_tokens", mu=np.log(5e9), sigma=1.0)
+        # Post-training: SFT turns a base model that cannot follow the answer format into one that can
+        # (logits of gain, clearly positive); saturation scales span 1e3-1e6 example-epochs (EvoLM Figs 6-8).
+        p["sft_gain"] = pm.Normal("sft_gain", mu=3.0, sigma=1.5)
+        p["sft_scale"] = pm.LogNormal("sft_scale", mu=np.log(3e4), sigma=1.0)
+        p["rl_gain"] = pm.Normal("rl_gain", mu=0.5, sigma=1.0)
+        p["rl_scale"] = pm.LogNormal("rl_scale", mu=np.log(2e5), sigma=1.0)
+        # Overtraining erodes fine-tuning gains (Springer et al. 2025); sign fixed, size left to the data.
+        p["ot_sensitivity"] = pm.HalfNormal("ot_sensitivity", sigma=0.3)
+        p["epoch_decline"] = pm.HalfNormal("epoch_decline", sigma=0.3)
+        # Greedy decoding turns an item solved with p > 1/2 into a sure success: a sharper logit.
+        p["greedy_sharpness"] = pm.LogNormal("greedy_sharpness", mu=np.log(1.5), sigma=0.4, dims="kind")
+        # maj@k: wrong answers split their votes, so the right one wins with a minority share (~0.3).
+        p["maj_threshold"] = pm.Beta("maj_threshold", alpha=3.0, beta=7.0, dims="kind")
+        # Downstream tasks, partially pooled within their kind (non-centred for NUTS).
+        a_mu = pm.Normal("ability0_mu", mu=-3.0, sigma=2.0, dims="kind")
+        a_sd = pm.HalfNormal("ability0_sd", sigma=1.0)
+        p["ability0"] = pm.Deterministic(
+            "ability0", a_mu[kind_of_task] + a_sd * pm.Normal("ability0_z", 0, 1, dims="task"), dims="task")
+        b_mu = pm.Normal("loss_slope_logmu", mu=np.log(2.0), sigma=0.7)
+        b_sd = pm.HalfNormal("loss_slope_logsd", sigma=0.3)
+        p["loss_slope"] = pm.Deterministic(
+            "loss_slope", pt.exp(b_mu + b_sd * pm.Normal("loss_slope_z", 0, 1, dims="task")), dims="task")
+        c_mu = pm.Normal("domain_weight_mu", mu=0.5, sigma=0.5, dims="kind")
+        c_sd = pm.HalfNormal("domain_weight_sd", sigma=0.3)
+        p["domain_weight"] = pm.Deterministic(
+            "domain_weight", c_mu[kind_of_task] + c_sd * pm.Normal("domain_weight_z", 0, 1, dims="task"), dims="task")
+        s_mu = pm.Normal("item_spread_logmu", mu=np.log(2.0), sigma=0.4)
+        s_sd = pm.HalfNormal("item_spread_logsd", sigma=0.3)
+        p["item_spread"] = pm.Deterministic(
+            "item_spread", pt.exp(s_mu + s_sd * pm.Normal("item_spread_z", 0, 1, dims="task")), dims="task")
+        # Upstream cloze tasks: accuracy is a sigmoid in loss (OLMo ladder, Bhagia et al. 2024), pooled.
+        k_mu = pm.Normal("up_slope_logmu", mu=np.log(3.0), sigma=0.7)
+        k_sd = pm.HalfNormal("up_slope_logsd", sigma=0.5)
+        p["up_slope"] = pm.Deterministic(
+            "up_slope", pt.exp(k_mu + k_sd * pm.Normal("up_slope_z", 0, 1, dims="up_task")), dims="up_task")
+        m_mu = pm.Normal("up_mid_mu", mu=2.5, sigma=0.5)
+        m_sd = pm.HalfNormal("up_mid_sd", sigma=0.5)
+        p["up_mid"] = pm.Deterministic(
+            "up_mid", m_mu + m_sd * pm.Normal("up_mid_z", 0, 1, dims="up_task"), dims="up_task")
+        # Ceilings: well-built benchmarks top out near human agreement, 85-100%.
+        p["up_ceiling"] = pm.Beta("up_ceiling", alpha=10.0, beta=1.5, dims="up_task")
+
+        pred = forward.predict(p, obs.x, pt)
+        # Published numbers: a noise floor plus a learned model-discrepancy per observation group.
+        disc = pm.HalfNormal("discrepancy", sigma=np.array([2.0, 2.0, 2.0, 0.05]), dims="obs_group")
+        floor = np.where(obs.scale == 1.0, 0.0, NOISE_FLOOR)  # no published floor for losses
+        sigma = pt.sqrt(floor ** 2 + disc[obs.group] ** 2)
+        pm.Normal("y", mu=pred * obs.scale, sigma=sigma, observed=obs.values, dims="obs")
+    return model
+
+
+FORWARD_VARS = tuple(p.name for p in forward.PARAMS) + ("discrepancy",)

@@ -1,0 +1,273 @@
+"""The forward model: configuration → every metric, written once over an array module `xp`.
+
+`xp` is numpy (prediction over stored posterior draws) or pytensor.tensor (the PyMC likelihood); only
+functions both share are used (exp, log, log1p, maximum, take, concatenate, and `.sum`). Parameters
+arrive per draw: a global parameter has shape (S, 1) in numpy and () in pytensor; a per-task or per-kind
+parameter (S, T) / (T,) and is gathered per observation with `take(..., axis=-1)`.
+
+The chain of the model, stage by stage (priors and their sources live in calibrate/priors.py):
+
+  pretraining loss      L_pt  = E + A/N^α + B/(D + D_replay)^β                      (Chinchilla form)
+                                + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
+  CPT forgetting        L_gen = L_pt + forget_max · (1 − e^(−D_dom/forget_tokens)) · e^(−replay_protect · r)
+                                with r = D_replay / (D_replay + D_dom)              (replay mitigates)
+  domain ability        g_dom = log(1 + D_dom / domain_tokens)                      (D-CPT-like, diminishing)
+  upstream accuracy     acc   = chance + (ceiling − chance) · σ(slope · (mid − L_gen))   (OLMo-ladder link)
+  downstream ability    μ     = ability0 + loss_slope · (L_REF − L_gen) + domain_weight · g_dom
+                                + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
+                        post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
+  per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
+  metrics from p_i      sampled@1 = E[q], pass@k = 1 − E[(1 − q)^k], maj@k = E[P(Binom(k, q) > τ k)],
+                        greedy = E[chance + (1 − chance) · σ(greedy_sharpness · logit p_i)],
+                        with q = chance + (1 − chance) · p_i (guessing on closed-form answers).
+
+The expectation over items is Gauss–Hermite quadrature, so every metric is a smooth function of μ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from statistics import NormalDist
+
+import numpy as np
+
+L_REF = 3.0  # nats: centres the loss term so ability0 is the ability at a typical loss
+TPP_OPTIMAL = 20.0  # tokens per parameter, Chinchilla-optimal: the overtraining clock starts here
+KINDS = ("ID", "OOD")  # downstream task kinds; upstream tasks use the cloze link
+UPSTREAM_KINDS = ("upstream", "upstream_avg", "text")
+MAX_COMPONENTS = 4  # averaged tasks (EvoLM's OOD_avg) mix up to four benchmarks with their own chance
+
+# Items of a task as 24 equally likely difficulty strata at the normal quantile midpoints: an exact
+# expectation for such a task, and within 0.75 points of the continuous one even for the sharpest
+# integrands (greedy, pass@16), where Gauss–Hermite of the same size is off by 2 points.
+QUAD_Z = np.array([NormalDist().inv_cdf((i + 0.5) / 24) for i in range(24)])
+QUAD_W = np.full(24, 1 / 24)
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    name: str
+    group: str  # "global" | "task" (downstream tasks) | "up_task" (upstream tasks) | "kind" (ID/OOD)
+    doc: str
+
+
+PARAMS = (
+    Param("E", "global", "irreducible loss (nats/token)"),
+    Param("A", "global", "size term coefficient"),
+    Param("alpha", "global", "size exponent"),
+    Param("B", "global", "data term coefficient"),
+    Param("beta", "global", "data exponent"),
+    Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)"),
+    Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)"),
+    Param("forget_tokens", "global", "domain tokens over which forgetting sets in"),
+    Param("replay_protect", "global", "how fast the replay share removes forgetting"),
+    Param("domain_tokens", "global", "domain tokens at which domain ability has grown by log 2"),
+    Param("sft_gain", "global", "ability logits added by saturated SFT"),
+    Param("sft_scale", "global", "SFT example-epochs to reach 63% of the gain"),
+    Param("rl_gain", "global", "ability logits added by saturated RL"),
+    Param("rl_scale", "global", "RL example-epochs to reach 63% of the gain"),
+    Param("ot_sensitivity", "global", "how fast post-training gains erode with tokens per parameter"),
+    Param("epoch_decline", "global", "OOD ability lost per log SFT epoch"),
+    Param("greedy_sharpness", "kind", "greedy decoding sharpens per-item success: logit scale"),
+    Param("maj_threshold", "kind", "vote share the correct answer needs to win maj@k"),
+    Param("ability0", "task", "ability logit at L_REF without CPT gain"),
+    Param("loss_slope", "task", "ability logits per nat of general loss"),
+    Param("domain_weight", "task", "ability logits per unit of domain ability"),
+    Param("item_spread", "task", "spread of item difficulty (logits)"),
+    Param("up_slope", "up_task", "cloze accuracy link slope per nat"),
+    Param("up_mid", "up_task", "loss at which the cloze task is half way between chance and ceiling"),
+    Param("up_ceiling", "up_task", "cloze accuracy ceiling (fraction)"),
+)
+PARAM_GROUPS = {p.name: p.group for p in PARAMS}
+
+
+# -- metric names ------------------------------------------------------------------------------------
+def metric_kind(metric: str) -> tuple[str, int]:
+    """'maj@16' → ('maj', 16); 'greedy_pass@1' → ('greedy', 1); '0shot_acc' → ('cloze', 0); 'loss' → ('loss', 0)."""
+    if metric in ("greedy_pass@1", "greedy"):
+        return "greedy", 1
+    m = re.fullmatch(r"(pass|maj|mean)@(\d+)", metric)
+    if m:
+        return m[1], int(m[2])
+    if metric in ("0shot_acc", "acc"):
+        return "cloze", 0
+    if metric == "loss":
+        return "loss", 0
+    raise ValueError(f"unknown metric '{metric}': expected greedy_pass@1, pass@k, maj@k, mean@k, 0shot_acc or loss")
+
+
+# -- the design: observations as arrays --------------------------------------------------------------
+@dataclasses.dataclass
+class TaskTable:
+    """The tasks a calibration knows: names, kinds, chance components (fractions)."""
+
+    names: list[str]
+    kinds: list[str]
+    chance: list[list[float]]  # per task, one chance per component
+
+    @property
+    def downstream(self) -> list[str]:
+        return [t for t, k in zip(self.names, self.kinds) if k in KINDS]
+
+    @property
+    def upstream(self) -> list[str]:
+        return [t for t, k in zip(self.names, self.kinds) if k == "upstream"]
+
+    def kind(self, task: str) -> str:
+        return self.kinds[self.names.index(task)]
+
+    @classmethod
+    def from_meta(cls, names, kinds, chances) -> TaskTable:
+        def parse(c: str) -> list[float]:
+            return [float(x) / 100 for x in str(c).split(";") if x.strip()] or [0.0]
+
+        return cls(list(names), list(kinds), [parse(c) for c in chances])
+
+
+def design(configs, tasks: list[str], metrics: list[str], table: TaskTable) -> dict:
+    """Observations (config_i, task_i, metric_i) → the arrays the forward model reads (SI units)."""
+    n = len(configs)
+    f = lambda attr: np.array([float(getattr(c, attr)) for c in configs])  # noqa: E731
+    x = dict(N=f("size"), D=f("pretrain"), D_sched=f("pretrain_schedule"), D_rep=f("cpt_replay"),
+             D_dom=f("cpt_domain"), sft_ex=f("sft_examples"), sft_ep=f("sft_epochs"),
+             rl_ex=f("rl_examples"), rl_ep=f("rl_epochs"))
+    kinds = [table.kind(t) for t in tasks]
+    down, up = table.downstream, table.upstream
+    x["kind"] = np.array(kinds, dtype=object)
+    x["task_idx"] = np.array([down.index(t) if k in KINDS else 0 for t, k in zip(tasks, kinds)])
+    x["up_idx"] = np.array([up.index(t) if k == "upstream" else 0 for t, k in zip(tasks, kinds)])
+    x["kind_idx"] = np.array([KINDS.index(k) if k in KINDS else 0 for k in kinds])
+    x["is_ood"] = np.array([k == "OOD" for k in kinds], dtype=float)
+    chance = np.zeros((n, MAX_COMPONENTS))
+    weight = np.zeros((n, MAX_COMPONENTS))
+    for i, t in enumerate(tasks):
+        cs = table.chance[table.names.index(t)]
+        chance[i, : len(cs)], weight[i, : len(cs)] = cs, 1.0 / len(cs)
+    x["chance"], x["comp_weight"] = chance, weight
+    x["metric"] = [metric_kind(m) for m in metrics]
+    x["n_up_tasks"] = len(up)
+    x["up_chance"] = np.array([table.chance[table.names.index(t)][0] for t in up])
+    return x
+
+
+# -- the model ---------------------------------------------------------------------------------------
+def _sigmoid(xp, v):
+    return 1.0 / (1.0 + xp.exp(-v))
+
+
+def _take(xp, p, idx):
+    return xp.take(p, idx, axis=-1)
+
+
+def _sub(x: dict, idx: np.ndarray) -> dict:
+    """The design restricted to some observations."""
+    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(x["N"]) else
+                [v[i] for i in idx] if isinstance(v, list) else v) for k, v in x.items()}
+
+
+def general_loss(p, x, xp):
+    """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
+    loss = p["E"] + p["A"] / x["N"] ** p["alpha"] + p["B"] / (x["D"] + x["D_rep"]) ** p["beta"]
+    # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
+    frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
+    lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
+    loss = loss + p["anneal_gap"] * lr_left
+    replay_share = x["D_rep"] / np.maximum(x["D_rep"] + x["D_dom"], 1.0)
+    onset = 1.0 - xp.exp(-x["D_dom"] / p["forget_tokens"])
+    return loss + p["forget_max"] * onset * xp.exp(-p["replay_protect"] * replay_share)
+
+
+def ability(p, x, xp):
+    """Downstream ability logit μ per observation (before item spread)."""
+    g = lambda name: _take(xp, p[name], x["task_idx"])  # noqa: E731
+    loss = general_loss(p, x, xp)
+    domain = xp.log1p(x["D_dom"] / p["domain_tokens"])
+    sft = p["sft_gain"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
+    rl = p["rl_gain"] * (1.0 - xp.exp(-(x["rl_ex"] * x["rl_ep"]) / p["rl_scale"]))
+    overtrained = (1.0 + x["D"] / (TPP_OPTIMAL * x["N"])) ** (-p["ot_sensitivity"])
+    decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
+    return g("ability0") + g("loss_slope") * (L_REF - loss) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
+
+
+def _binom_tail(xp, q, k: int, thresh):
+    """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable."""
+    q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
+    log_q, log_1q = xp.log(q), xp.log1p(-q)
+    total = 0.0
+    for i in range(k + 1):
+        log_c = float(sum(np.log(np.arange(1, k + 1))) - sum(np.log(np.arange(1, i + 1))) - sum(np.log(np.arange(1, k - i + 1))))
+        step = _sigmoid(xp, (i - thresh * k - 0.5) / 0.3)  # strict majority over the threshold share
+        total = total + xp.exp(log_c + i * log_q + (k - i) * log_1q) * step
+    return total
+
+
+def downstream_metric(p, x, xp, metric: tuple[str, int]):
+    """One metric for observations that all ask for it; fraction in [0, 1]."""
+    kind, k = metric
+    n_comp = int((x["comp_weight"] > 0).sum(axis=1).max())  # only the components these tasks have
+    mu = ability(p, x, xp)[..., None, None]  # (..., n, component, node)
+    spread = _take(xp, p["item_spread"], x["task_idx"])[..., None, None]
+    chance = x["chance"][:, :n_comp, None]
+    logit_p = mu + spread * QUAD_Z
+    if kind == "greedy":
+        sharp = _take(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
+        per_item = chance + (1 - chance) * _sigmoid(xp, sharp * logit_p)
+    else:
+        q = chance + (1 - chance) * _sigmoid(xp, logit_p)
+        if kind == "mean":
+            per_item = q
+        elif kind == "pass":
+            per_item = 1.0 - (1.0 - q) ** k
+        elif kind == "maj":
+            tau = _take(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
+            per_item = _binom_tail(xp, q, k, xp.maximum(tau, chance))
+        else:
+            raise ValueError(f"metric {kind}@{k} is not a downstream metric")
+    per_component = (per_item * QUAD_W).sum(axis=-1)
+    return (per_component * x["comp_weight"][:, :n_comp]).sum(axis=-1)
+
+
+def cloze_accuracy(p, x, xp, up_idx):
+    """0-shot multiple-choice accuracy of upstream task(s) up_idx; fraction."""
+    loss = general_loss(p, x, xp)
+    g = lambda name: _take(xp, p[name], up_idx)  # noqa: E731
+    chance = x["up_chance"][up_idx]
+    return chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - loss))
+
+
+def upstream_metric(p, x, xp, kinds: np.ndarray):
+    """Cloze accuracy per task, the mean over upstream tasks for averages, or the loss itself."""
+    n = len(x["N"])
+    out = cloze_accuracy(p, x, xp, x["up_idx"])
+    if (kinds == "upstream_avg").any():
+        avg = sum(cloze_accuracy(p, x, xp, np.full(n, j)) for j in range(x["n_up_tasks"])) / x["n_up_tasks"]
+        is_avg = (kinds == "upstream_avg").astype(float)
+        out = is_avg * avg + (1.0 - is_avg) * out
+    return out
+
+
+def predict(p, x, xp=np):
+    """Every observation's predicted value (fraction for accuracies, nats for loss), in observation order."""
+    n = len(x["N"])
+    groups: dict[tuple, list[int]] = {}
+    n_comp = (x["comp_weight"] > 0).sum(axis=1)
+    for i, (m, kind) in enumerate(zip(x["metric"], x["kind"])):
+        family = "down" if kind in KINDS else "loss" if m[0] == "loss" else "up"
+        key = (family, m, n_comp[i]) if family == "down" else (family, None, 0)
+        groups.setdefault(key, []).append(i)
+    parts, order = [], []
+    for (family, metric, _), idx in groups.items():
+        idx = np.array(idx)
+        sub = _sub(x, idx)
+        if family == "down":
+            parts.append(downstream_metric(p, sub, xp, metric))
+        elif family == "loss":
+            parts.append(general_loss(p, sub, xp))
+        else:
+            parts.append(upstream_metric(p, sub, xp, np.asarray(sub["kind"])))
+        order.append(idx)
+    order = np.concatenate(order)
+    inverse = np.empty(n, dtype=int)
+    inverse[order] = np.arange(n)
+    return _take(xp, xp.concatenate(parts, axis=-1), inverse)

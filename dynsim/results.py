@@ -1,0 +1,241 @@
+"""The results Dataset: every measured number of a study in one labelled array.
+
+Dimensions: the RunConfig fields (`size, pretrain, pretrain_schedule, cpt_replay, cpt_domain, sft_examples,
+sft_epochs, rl_examples, rl_epochs`, all exact counts; 0 = stage not run), `task`, `metric`, `seed`.
+Missing combinations are NaN. Variables: `value` (accuracy in percent, or loss in nats/token — the
+`metric_units` coordinate says which) and, for runs that recorded them, `n_items` / `n_correct`.
+Task metadata are coordinates on `task`: `task_kind` (upstream, upstream_avg, ID, OOD, text), `task_chance`
+and `task_n_items` (';'-separated per component for averaged tasks, percent / items).
+
+Imported from result records (`train_runs` writes one JSON per run and seed) or from the EvoLM CSV;
+stored as netCDF (h5netcdf), written atomically. This module imports xarray: it is not on the
+`dynsim predict` path.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from dynsim import __version__
+from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
+
+CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
+               "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")
+assert set(CONFIG_DIMS) == set(FIELDS)
+DIMS = CONFIG_DIMS + ("task", "metric", "seed")
+UNITS = {"size": "parameters", "pretrain": "tokens", "pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)",
+         "cpt_replay": "tokens", "cpt_domain": "tokens", "sft_examples": "examples", "sft_epochs": "epochs",
+         "rl_examples": "examples", "rl_epochs": "epochs"}
+METRIC_UNITS = {"loss": "nats/token", "ppl": "perplexity"}  # everything else: accuracy in percent
+RECORD_SCHEMA = "dynsim.result/1"
+EVOLM_CITATION = ("Qi et al. 2025, 'EvoLM: In Search of Lost Language Model Training Dynamics', "
+                  "arXiv 2506.16029 (NeurIPS 2025), Tables 1-4")
+
+
+class ResultsError(ValueError):
+    """A results file or record that cannot be read; the message says which and why."""
+
+
+def metric_unit(metric: str) -> str:
+    return METRIC_UNITS.get(metric, "percent")
+
+
+# -- building ------------------------------------------------------------------------------------
+def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
+    """Rows of {config: RunConfig, task, metric, seed, value[, n_items, n_correct]} → the dense Dataset.
+
+    Repeated rows for the same cell (a number printed in two tables) are averaged; attrs say how many.
+    """
+    if not rows:
+        raise ResultsError("no results to build a Dataset from")
+    coords = {d: sorted({getattr(r["config"], d) for r in rows}) for d in CONFIG_DIMS}
+    coords["task"] = sorted({r["task"] for r in rows})
+    coords["metric"] = sorted({r["metric"] for r in rows})
+    coords["seed"] = sorted({int(r.get("seed", 0)) for r in rows})
+    index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
+    shape = tuple(len(coords[d]) for d in DIMS)
+    total, count = np.zeros(shape), np.zeros(shape)
+    has_counts = any(r.get("n_items") for r in rows)
+    n_items, n_correct = np.full(shape, np.nan), np.full(shape, np.nan)
+    for r in rows:
+        cfg = r["config"]
+        at = tuple(index[d][getattr(cfg, d)] for d in CONFIG_DIMS) + (
+            index["task"][r["task"]], index["metric"][r["metric"]], index["seed"][int(r.get("seed", 0))])
+        total[at] += float(r["value"])
+        count[at] += 1
+        if r.get("n_items"):
+            n_items[at], n_correct[at] = r["n_items"], r.get("n_correct", np.nan)
+    with np.errstate(invalid="ignore"):
+        value = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    data = {"value": (DIMS, value, {"long_name": "measured value", "units": "see metric_units"})}
+    if has_counts:
+        data["n_items"] = (DIMS, n_items, {"long_name": "items evaluated"})
+        data["n_correct"] = (DIMS, n_correct, {"long_name": "items answered correctly"})
+    ds = xr.Dataset(data, coords={d: np.asarray(coords[d], dtype=np.int64 if d in CONFIG_DIMS + ("seed",) else object)
+                                  for d in DIMS})
+    for d in CONFIG_DIMS:
+        ds[d].attrs["units"] = UNITS[d]
+    meta = [tasks.get(t, {}) for t in coords["task"]]
+    ds = ds.assign_coords(
+        task_kind=("task", [m.get("kind", "unknown") for m in meta]),
+        task_chance=("task", [str(m.get("chance", "")) for m in meta]),
+        task_n_items=("task", [str(m.get("n_items", "")) for m in meta]),
+        metric_units=("metric", [metric_unit(m) for m in coords["metric"]]),
+    )
+    ds.attrs.update(attrs)
+    ds.attrs["duplicates_averaged"] = int((count > 1).sum())
+    ds.attrs["code_version"] = __version__
+    ds.attrs["data_hash"] = data_hash(ds)
+    return ds
+
+
+def read_tasks_csv(path) -> dict[str, dict]:
+    with open(path, newline="") as f:
+        return {r["task"]: r for r in csv.DictReader(f)}
+
+
+def from_evolm_csv(path=None, tasks_path=None) -> xr.Dataset:
+    """The EvoLM published tables (long CSV, one printed number a row) → Dataset."""
+    bundled = resources.files("dynsim") / "data" / "evolm"
+    path = Path(path) if path else Path(str(bundled / "evolm_tables.csv"))
+    tasks = read_tasks_csv(tasks_path or str(bundled / "tasks.csv"))
+    by_source = {m["source_name"]: name for name, m in tasks.items()}
+    raw = _read_bytes(path)
+    rows = []
+    for line, r in enumerate(csv.DictReader(io.StringIO(raw.decode("utf-8"))), start=2):
+        try:
+            name = _evolm_name(r)
+            cfg = parse_config(name)
+            if r["checkpoint"] == "intermediate":  # EvoLM Table 3: taken from the 1B run to 160BT, before LR decay
+                cfg = cfg.replace(pretrain_schedule=160 * 10**9)
+            task = by_source.get(r["task"], r["task"])
+            rows.append(dict(config=cfg, task=task, metric=r["metric"], seed=0, value=float(r["value"])))
+        except (KeyError, ValueError, ConfigError) as e:
+            raise ResultsError(f"{path}: line {line}: {e}") from None
+    return from_rows(rows, tasks, {
+        "title": "EvoLM published results",
+        "source": f"{path.name} (numbers printed in the paper's tables)",
+        "citation": EVOLM_CITATION,
+        "file_sha256": hashlib.sha256(raw).hexdigest(),
+        "note": "Table 1 SFT/RL budgets are the paper's protocol (100Kep1, 100Kep8); accuracy in percent.",
+    })
+
+
+def _evolm_name(r: dict) -> str:
+    name = f"{r['model_size']}-{r['pretrain_bt']}BT"
+    if float(r["cpt_domain_bt"] or 0) > 0:
+        name += f"-{r['cpt_replay_bt']}+{r['cpt_domain_bt']}BT"
+    for stage in ("sft", "rl"):
+        if r[f"{stage}_examples"]:
+            name += f"-{int(r[f'{stage}_examples']) // 1000}Kep{r[f'{stage}_epochs']}"
+    return name
+
+
+def read_record(path) -> dict:
+    """One result record (JSON written by train_runs) → validated dict."""
+    try:
+        rec = json.loads(_read_bytes(path))
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not a JSON result record ({e.msg})") from None
+    if not isinstance(rec, dict) or rec.get("schema") != RECORD_SCHEMA:
+        raise ResultsError(f"{path}: not a {RECORD_SCHEMA} record")
+    return rec
+
+
+def from_records(paths) -> xr.Dataset:
+    """Result records (JSON files, or folders searched for result.json) → Dataset."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.rglob("result.json"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise ResultsError(f"{p}: no such file or folder")
+    if not files:
+        raise ResultsError(f"no result.json records under {', '.join(map(str, paths))}")
+    rows, tasks, provenance = [], {}, set()
+    for f in files:
+        rec = read_record(f)
+        try:
+            cfg = parse_config(rec["config"])
+        except ConfigError as e:
+            raise ResultsError(f"{f}: {e}") from None
+        for m in rec["metrics"]:
+            rows.append(dict(config=cfg, task=m["task"], metric=m["metric"], seed=rec.get("seed", 0),
+                             value=m["value"], n_items=m.get("n_items"), n_correct=m.get("n_correct")))
+        for name, t in rec.get("tasks", {}).items():
+            tasks[name] = dict(kind=t.get("kind", "unknown"), chance=t.get("chance", ""), n_items=t.get("n_items", ""))
+        provenance.add(json.dumps(rec.get("provenance", {}).get("code_version", "")))
+    return from_rows(rows, tasks, {"title": "dynsim training results", "source": f"{len(files)} result records",
+                                   "record_code_versions": ";".join(sorted(provenance))})
+
+
+# -- views -----------------------------------------------------------------------------------------
+def to_long(ds: xr.Dataset):
+    """The observed cells as a long pandas table (one row per number), config fields as columns."""
+    cols = [v for v in ("value", "n_items", "n_correct") if v in ds]
+    df = ds[cols].to_dataframe().dropna(subset=["value"]).reset_index()
+    return df.drop(columns=[c for c in ("task_kind", "task_chance", "task_n_items", "metric_units") if c in df])
+
+
+def configs(ds: xr.Dataset) -> list[RunConfig]:
+    """The distinct configurations that have at least one number."""
+    df = to_long(ds)
+    return [RunConfig(**{d: int(r[d]) for d in CONFIG_DIMS}) for r in
+            df[list(CONFIG_DIMS)].drop_duplicates().to_dict("records")]
+
+
+def data_hash(ds: xr.Dataset) -> str:
+    """sha256 of the observed cells in a canonical text form: equal data ⇔ equal hash."""
+    df = to_long(ds).sort_values(list(DIMS))
+    return hashlib.sha256(df.to_csv(index=False, float_format="%.10g").encode()).hexdigest()[:16]
+
+
+# -- disk ------------------------------------------------------------------------------------------
+def save(ds: xr.Dataset, path) -> Path:
+    """Write netCDF atomically: a temporary file beside the target, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path) -> xr.Dataset:
+    path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path}: no such results file")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as f:
+            ds = f.load()
+    except Exception as e:  # h5py/xarray raise many types for a non-netCDF file
+        raise ResultsError(f"{path}: not a readable results Dataset ({type(e).__name__})") from None
+    if "value" not in ds or not set(CONFIG_DIMS) <= set(ds.dims):
+        raise ResultsError(f"{path}: not a dynsim results Dataset (needs 'value' over {', '.join(DIMS)})")
+    return ds
+
+
+def _read_bytes(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ResultsError(f"{path}: cannot read ({e.strerror})") from None
