@@ -137,8 +137,8 @@ def format_size(params: int) -> str:
         m = _mantissa(params, unit)
         if params * 10 >= UNITS[unit] and len(m.partition(".")[2]) <= 1:
             return m + unit
-    unit = _pick_unit(params, "KMBT")
-    return _mantissa(params, unit) + (unit if params >= 1000 else "")
+    unit = _pick_unit(params, "KMBT") if params >= 1000 else ""
+    return _mantissa(params, unit) + unit
 
 
 def format_tokens(*counts: int) -> str:

@@ -7,13 +7,13 @@ parameter (S, T) / (T,) and is gathered per observation with `take(..., axis=-1)
 
 The chain of the model, stage by stage (priors and their sources live in calibrate/priors.py):
 
-  pretraining loss      L_pt  = E + A/N^α + B/(D + D_replay)^β                      (Chinchilla form)
+  pretraining loss      L_pt  = E + A·(N/N_REF)^−α + B·((D + D_replay)/D_REF)^−β    (Chinchilla form at reference scales)
                                 + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
   CPT forgetting        L_gen = L_pt + forget_max · (1 − e^(−D_dom/forget_tokens)) · e^(−replay_protect · r)
                                 with r = D_replay / (D_replay + D_dom)              (replay mitigates)
   domain ability        g_dom = log(1 + D_dom / domain_tokens)                      (D-CPT-like, diminishing)
   upstream accuracy     acc   = chance + (ceiling − chance) · σ(slope · (mid − L_gen))   (OLMo-ladder link)
-  downstream ability    μ     = ability0 + loss_slope · (L_REF − L_gen) + domain_weight · g_dom
+  downstream ability    μ     = ability0 + loss_slope · (EXCESS_REF − (L_gen − E)) + domain_weight · g_dom
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
@@ -32,7 +32,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-L_REF = 3.0  # nats: centres the loss term so ability0 is the ability at a typical loss
+EXCESS_REF = 0.6  # nats of loss above E: centres the loss term so ability0 is the ability at a typical loss
+N_REF, D_REF = 1e9, 1e11  # Chinchilla terms are written at a reference size/data so A, B are nats there (decorrelates NUTS)
 TPP_OPTIMAL = 20.0  # tokens per parameter, Chinchilla-optimal: the overtraining clock starts here
 KINDS = ("ID", "OOD")  # downstream task kinds; upstream tasks use the cloze link
 UPSTREAM_KINDS = ("upstream", "upstream_avg", "text")
@@ -54,9 +55,9 @@ class Param:
 
 PARAMS = (
     Param("E", "global", "irreducible loss (nats/token)"),
-    Param("A", "global", "size term coefficient"),
+    Param("A", "global", "size term at N_REF (nats)"),
     Param("alpha", "global", "size exponent"),
-    Param("B", "global", "data term coefficient"),
+    Param("B", "global", "data term at D_REF (nats)"),
     Param("beta", "global", "data exponent"),
     Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)"),
     Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)"),
@@ -71,7 +72,7 @@ PARAMS = (
     Param("epoch_decline", "global", "OOD ability lost per log SFT epoch"),
     Param("greedy_sharpness", "kind", "greedy decoding sharpens per-item success: logit scale"),
     Param("maj_threshold", "kind", "vote share the correct answer needs to win maj@k"),
-    Param("ability0", "task", "ability logit at L_REF without CPT gain"),
+    Param("ability0", "task", "ability logit at a loss EXCESS_REF above E, without CPT or post-training"),
     Param("loss_slope", "task", "ability logits per nat of general loss"),
     Param("domain_weight", "task", "ability logits per unit of domain ability"),
     Param("item_spread", "task", "spread of item difficulty (logits)"),
@@ -168,7 +169,7 @@ def _sub(x: dict, idx: np.ndarray) -> dict:
 
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
-    loss = p["E"] + p["A"] / x["N"] ** p["alpha"] + p["B"] / (x["D"] + x["D_rep"]) ** p["beta"]
+    loss = p["E"] + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + p["B"] * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
@@ -187,7 +188,7 @@ def ability(p, x, xp):
     rl = p["rl_gain"] * (1.0 - xp.exp(-(x["rl_ex"] * x["rl_ep"]) / p["rl_scale"]))
     overtrained = (1.0 + x["D"] / (TPP_OPTIMAL * x["N"])) ** (-p["ot_sensitivity"])
     decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
-    return g("ability0") + g("loss_slope") * (L_REF - loss) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
+    return g("ability0") + g("loss_slope") * (EXCESS_REF - (loss - p["E"])) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
 
 
 def _binom_tail(xp, q, k: int, thresh):

@@ -1,0 +1,112 @@
+"""Fit the joint model by NUTS, check its diagnostics, and write the posterior artefacts.
+
+Artefacts (written atomically, side by side):
+  NAME.npz — every forward-model parameter's draws (chain × draw flattened) plus a JSON `meta` entry
+             (task table, calibrated configurations, diagnostics, data hash, provenance). `dynsim predict`
+             reads only this, with numpy.
+  NAME.nc  — the full ArviZ InferenceData (posterior, sample_stats) for diagnostics and figures.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dynsim import __version__, forward, posterior
+
+RHAT_MAX = 1.01
+
+
+def _configure_backends(chains: int):
+    # numpyro runs its chains one after another unless XLA exposes one host device per chain
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={chains}")
+
+
+def sample(obs, draws=1000, tune=1000, chains=4, target_accept=0.9, seed=0, progress=True):
+    _configure_backends(chains)
+    import pymc as pm
+
+    from calibrate.model import build
+
+    with build(obs):
+        return pm.sample(draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
+                         nuts_sampler="numpyro", progressbar=progress,
+                         nuts_sampler_kwargs={"chain_method": "parallel"})
+
+
+def diagnostics(idata) -> dict:
+    import arviz as az
+
+    names = [v for v in idata.posterior.data_vars]
+    rhat = az.rhat(idata, var_names=names).to_array()
+    ess_bulk = az.ess(idata, var_names=names, method="bulk").to_array()
+    ess_tail = az.ess(idata, var_names=names, method="tail").to_array()
+    return dict(rhat_max=float(rhat.max()), ess_bulk_min=float(ess_bulk.min()), ess_tail_min=float(ess_tail.min()),
+                divergences=int(idata.sample_stats.diverging.sum()),
+                chains=int(idata.posterior.sizes["chain"]), draws=int(idata.posterior.sizes["draw"]))
+
+
+def passes(diag: dict) -> bool:
+    return diag["rhat_max"] <= RHAT_MAX and diag["divergences"] == 0
+
+
+def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_accepts=(0.9, 0.97, 0.995), log=print):
+    """Sample; on R-hat > 1.01 or divergences retry with a higher target_accept. Returns (idata, diag, ok)."""
+    for ta in target_accepts:
+        idata = sample(obs, draws, tune, chains, ta, seed, progress)
+        diag = diagnostics(idata) | {"target_accept": ta}
+        log(f"target_accept={ta}: R-hat max {diag['rhat_max']:.4f}, ESS bulk min {diag['ess_bulk_min']:.0f}, "
+            f"ESS tail min {diag['ess_tail_min']:.0f}, divergences {diag['divergences']}")
+        if passes(diag):
+            return idata, diag, True
+    return idata, diag, False
+
+
+def draws_of(idata) -> dict[str, np.ndarray]:
+    """The forward model's parameters (and discrepancy scales), chain × draw flattened to a leading axis."""
+    post = idata.posterior
+    out = {}
+    for name in [p.name for p in forward.PARAMS] + ["discrepancy"]:
+        a = post[name].values
+        out[name] = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+    return out
+
+
+def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> Path:
+    """Write NAME.npz (numpy-readable draws + meta) and NAME.nc (ArviZ) atomically."""
+    from calibrate.model import NOISE_FLOOR, OBS_GROUPS
+
+    path = Path(path).with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    configs = sorted({c.name for c in obs.configs})
+    meta = dict(
+        schema=posterior.SCHEMA, created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        code_version=__version__, data_hash=ds.attrs.get("data_hash", ""), data_title=ds.attrs.get("title", ""),
+        citation=ds.attrs.get("citation", ""), diagnostics=diag, noise_floor=NOISE_FLOOR, obs_groups=list(OBS_GROUPS),
+        tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
+                   chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
+        observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
+        sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
+    ) | (extra_meta or {})
+    arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}
+    arrays["meta"] = np.array(json.dumps(meta))
+    _atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+    idata.attrs.update(data_hash=meta["data_hash"], code_version=__version__)
+    _atomic(path.with_suffix(".nc"), lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
+    return path
+
+
+def _atomic(path: Path, writer):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,210 @@
+"""`dynsim`: one verb-style command line. Heavy imports (xarray, pymc, torch) happen inside the verbs that
+need them, so `dynsim predict` starts with numpy alone."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+PREDICT_EXAMPLES = """examples:
+  dynsim predict --pretrain 320BT --cpt 8+42BT                 1B model, EvoLM's standard SFT/RL after CPT
+  dynsim predict --size 4B --pretrain 160BT --sft 100Kep2      a 4B model fine-tuned for 2 epochs
+  dynsim predict 1B-160BT-8+42BT-100Kep1-100Kep8 --json        a full EvoLM name, machine-readable
+  dynsim predict --pretrain 80BT --posterior my_fit.npz        any posterior written by `dynsim fit`
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + error by default)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _fail(message: str) -> int:
+    print(f"dynsim: error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- predict ---------------------------------------------------------------------------------------
+def _load_posterior(args):
+    from dynsim import posterior
+
+    path = args.posterior or posterior.bundled_path(args.calibration)
+    post = posterior.load(path)
+    problems = post.diagnostic_problems()
+    if problems and not getattr(args, "force", False):
+        raise posterior.PosteriorError(f"{path}: posterior failed its diagnostics ({'; '.join(problems)}); "
+                                       "refit it, or pass --force to use it anyway")
+    return post
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from dynsim.config import config_from_flags, parse_config
+
+    if args.name:
+        if any(v is not None for v in (args.pretrain, args.cpt, args.sft, args.rl)):
+            raise UsageError("give either a run name or stage flags (--pretrain/--cpt/--sft/--rl), not both")
+        cfg = parse_config(args.name)
+    else:
+        cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
+    post = _load_posterior(args)
+    rows = post.default_outputs(cfg)
+    draws = post.predict([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                         rng=np.random.default_rng(args.seed))
+    level = args.interval
+    lo, hi = np.percentile(draws, [50 - level / 2, 50 + level / 2], axis=0)
+    mean, median = draws.mean(axis=0), np.median(draws, axis=0)
+    outside = post.outside_range(cfg)
+    nearest = post.nearest_observed(cfg).name if outside else None
+
+    if args.draws:
+        header = ",".join(f"{c.name}|{t}|{m}" for c, t, m in rows)
+        print(header)
+        np.savetxt(sys.stdout, draws, delimiter=",", fmt="%.4g")
+        return 0
+    if args.json:
+        print(json.dumps({
+            "config": cfg.name, "posterior": post.path, "data_hash": post.meta.get("data_hash"),
+            "interval": level / 100, "outside_calibrated_range": outside, "nearest_calibrated": nearest,
+            "predictions": [dict(config=c.name, stage=c.stage(), task=t, metric=m,
+                                 units="nats/token" if m == "loss" else "percent",
+                                 mean=round(float(a), 3), median=round(float(b), 3),
+                                 lo=round(float(l), 3), hi=round(float(h), 3))
+                            for (c, t, m), a, b, l, h in zip(rows, mean, median, lo, hi)],
+        }, indent=1))
+        return 0
+    print(f"dynsim predict {cfg.name}   (posterior: {post.meta.get('data_title', '')}, "
+          f"{post.n_draws} draws, data {post.meta.get('data_hash', '?')})")
+    if outside:
+        print(f"! extrapolating: {'; '.join(outside)}. Nearest calibrated configuration: {nearest}")
+    current = None
+    for (c, t, m), a, l, h in zip(rows, mean, lo, hi):
+        if c != current:
+            current = c
+            label = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}[c.stage()]
+            print(f"\n{c.name}  ({label})\n  {'task':<16}{'metric':<15}{'mean':>7}   {level:g}% interval")
+        print(f"  {t:<16}{m:<15}{a:7.1f}   [{l:5.1f}, {h:5.1f}]")
+    print("\naccuracy in percent; intervals are posterior-predictive for a new measurement")
+    return 0
+
+
+# -- fit -------------------------------------------------------------------------------------------
+def _dataset(args):
+    from dynsim import results
+
+    if getattr(args, "data", None):
+        return results.load(args.data)
+    if args.calibration == "evolm":
+        return results.from_evolm_csv()
+    raise UsageError(f"no bundled data for calibration '{args.calibration}': pass --data RESULTS.nc")
+
+
+def cmd_fit(args) -> int:
+    import time
+
+    from calibrate import fit as fitting
+    from calibrate.model import observations
+    from dynsim import posterior
+
+    ds = _dataset(args)
+    obs = observations(ds)
+    out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
+    print(f"fitting {len(obs)} observations of {ds.attrs.get('title', 'results')} "
+          f"(data {ds.attrs.get('data_hash')}) with NUTS, {args.chains} chains × {args.draws} draws")
+    t0 = time.time()
+    idata, diag, ok = fitting.fit(obs, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
+                                  progress=not args.quiet)
+    diag |= {"wall_s": round(time.time() - t0, 1), "seed": args.seed}
+    path = fitting.write(idata, obs, ds, diag, out)
+    print(f"R-hat max {diag['rhat_max']:.4f}  ESS bulk min {diag['ess_bulk_min']:.0f}  "
+          f"ESS tail min {diag['ess_tail_min']:.0f}  divergences {diag['divergences']}  ({diag['wall_s']} s)")
+    print(f"wrote {path} and {path.with_suffix('.nc')}")
+    if not ok:
+        return _fail(f"diagnostics failed after retries (R-hat {diag['rhat_max']:.3f}, "
+                     f"{diag['divergences']} divergences); the posterior was written but predict will refuse it")
+    return 0
+
+
+# -- validate --------------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    from calibrate import validate
+    from calibrate.model import observations
+
+    ds = _dataset(args)
+    post = _load_posterior(args)
+    report = validate.loco(post, observations(ds), level=args.interval / 100)
+    print(validate.format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dynsim", description="Scaling-law and training-dynamics simulator for LM training.")
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    def calibration_flags(q):
+        q.add_argument("--calibration", default="evolm", help="bundled calibration (default: evolm)")
+        q.add_argument("--posterior", help="a posterior .npz written by `dynsim fit` (overrides --calibration)")
+        q.add_argument("--force", action="store_true", help="use a posterior even if its diagnostics failed")
+
+    q = sub.add_parser("predict", help="predict metrics of an untrained configuration",
+                       epilog=PREDICT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("name", nargs="?", help="an EvoLM run name, e.g. 1B-160BT-8+42BT-100Kep1-100Kep8")
+    q.add_argument("--size", default="1B", help="parameters, e.g. 1B, 125M (default 1B)")
+    q.add_argument("--pretrain", help="pretraining tokens, e.g. 320BT")
+    q.add_argument("--cpt", help="continued pretraining replay+domain tokens, e.g. 8+42BT")
+    q.add_argument("--sft", help="SFT examples×epochs, e.g. 100Kep1")
+    q.add_argument("--rl", help="RL examples×epochs, e.g. 100Kep8 (needs --sft)")
+    q.add_argument("--interval", type=float, default=90.0, help="credible interval in percent (default 90)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
+    q.add_argument("--seed", type=int, default=0, help="seed for the predictive noise draws")
+    calibration_flags(q)
+    q.set_defaults(func=cmd_predict)
+
+    q = sub.add_parser("fit", help="fit the Bayesian model to a results Dataset (NUTS) and write its posterior")
+    q.add_argument("--calibration", default="evolm", help="bundled data to fit (default: evolm)")
+    q.add_argument("--data", help="a results Dataset (netCDF) to fit instead")
+    q.add_argument("-o", "--out", help="posterior path (.npz; an ArviZ .nc is written beside it)")
+    q.add_argument("--draws", type=int, default=1000)
+    q.add_argument("--tune", type=int, default=1000)
+    q.add_argument("--chains", type=int, default=4)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_fit)
+
+    q = sub.add_parser("validate", help="leave-one-configuration-out MAE and interval coverage")
+    calibration_flags(q)
+    q.add_argument("--data", help="a results Dataset (netCDF) matching --posterior")
+    q.add_argument("--interval", type=float, default=90.0)
+    q.set_defaults(func=cmd_validate)
+    return p
+
+
+def main(argv=None) -> int:
+    from dynsim.config import ConfigError
+    from dynsim.posterior import PosteriorError
+
+    known = (UsageError, ConfigError, PosteriorError, FileNotFoundError)
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "interval", 90) <= 0 or getattr(args, "interval", 90) >= 100:
+            raise UsageError("--interval must lie between 0 and 100")
+        return args.func(args)
+    except known as e:
+        return _fail(str(e))
+    except ValueError as e:  # ResultsError and other input errors from the heavier verbs
+        if type(e).__module__.startswith(("dynsim", "calibrate", "train_runs")):
+            return _fail(str(e))
+        raise
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

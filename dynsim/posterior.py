@@ -1,0 +1,135 @@
+"""Stored posterior draws → predictions, with numpy only (no pymc, no torch, no xarray on this path).
+
+A posterior is one `.npz` written by `dynsim fit`: `param/<name>` arrays with draws on the leading axis and
+a JSON `meta` entry. Predictions are posterior-predictive draws of a new measurement: the forward model at
+each draw plus that draw's model discrepancy and the noise floor, so intervals are the ones `validate` checks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from dynsim import forward
+from dynsim.config import RunConfig, parse_config
+
+SCHEMA = "dynsim.posterior/1"
+BUNDLED = ("evolm",)  # calibrations shipped in dynsim/data/calibrations/NAME.npz
+OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
+
+
+class PosteriorError(ValueError):
+    """A posterior file that is missing, unreadable or fails its diagnostics."""
+
+
+class Posterior:
+    def __init__(self, params: dict[str, np.ndarray], meta: dict, path: str = ""):
+        self.params, self.meta, self.path = params, meta, path
+        self.table = forward.TaskTable.from_meta(meta["tasks"]["names"], meta["tasks"]["kinds"], meta["tasks"]["chance"])
+        self.n_draws = len(next(iter(params.values())))
+        self.observed = [parse_config(c) for c in meta["observed"]["configs"]]
+
+    # -- diagnostics ---------------------------------------------------------------------------------
+    def diagnostic_problems(self) -> list[str]:
+        d, out = self.meta.get("diagnostics", {}), []
+        if d.get("rhat_max", 9) > 1.01:
+            out.append(f"R-hat {d.get('rhat_max', float('nan')):.3f} > 1.01")
+        if d.get("divergences", 1):
+            out.append(f"{d.get('divergences', '?')} divergent transitions")
+        return out
+
+    # -- prediction ----------------------------------------------------------------------------------
+    def gathered(self) -> dict[str, np.ndarray]:
+        """Parameters shaped for the forward model: global (S, 1), grouped (S, T)."""
+        return {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
+
+    def predict(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], rng=None,
+                noise: bool = True) -> np.ndarray:
+        """Draws (S, n) of each observation (config_i, task_i, metric_i), in percent (nats for loss)."""
+        x = forward.design(configs, tasks, metrics, self.table)
+        mean = forward.predict(self.gathered(), x, np)
+        scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
+        out = mean * scale
+        if noise:
+            rng = rng or np.random.default_rng(0)
+            groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
+                               for t, m in zip(tasks, metrics)])
+            floor = np.where(scale == 1.0, 0.0, self.meta.get("noise_floor", 0.3))
+            sd = np.sqrt(self.params["discrepancy"][:, groups] ** 2 + floor ** 2)
+            out = out + sd * rng.standard_normal(out.shape)
+        return np.where(scale == 100.0, np.clip(out, 0.0, 100.0), out)
+
+    def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
+        """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
+        (EvoLM's standard 100Kep1 / 100Kep8 when cfg has no post-training of its own)."""
+        rows = []
+        base = cfg.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
+        upstream_cfg = cfg if not cfg.has_sft else base
+        for t in self.table.names:
+            kind = self.table.kind(t)
+            if kind == "upstream" or kind == "upstream_avg":
+                rows.append((upstream_cfg, t, "0shot_acc"))
+        metrics = [m for m in self.meta["observed"]["metrics"] if forward.metric_kind(m)[0] not in ("cloze", "loss")]
+        if cfg.has_sft:
+            post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=100_000, rl_epochs=8)]
+        else:
+            sft = base.replace(sft_examples=100_000, sft_epochs=1)
+            post = [sft, sft.replace(rl_examples=100_000, rl_epochs=8)]
+        for c in post:
+            for t in self.table.downstream:
+                for m in metrics:
+                    rows.append((c, t, m))
+        return rows
+
+    # -- the calibrated range ------------------------------------------------------------------------
+    def outside_range(self, cfg: RunConfig) -> list[str]:
+        """Which of cfg's numbers lie outside what the calibration saw (empty when inside)."""
+        out = []
+        for field, label in (("size", "size"), ("pretrain", "pretraining tokens"), ("cpt_domain", "CPT domain tokens"),
+                             ("cpt_replay", "CPT replay tokens"), ("sft_examples", "SFT examples"),
+                             ("sft_epochs", "SFT epochs"), ("rl_examples", "RL examples"), ("rl_epochs", "RL epochs")):
+            seen = [getattr(c, field) for c in self.observed]
+            seen_nonzero = [v for v in seen if v] or [0]
+            v = getattr(cfg, field)
+            if v and (v < min(seen_nonzero) or v > max(seen)):
+                out.append(f"{label} {v:g} outside the calibrated {min(seen_nonzero):g}–{max(seen):g}")
+        return out
+
+    def nearest_observed(self, cfg: RunConfig) -> RunConfig:
+        """The calibrated configuration closest to cfg in log-counts (stage presence weighs most)."""
+        def dist(c: RunConfig) -> float:
+            d = 0.0
+            for f in ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs", "rl_examples", "rl_epochs"):
+                a, b = getattr(cfg, f), getattr(c, f)
+                d += 10.0 if (a == 0) != (b == 0) else abs(math.log((a + 1) / (b + 1)))
+            return d + (5.0 if c.pretrain_schedule else 0.0)
+        return min(self.observed, key=dist)
+
+
+def load(path) -> Posterior:
+    path = Path(path)
+    if not path.exists():
+        raise PosteriorError(f"{path}: no such posterior file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            params = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+        raise PosteriorError(f"{path}: not a readable dynsim posterior ({type(e).__name__})") from None
+    if meta.get("schema") != SCHEMA:
+        raise PosteriorError(f"{path}: not a {SCHEMA} file")
+    missing = [p.name for p in forward.PARAMS if p.name not in params]
+    if missing:
+        raise PosteriorError(f"{path}: posterior lacks parameters {', '.join(missing)}")
+    return Posterior(params, meta, str(path))
+
+
+def bundled_path(name: str) -> Path:
+    if name not in BUNDLED:
+        raise PosteriorError(f"unknown calibration '{name}': choose one of {', '.join(BUNDLED)} or pass --posterior PATH")
+    return Path(str(resources.files("dynsim") / "data" / "calibrations" / f"{name}.npz"))

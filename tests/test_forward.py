@@ -1,0 +1,74 @@
+"""The forward model: one formula serves numpy (prediction) and pytensor (likelihood); metrics behave."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dynsim import forward
+from dynsim.config import parse_config
+
+TABLE = forward.TaskTable(["HellaSwag", "Winogrande", "Upstream_avg", "ID_avg", "OOD_avg"],
+                          ["upstream", "upstream", "upstream_avg", "ID", "OOD"],
+                          [[0.25], [0.5], [0.0], [0.0], [0.0, 0.333, 0.0, 0.5]])
+PARAMS = dict(E=1.8, A=0.35, alpha=0.34, B=0.25, beta=0.3, anneal_gap=0.05, forget_max=0.3, forget_tokens=5e9,
+              replay_protect=15.0, domain_tokens=5e9, sft_gain=3.0, sft_scale=3e4, rl_gain=1.0, rl_scale=2e5,
+              ot_sensitivity=0.1, epoch_decline=0.2, greedy_sharpness=[1.5, 1.3], maj_threshold=[0.3, 0.3],
+              ability0=[-5.0, -4.0], loss_slope=[2.0, 1.5], domain_weight=[0.8, 0.2], item_spread=[3.0, 3.0],
+              up_slope=[3.0, 2.0], up_mid=[2.5, 2.2], up_ceiling=[0.9, 0.85])
+
+
+def numpy_params(draws=1, **over):
+    p = PARAMS | over
+    return {k: np.tile(np.atleast_1d(np.asarray(v, float)), (draws, 1)) for k, v in p.items()}
+
+
+def run(cfgs, tasks, metrics, **over):
+    return forward.predict(numpy_params(**over), forward.design(cfgs, tasks, metrics, TABLE))[0]
+
+
+def test_numpy_and_pytensor_agree():
+    import pytensor.tensor as pt
+    cfgs = [parse_config(n) for n in ["1B-160BT", "1B-20of160BT", "1B-80BT-8+42BT-100Kep1", "4B-80BT-0+50BT-100Kep3-100Kep8"]]
+    obs = [(c, t, m) for c in cfgs for t, m in [("HellaSwag", "0shot_acc"), ("Upstream_avg", "0shot_acc"),
+                                                ("ID_avg", "greedy_pass@1"), ("OOD_avg", "maj@16"), ("ID_avg", "pass@16")]]
+    x = forward.design(*map(list, zip(*obs)), TABLE)
+    expected = forward.predict(numpy_params(), x, np)[0]
+    symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in PARAMS.items()}
+    got = forward.predict(symbolic, x, pt).eval()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    assert np.all((expected >= 0) & (expected <= 1))
+
+
+def test_pass_at_k_grows_with_k_and_bounds_the_others():
+    c = [parse_config("1B-160BT-8+42BT-100Kep1")] * 5
+    v = run(c, ["ID_avg"] * 5, ["mean@1", "pass@1", "pass@4", "pass@16", "maj@16"])
+    assert v[0] == pytest.approx(v[1])
+    assert v[1] < v[2] < v[3] and v[4] < v[3]
+
+
+def test_chance_floor_and_upstream_average():
+    c = [parse_config("1B-160BT")] * 3
+    hs, wg, avg = run(c, ["HellaSwag", "Winogrande", "Upstream_avg"], ["0shot_acc"] * 3)
+    assert hs > 0.25 and wg > 0.5 and avg == pytest.approx((hs + wg) / 2)
+    weak = run([parse_config("1B-160BT-100Kep1")], ["OOD_avg"], ["greedy_pass@1"], ability0=[-30.0, -30.0])
+    assert weak[0] == pytest.approx((0.333 + 0.5) / 4, abs=1e-3)  # guessing on the closed-form components
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from([10, 20, 40, 80, 160, 320]), st.sampled_from([20, 40, 80, 160, 320]))
+def test_more_pretraining_lowers_loss_and_raises_upstream(a, b):
+    lo, hi = sorted((a, b))
+    cfgs = [parse_config(f"1B-{lo}BT"), parse_config(f"1B-{hi}BT")]
+    acc = run(cfgs, ["HellaSwag"] * 2, ["0shot_acc"] * 2)
+    assert acc[0] <= acc[1]
+
+
+def test_replay_mitigates_forgetting_and_intermediate_is_worse():
+    names = ["1B-160BT", "1B-160BT-0+50BT", "1B-160BT-8+42BT", "1B-40BT", "1B-40of160BT"]
+    acc = run([parse_config(n) for n in names], ["HellaSwag"] * 5, ["0shot_acc"] * 5)
+    assert acc[1] < acc[2] < acc[0] and acc[4] < acc[3]
+
+
+def test_unknown_metric_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown metric"):
+        forward.metric_kind("bleu")

@@ -1,0 +1,102 @@
+"""`dynsim predict` on the bundled calibration: output contract, import boundary, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dynsim.cli import main
+
+PY = sys.executable
+
+
+def run_cli(*args):
+    return subprocess.run([PY, "-m", "dynsim.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def prediction():
+    r = run_cli("predict", "--pretrain", "320BT", "--cpt", "8+42BT", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_json_contract(prediction):
+    assert prediction["config"] == "1B-320BT-8+42BT" and prediction["interval"] == 0.9
+    rows = prediction["predictions"]
+    keys = {"config", "stage", "task", "metric", "units", "mean", "median", "lo", "hi"}
+    assert rows and all(set(r) == keys for r in rows)
+    for r in rows:
+        assert 0 <= r["lo"] <= r["median"] <= r["hi"] <= 100 and r["lo"] <= r["mean"] <= r["hi"]
+    stages = {(r["config"], r["stage"]) for r in rows}
+    assert stages == {("1B-320BT-8+42BT", "cpt"), ("1B-320BT-8+42BT-100Kep1", "sft"),
+                      ("1B-320BT-8+42BT-100Kep1-100Kep8", "rl")}
+    tasks = {(r["task"], r["metric"]) for r in rows}
+    assert {("ID_avg", "greedy_pass@1"), ("OOD_avg", "maj@16"), ("ID_avg", "pass@16"), ("HellaSwag", "0shot_acc")} <= tasks
+
+
+def test_extrapolation_is_flagged_with_nearest(prediction):
+    assert any("pretraining tokens" in s for s in prediction["outside_calibrated_range"])
+    assert prediction["nearest_calibrated"] == "1B-160BT-8+42BT-100Kep1"
+
+
+def test_pass_at_16_above_greedy_and_rl_helps_in_domain(prediction):
+    v = {(r["stage"], r["task"], r["metric"]): r["median"] for r in prediction["predictions"]}
+    assert v[("sft", "ID_avg", "pass@16")] > v[("sft", "ID_avg", "greedy_pass@1")]
+    assert v[("rl", "ID_avg", "greedy_pass@1")] > v[("sft", "ID_avg", "greedy_pass@1")]
+
+
+def test_table_and_draws_outputs():
+    r = run_cli("predict", "1B-160BT-8+42BT-100Kep1-100Kep8")
+    assert r.returncode == 0 and "after SFT+RL" in r.stdout and "90% interval" in r.stdout
+    assert "extrapolating" not in r.stdout
+    r = run_cli("predict", "--pretrain", "80BT", "--sft", "100Kep1", "--draws")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and "|ID_avg|pass@16" in lines[0] and len(lines) > 1000
+
+
+def test_predict_imports_neither_torch_nor_pymc():
+    code = ("import sys; from dynsim.cli import main; import contextlib, io\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['predict', '--pretrain', '320BT', '--cpt', '8+42BT'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pymc', 'pytensor', 'xarray', 'scipy')))")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["predict", "--pretrain", "320XT"], "320XT"),
+    (["predict", "--pretrain", "-5BT"], "-5BT"),
+    (["predict", "--pretrain", "160BT", "--cpt", "8+BT"], "8+BT"),
+    (["predict", "--pretrain", "160BT", "--rl", "100Kep8"], "RL without SFT"),
+    (["predict", "abc"], "abc"),
+    (["predict"], "--pretrain"),
+    (["predict", "--pretrain", "160BT", "--posterior", "/nonexistent.npz"], "no such posterior"),
+    (["predict", "--pretrain", "160BT", "--calibration", "nope"], "unknown calibration"),
+    (["predict", "--pretrain", "160BT", "--interval", "120"], "--interval"),
+    (["predict", "--bogus"], "unrecognized"),
+])
+def test_user_errors_are_one_line_exit_2(args, needle, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unreadable_posterior(tmp_path, capsys):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    assert main(["predict", "--pretrain", "160BT", "--posterior", str(bad)]) == 2
+    assert "not a readable dynsim posterior" in capsys.readouterr().err
+
+
+def test_failed_diagnostics_refused_unless_forced(tmp_path, capsys):
+    import numpy as np
+    from dynsim import posterior
+    src = np.load(posterior.bundled_path("evolm"))
+    meta = json.loads(str(src["meta"]))
+    meta["diagnostics"] |= {"rhat_max": 1.2, "divergences": 3}
+    path = tmp_path / "bad_diag.npz"
+    np.savez(path, **{k: src[k] for k in src.files if k != "meta"}, meta=np.array(json.dumps(meta)))
+    assert main(["predict", "--pretrain", "160BT", "--posterior", str(path)]) == 2
+    assert "diagnostics" in capsys.readouterr().err
+    assert main(["predict", "--pretrain", "160BT", "--posterior", str(path), "--force"]) == 0
