@@ -61,7 +61,7 @@ def cmd_predict(args) -> int:
     lo, hi = np.percentile(draws, [50 - level / 2, 50 + level / 2], axis=0)
     mean, median = draws.mean(axis=0), np.median(draws, axis=0)
     outside = post.outside_range(cfg)
-    nearest = post.nearest_observed(cfg).name if outside else None
+    nearest = post.nearest_observed(rows[-1][0]).name if outside else None  # for the fullest reported stage
 
     if args.draws:
         header = ",".join(f"{c.name}|{t}|{m}" for c, t, m in rows)
@@ -204,6 +204,9 @@ def main(argv=None) -> int:
         raise
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dynsim import forward
-from dynsim.config import RunConfig, parse_config
+from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/1"
 BUNDLED = ("evolm",)  # calibrations shipped in dynsim/data/calibrations/NAME.npz
@@ -90,14 +90,15 @@ class Posterior:
     def outside_range(self, cfg: RunConfig) -> list[str]:
         """Which of cfg's numbers lie outside what the calibration saw (empty when inside)."""
         out = []
+        show = dict(size=format_size, pretrain=format_tokens, cpt_domain=format_tokens, cpt_replay=format_tokens)
         for field, label in (("size", "size"), ("pretrain", "pretraining tokens"), ("cpt_domain", "CPT domain tokens"),
                              ("cpt_replay", "CPT replay tokens"), ("sft_examples", "SFT examples"),
                              ("sft_epochs", "SFT epochs"), ("rl_examples", "RL examples"), ("rl_epochs", "RL epochs")):
             seen = [getattr(c, field) for c in self.observed]
             seen_nonzero = [v for v in seen if v] or [0]
-            v = getattr(cfg, field)
+            v, fmt = getattr(cfg, field), show.get(field, str)
             if v and (v < min(seen_nonzero) or v > max(seen)):
-                out.append(f"{label} {v:g} outside the calibrated {min(seen_nonzero):g}–{max(seen):g}")
+                out.append(f"{label} {fmt(v)} outside the calibrated {fmt(min(seen_nonzero))}–{fmt(max(seen))}")
         return out
 
     def nearest_observed(self, cfg: RunConfig) -> RunConfig:

@@ -38,7 +38,7 @@ def test_json_contract(prediction):
 
 def test_extrapolation_is_flagged_with_nearest(prediction):
     assert any("pretraining tokens" in s for s in prediction["outside_calibrated_range"])
-    assert prediction["nearest_calibrated"] == "1B-160BT-8+42BT-100Kep1"
+    assert prediction["nearest_calibrated"] == "1B-160BT-8+42BT-100Kep1-100Kep8"
 
 
 def test_pass_at_16_above_greedy_and_rl_helps_in_domain(prediction):
@@ -66,7 +66,8 @@ def test_predict_imports_neither_torch_nor_pymc():
 
 @pytest.mark.parametrize("args, needle", [
     (["predict", "--pretrain", "320XT"], "320XT"),
-    (["predict", "--pretrain", "-5BT"], "-5BT"),
+    (["predict", "--pretrain=-5BT"], "-5BT"),
+    (["predict", "1B--5BT"], "pretraining tokens"),
     (["predict", "--pretrain", "160BT", "--cpt", "8+BT"], "8+BT"),
     (["predict", "--pretrain", "160BT", "--rl", "100Kep8"], "RL without SFT"),
     (["predict", "abc"], "abc"),

@@ -1,0 +1,53 @@
+"""The bundled calibration: provenance matches the bundled data; diagnostics pass; validate is honest."""
+
+import numpy as np
+import pytest
+
+from calibrate.model import observations
+from dynsim import posterior, results
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return posterior.load(posterior.bundled_path("evolm")), results.from_evolm_csv()
+
+
+def test_bundled_posterior_was_fitted_to_the_bundled_data(bundled):
+    post, ds = bundled
+    assert post.meta["data_hash"] == ds.attrs["data_hash"]
+    assert post.diagnostic_problems() == []
+    d = post.meta["diagnostics"]
+    assert d["rhat_max"] <= 1.01 and d["ess_bulk_min"] > 400 and d["chains"] >= 4
+
+
+def test_posterior_reproduces_the_data_it_was_fitted_to(bundled):
+    post, ds = bundled
+    obs = observations(ds)
+    draws = post.predict(obs.configs, obs.tasks, obs.metrics, noise=True)
+    lo, hi = np.percentile(draws, [5, 95], axis=0)
+    inside = (lo <= obs.values) & (obs.values <= hi)
+    assert 0.8 <= inside.mean() <= 1.0
+    assert np.median(np.abs(np.median(draws, axis=0) - obs.values)) < 2.5
+
+
+def test_validate_reports_every_metric_with_honest_coverage(bundled):
+    from calibrate import validate
+    post, ds = bundled
+    report = validate.loco(post, observations(ds))
+    overall = report["summary"][-1]
+    assert overall["metric"] == "all" and overall["n"] == 100
+    assert 0.7 <= overall["coverage"] <= 1.0  # honest: neither overconfident nor absurdly wide
+    assert overall["mean_width"] < 25
+    text = validate.format_report(report)
+    assert "greedy_pass@1" in text and "pass@16" in text and "0shot_acc" in text
+
+
+@pytest.mark.slow
+def test_fit_cli_writes_a_diagnosed_posterior(tmp_path):
+    from dynsim.cli import main
+    out = tmp_path / "post.npz"
+    code = main(["fit", "-o", str(out), "--draws", "300", "--tune", "300", "--chains", "2", "--quiet"])
+    post = posterior.load(out)
+    assert out.with_suffix(".nc").exists() and post.n_draws == 600
+    assert set(post.meta["diagnostics"]) >= {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences"}
+    assert code == (0 if not post.diagnostic_problems() else 2)
