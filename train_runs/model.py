@@ -237,7 +237,8 @@ class GPT(nn.Module):
             idx[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
             valid[i, P - len(p):] = True
         positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-        cache = KVCache(self.cfg, B, P + max_new_tokens, device, self.embed.weight.dtype)
+        # keys/values are stored in the dtype attention computes in, so SDPA never sees mixed dtypes
+        cache = KVCache(self.cfg, B, P + max_new_tokens, device, torch.bfloat16 if autocast else self.embed.weight.dtype)
         with autocast_for(device, autocast):
             logits = self(idx, positions, cache, valid)[:, -1].float()
         pos = positions[:, -1:]
