@@ -62,6 +62,17 @@ def observations(ds) -> Observations:
     return Observations(cfgs, list(df.task), list(df.metric), df.value.to_numpy(float), table)
 
 
+def _pooled(name, centre, spread, dims, by=None, log=False, shift=0.0):
+    """A per-task parameter partially pooled around a centre, non-centred for NUTS:
+    value = link(shift + centre[group] + spread · z), centre ~ N(*centre), spread ~ HalfNormal, z ~ N(0, 1).
+    `by` maps tasks to kinds (one centre per kind); `log` makes the parameter positive (centre on the log scale)."""
+    tag = "log" if log else ""
+    mu = pm.Normal(f"{name}_{tag}mu", mu=centre[0], sigma=centre[1], dims="kind" if by is not None else None)
+    sd = pm.HalfNormal(f"{name}_{tag}sd", sigma=spread)
+    value = shift + (mu[by] if by is not None else mu) + sd * pm.Normal(f"{name}_z", 0, 1, dims=dims)
+    return pm.Deterministic(name, pt.exp(value) if log else value, dims=dims)
+
+
 def build(obs: Observations) -> pm.Model:
     """The PyMC model: priors → forward model (pytensor) → likelihood of the observed numbers."""
     table = obs.table
@@ -103,33 +114,15 @@ def build(obs: Observations) -> pm.Model:
         p["greedy_sharpness"] = pm.LogNormal("greedy_sharpness", mu=np.log(1.5), sigma=0.4, dims="kind")
         # maj@k: wrong answers split their votes, so the right one wins with a minority share (~0.3).
         p["maj_threshold"] = pm.Beta("maj_threshold", alpha=3.0, beta=7.0, dims="kind")
-        # Downstream tasks, partially pooled within their kind (non-centred for NUTS).
-        a_mu = pm.Normal("ability0_mu", mu=-3.0, sigma=2.0, dims="kind")
-        a_sd = pm.HalfNormal("ability0_sd", sigma=1.0)
-        p["ability0"] = pm.Deterministic(
-            "ability0", a_mu[kind_of_task] + a_sd * pm.Normal("ability0_z", 0, 1, dims="task"), dims="task")
-        b_mu = pm.Normal("loss_slope_logmu", mu=np.log(2.0), sigma=0.7)
-        b_sd = pm.HalfNormal("loss_slope_logsd", sigma=0.3)
-        p["loss_slope"] = pm.Deterministic(
-            "loss_slope", pt.exp(b_mu + b_sd * pm.Normal("loss_slope_z", 0, 1, dims="task")), dims="task")
-        c_mu = pm.Normal("domain_weight_mu", mu=0.5, sigma=0.5, dims="kind")
-        c_sd = pm.HalfNormal("domain_weight_sd", sigma=0.3)
-        p["domain_weight"] = pm.Deterministic(
-            "domain_weight", c_mu[kind_of_task] + c_sd * pm.Normal("domain_weight_z", 0, 1, dims="task"), dims="task")
-        s_mu = pm.Normal("item_spread_logmu", mu=np.log(2.0), sigma=0.4)
-        s_sd = pm.HalfNormal("item_spread_logsd", sigma=0.3)
-        p["item_spread"] = pm.Deterministic(
-            "item_spread", pt.exp(s_mu + s_sd * pm.Normal("item_spread_z", 0, 1, dims="task")), dims="task")
+        # Downstream tasks, partially pooled (within their kind where a centre has dims="kind").
+        p["ability0"] = _pooled("ability0", (-3.0, 2.0), 1.0, "task", by=kind_of_task)
+        p["loss_slope"] = _pooled("loss_slope", (np.log(2.0), 0.7), 0.3, "task", log=True)
+        p["domain_weight"] = _pooled("domain_weight", (0.5, 0.5), 0.3, "task", by=kind_of_task)
+        p["item_spread"] = _pooled("item_spread", (np.log(2.0), 0.4), 0.3, "task", log=True)
         # Upstream cloze tasks: accuracy is a sigmoid in loss (OLMo ladder, Bhagia et al. 2024), pooled.
-        k_mu = pm.Normal("up_slope_logmu", mu=np.log(3.0), sigma=0.7)
-        k_sd = pm.HalfNormal("up_slope_logsd", sigma=0.5)
-        p["up_slope"] = pm.Deterministic(
-            "up_slope", pt.exp(k_mu + k_sd * pm.Normal("up_slope_z", 0, 1, dims="up_task")), dims="up_task")
+        p["up_slope"] = _pooled("up_slope", (np.log(3.0), 0.7), 0.5, "up_task", log=True)
         # The loss is latent, so the midpoint is stated as excess over E (E itself then only shifts abilities).
-        m_mu = pm.Normal("up_mid_mu", mu=0.6, sigma=0.5)
-        m_sd = pm.HalfNormal("up_mid_sd", sigma=0.5)
-        p["up_mid"] = pm.Deterministic(
-            "up_mid", p["E"] + m_mu + m_sd * pm.Normal("up_mid_z", 0, 1, dims="up_task"), dims="up_task")
+        p["up_mid"] = _pooled("up_mid", (0.6, 0.5), 0.5, "up_task", shift=p["E"])
         # Ceilings: well-built benchmarks top out near human agreement, 85-100%.
         p["up_ceiling"] = pm.Beta("up_ceiling", alpha=10.0, beta=1.5, dims="up_task")
 

@@ -138,8 +138,33 @@ def cmd_validate(args) -> int:
 
     ds = _dataset(args)
     post = _load_posterior(args)
-    report = validate.loco(post, observations(ds), level=args.interval / 100)
+    report = validate.loco(post, observations(ds), level=args.interval / 100,
+                           refit_above=0.7 if args.refit else None, log=lambda m: print(m, file=sys.stderr))
     print(validate.format_report(report))
+    return 0
+
+
+# -- train / results -------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from dynsim.config import parse_config
+    from train_runs.train import train
+
+    cfg = parse_config(args.name)
+    record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
+    print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
+    for m in record["metrics"]:
+        print(f"  {m['task']:<18}{m['metric']:<15}{m['value']:9.3f}" + (f"   ({m['n_correct']}/{m['n_items']})"
+                                                                            if m.get("n_items") else ""))
+    return 0
+
+
+def cmd_results_import(args) -> int:
+    from dynsim import results
+
+    ds = results.from_records(args.paths)
+    path = results.save(ds, args.out)
+    n = len(results.configs(ds))
+    print(f"wrote {path}: {n} configurations, {int(ds.value.notnull().sum())} numbers, data {ds.attrs['data_hash']}")
     return 0
 
 
@@ -182,7 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_flags(q)
     q.add_argument("--data", help="a results Dataset (netCDF) matching --posterior")
     q.add_argument("--interval", type=float, default=90.0)
+    q.add_argument("--refit", action="store_true",
+                   help="hold out exactly (NUTS refit) every configuration whose PSIS Pareto k̂ > 0.7 (minutes each)")
     q.set_defaults(func=cmd_validate)
+
+    q = sub.add_parser("train", help="train the missing stages of one run for real (torch) and record its results")
+    q.add_argument("name", help="run name, e.g. 0.3M-4MT-1+3MT-2Kep1-2Kep4")
+    q.add_argument("--out", default="runs", help="run store folder (default: runs)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--recipe", help="recipe TOML (default: the bundled one for the model size)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("results", help="results Datasets")
+    rsub = q.add_subparsers(dest="results_verb", required=True, parser_class=_Parser)
+    r = rsub.add_parser("import", help="load result records (folders or result.json files) into one Dataset")
+    r.add_argument("paths", nargs="+", help="run store folders or result.json files")
+    r.add_argument("-o", "--out", required=True, help="output netCDF, e.g. results.nc")
+    r.set_defaults(func=cmd_results_import)
     return p
 
 
