@@ -20,8 +20,10 @@ from train_runs.train import load_model, load_recipe, make_context, run_dir, tra
 
 RECIPE = {"data": {"general_corpus": "sample"}, "run": {"checkpoint_every": 25},
           "eval": {"n_items": 100, "k": 4, "cloze_items": 100, "text_tokens": 8192}}
-PT = "0.2M-0.8MT"
-SFT = "0.2M-0.8MT-3Kep2"
+PT = "0.2M-0.6MT"
+SFT = "0.2M-0.6MT-1Kep1"  # a quick SFT: learns the answer format, not yet the arithmetic
+# a budget that learns single-digit arithmetic (CPT on worked solutions first, as the prototype found): slow
+SLOW_SFT = "0.3M-0.6MT-0.2+1MT-4Kep2"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def rec_config(rec):
 def test_records_follow_the_result_schema(store):
     rec = train(PT, store, recipe=RECIPE, progress=False)
     assert set(rec) == {"schema", "config", "seed", "metrics", "tasks", "timings", "provenance"}
-    assert rec["schema"] == "dynsim.result/1" and rec["config"] == "0.2M-800KT" and rec["seed"] == 0
+    assert rec["schema"] == "dynsim.result/1" and rec["config"] == "0.2M-600KT" and rec["seed"] == 0
     assert {(m["task"], m["metric"]) for m in rec["metrics"]} == {
         ("general_text", "loss"), ("general_text", "ppl"), ("domain_text", "loss"), ("domain_text", "ppl"),
         ("hellaswag_like", "0shot_acc")}
@@ -87,17 +89,36 @@ def test_records_follow_the_result_schema(store):
     assert "general_text" in ds.task.values
 
 
-def test_sft_lifts_in_domain_accuracy_above_the_base_model(store, ctx):
+def answered_share(model, ctx, task, n=50):
+    """Share of greedy completions that end in a readable '#### <integer>' answer."""
+    items = tasks.make_items(task, "eval", n)
+    outs = model.generate([ctx.tok.encode(it.prompt).ids for it in items], 96, ctx.eos_id, autocast=ctx.autocast)
+    return sum(tasks.extract_answer(t) is not None for t in ctx.tok.decode_batch(outs)) / n
+
+
+def test_sft_teaches_the_answer_format_and_records_downstream_metrics(store, ctx):
     rec = train(SFT, store, recipe=RECIPE, progress=False)
+    base = load_model(run_dir(store, rec_config(rec).parent(), 0) / "model.pt", ctx)
+    sft = load_model(run_dir(store, rec_config(rec), 0) / "model.pt", ctx)
+    assert answered_share(base, ctx, "arith") < 0.2  # a pretrained model rambles on
+    assert answered_share(sft, ctx, "arith") > 0.8
+    for task in tasks.GENERATORS:
+        for name in ("greedy_pass@1", "maj@4", "pass@4"):
+            m = metric(rec, task, name)
+            assert m["n_items"] == 100 and m["value"] == 100 * m["n_correct"] / 100
+        assert metric(rec, task, "pass@4")["n_correct"] >= metric(rec, task, "maj@4")["n_correct"]
+    assert rec["tasks"]["yesno"] == {"kind": "OOD", "chance": 50.0, "n_items": 100}
+    assert rec["tasks"]["arith"]["kind"] == "ID" and rec["tasks"]["hellaswag_like"]["chance"] == 25.0
+    assert set(rec["timings"]) == {"pt_s", "sft_s", "eval_s"}
+
+
+@pytest.mark.slow
+def test_sft_lifts_in_domain_accuracy_above_the_base_model(store, ctx):
+    rec = train(SLOW_SFT, store, recipe=RECIPE, progress=False)
     base = load_model(run_dir(store, rec_config(rec).parent(), 0) / "model.pt", ctx)
     base_metrics = evaluate.downstream(base, ctx.tok, "arith", 100, 0, ctx.hp["eval"], 0, ctx.autocast)
     sft = metric(rec, "arith", "greedy_pass@1")
-    assert sft["n_items"] == 100
     assert sft["value"] >= base_metrics[0]["value"] + 20, (sft, base_metrics)
-    assert metric(rec, "arith", "pass@4")["value"] >= sft["value"] - 10  # 4 samples at T=1 reach what greedy does
-    assert {m["task"] for m in rec["metrics"]} >= set(tasks.GENERATORS)
-    assert rec["tasks"]["yesno"] == {"kind": "OOD", "chance": 50.0, "n_items": 100}
-    assert set(rec["timings"]) == {"pt_s", "sft_s", "eval_s"}
 
 
 def test_reusing_a_finished_prefix_trains_only_the_new_stage(store):
@@ -136,15 +157,15 @@ def start(name, out, recipe):
 
 
 def test_a_sigkilled_run_resumes_and_matches_an_uninterrupted_run(cache, tmp_path):
-    name, recipe = "0.1M-0.5MT", {**RECIPE, "run": {"checkpoint_every": 20}}
-    here = tmp_path / "killed" / "0.1M-500KT" / "seed0"
+    name, recipe = "0.1M-0.2MT", {**RECIPE, "run": {"checkpoint_every": 10}}  # 49 steps
+    here = tmp_path / "killed" / "0.1M-200KT" / "seed0"
     proc = start(name, tmp_path / "killed", recipe)
     deadline = time.time() + 180
     while not (here / "resume.pt").exists():
         assert proc.poll() is None, proc.stderr.read()
         assert time.time() < deadline, "no checkpoint within 180 s"
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (here / "model.pt").exists(), "the run finished before it was killed: nothing was tested"
@@ -156,10 +177,10 @@ def test_a_sigkilled_run_resumes_and_matches_an_uninterrupted_run(cache, tmp_pat
     log = json.loads((here / "train_log.json").read_text())
     assert log["resumed_from"] == killed_at > 0
     a = json.loads((here / "result.json").read_text())
-    b = json.loads((tmp_path / "clean" / "0.1M-500KT" / "seed0" / "result.json").read_text())
+    b = json.loads((tmp_path / "clean" / "0.1M-200KT" / "seed0" / "result.json").read_text())
     assert a["metrics"] == b["metrics"]  # exact: batches are a function of the step, CPU kernels deterministic
     wa = torch.load(here / "model.pt", weights_only=False)["model"]
-    wb = torch.load(tmp_path / "clean" / "0.1M-500KT" / "seed0" / "model.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "clean" / "0.1M-200KT" / "seed0" / "model.pt", weights_only=False)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -175,13 +196,13 @@ def test_lr_schedules():
 
 def test_wsd_budget_sweep_branches_from_the_shared_stable_phase(cache, tmp_path):
     recipe = {**RECIPE, "pt": {"schedule": "wsd", "warmup_steps": 5, "decay_frac": 0.2, "stable_every": 10}}
-    # 0.3MT = 2344 sequences = 74 steps of 32, decaying from step 59; it saves stable states at 10, ..., 50, 59
-    train("0.1M-0.3MT", tmp_path / "sweep", recipe=recipe, progress=False)
+    # 0.15MT = 1172 sequences = 37 steps of 32, decaying from step 30; it saves stable states at 10, 20, 30
+    train("0.1M-0.15MT", tmp_path / "sweep", recipe=recipe, progress=False)
     assert (tmp_path / "sweep" / "_wsd_stable").exists()
-    long = train("0.1M-0.4MT", tmp_path / "sweep", recipe=recipe, progress=False)  # 98 steps, decays from 78
-    log = json.loads((tmp_path / "sweep" / "0.1M-400KT" / "seed0" / "train_log.json").read_text())
-    assert log["resumed_from"] == 59  # started from the shorter run's last stable state
-    alone = train("0.1M-0.4MT", tmp_path / "alone", recipe=recipe, progress=False)
+    long = train("0.1M-0.2MT", tmp_path / "sweep", recipe=recipe, progress=False)  # 49 steps, decays from 39
+    log = json.loads((tmp_path / "sweep" / "0.1M-200KT" / "seed0" / "train_log.json").read_text())
+    assert log["resumed_from"] == 30  # started from the shorter run's last stable state
+    alone = train("0.1M-0.2MT", tmp_path / "alone", recipe=recipe, progress=False)
     assert long["metrics"] == alone["metrics"]  # branching changes nothing but the work done
 
 
@@ -189,7 +210,7 @@ def test_wsd_budget_sweep_branches_from_the_shared_stable_phase(cache, tmp_path)
 @pytest.mark.slow
 def test_grpo_raises_a_toy_reward(store, ctx):
     """Sanity check of the GRPO machinery: reward 1 for an even final answer must rise within 30 steps."""
-    rec = train(SFT, store, recipe=RECIPE, progress=False)
+    rec = train(SLOW_SFT, store, recipe=RECIPE, progress=False)
     model = load_model(run_dir(store, rec_config(rec), 0) / "model.pt", ctx)
     ref = load_model(run_dir(store, rec_config(rec), 0) / "model.pt", ctx).requires_grad_(False)
     prompts = tasks.make_mixture({"arith": 1}, "train", 480, 0, "toy")
@@ -208,8 +229,8 @@ def test_grpo_raises_a_toy_reward(store, ctx):
 
 @pytest.mark.slow
 def test_rl_raises_training_reward_without_lowering_heldout_accuracy(store):
-    sft = train(SFT, store, recipe=RECIPE, progress=False)
-    rl = train(SFT + "-2Kep1", store, recipe=RECIPE, progress=False)
+    sft = train(SLOW_SFT, store, recipe=RECIPE, progress=False)
+    rl = train(SLOW_SFT + "-1Kep1", store, recipe=RECIPE, progress=False)
     hist = json.loads((run_dir(store, rec_config(rl), 0) / "train_log.json").read_text())["history"]
     rewards = [h["reward"] for h in hist]
     q = max(1, len(rewards) // 4)

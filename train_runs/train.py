@@ -300,10 +300,10 @@ def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=No
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out_dir)
+    hp = load_recipe(recipe, config.size)  # first: a bad recipe is an error even when the record exists
     final = run_dir(out_dir, config, seed) / "result.json"
     if final.exists():
         return json.loads(final.read_text())
-    hp = load_recipe(recipe, config.size)
     torch.set_num_threads(hp["run"].get("threads") or torch.get_num_threads())
     ctx = make_context(hp, seed)
     record = None
