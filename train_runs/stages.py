@@ -258,6 +258,6 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
         n_tok = mask.sum().clamp(min=1)
         loss = (per_token * mask).sum() / n_tok
         informative = float((rewards.std(1) > 0).float().mean())  # groups with a learning signal
-        return loss, {"reward": float(rewards.mean()), "kl": float((kl * mask).sum() / n_tok),
+        return loss, {"reward": float(rewards.mean()), "kl": float((kl.detach() * mask).sum() / n_tok),
                       "informative_groups": informative}
     return step_loss
