@@ -96,6 +96,7 @@ class Context:
     data_hash: str  # general corpus + tokenizer + task generators: everything a result depends on
     text_hash: str  # general corpus + tokenizer only: all that pretraining depends on
     code_version: str
+    wsd_branches: tuple = ()  # PT token budgets whose WSD decay-start states a stable run must save (sweeps)
 
     def stage_data_hash(self, stage: str) -> str:
         return self.text_hash if stage == "pt" else self.data_hash
@@ -216,6 +217,11 @@ def add_wsd_branching(loop: stages.Loop, config: RunConfig, ctx: Context, out_di
     every = p.get("stable_every", 500)
     loop.save_at = {s: shared / f"step{s}.pt" for s in range(every, last + 1, every)}
     loop.save_at[last] = shared / f"step{last}.pt"
+    T, B = ctx.hp["data"]["block_size"], p["batch_size"]
+    for budget in ctx.wsd_branches:  # a sweep's stable run: the exact branch points of its shorter budgets
+        s = stages.wsd_decay_start(math.ceil(stages.n_sequences(budget, T) / B), p["decay_frac"])
+        if 0 < s <= last:
+            loop.save_at[s] = shared / f"step{s}.pt"
     saved = sorted(int(f.stem[4:]) for f in shared.glob("step*.pt") if int(f.stem[4:]) <= last)
     if saved and not loop.resume_path.exists():
         state = torch.load(shared / f"step{saved[-1]}.pt", map_location=ctx.device, weights_only=False)
@@ -291,8 +297,12 @@ def _progress(enabled: bool):
                     TimeRemainingColumn())
 
 
-def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=None, progress: bool = True) -> dict:
-    """Train the missing stages of `config` (reusing finished parents in out_dir) and return its result record."""
+def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=None, progress: bool = True,
+          wsd_branches=()) -> dict:
+    """Train the missing stages of `config` (reusing finished parents in out_dir) and return its result record.
+
+    wsd_branches: PT token budgets (WSD schedule) that will branch off this run's stable phase: their decay-start
+    states are saved to out_dir/_wsd_stable/ as well (the sweep's stable node passes every budget of its size)."""
     if isinstance(config, str):
         config = parse_config(config)
     if not isinstance(config, RunConfig):
@@ -306,6 +316,7 @@ def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=No
         return json.loads(final.read_text())
     torch.set_num_threads(hp["run"].get("threads") or torch.get_num_threads())
     ctx = make_context(hp, seed)
+    ctx.wsd_branches = tuple(wsd_branches)
     record = None
     with _progress(progress) as bar:
         for c in lineage(config):

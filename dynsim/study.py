@@ -1,0 +1,214 @@
+"""Study specs: a TOML file naming the runs of a sweep, how to schedule pretraining, and where to run them.
+
+    [study]            name, description, seeds, executor ("local" | "slurm"), out, max_retries, max_parallel
+    [schedule]         pt = "wsd" | "cosine"; decay_frac (WSD: final share of each PT budget spent decaying)
+    [tokens_per_example]  sft, rl: tokens one example costs per epoch (for token/FLOP accounting only)
+    [[grid]]           axes per stage; the study is the union of the products of each grid's axes:
+                       size = ["1B"], pretrain = ["20BT", ...], cpt = ["none", "8+42BT"], sft = [...], rl = [...]
+                       "none" = stage absent; combinations with RL but no SFT are left out (RL starts from SFT)
+    [resources.<stage>]   gpus, cpus, mem_gb, time_min, partition, account (stage: pt, cpt, sft, rl; or default)
+    [recipe]           overrides merged onto train_runs' miniature recipe (e.g. data.general_corpus = "sample")
+
+Every problem raises `StudyError` with a one-line message naming the file and the bad key. Light: tomllib only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+
+from dynsim.config import ConfigError, RunConfig, parse_cpt, parse_examples, parse_pretrain, parse_size
+
+STAGES = ("pt", "cpt", "sft", "rl")
+EXECUTORS = ("local", "slurm")
+SCHEDULES = ("wsd", "cosine")
+
+
+class StudyError(ValueError):
+    """A malformed study spec; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    gpus: int = 0
+    cpus: int = 1
+    mem_gb: float = 2.0
+    time_min: int = 60
+    partition: str = ""
+    account: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    path: Path
+    description: str
+    seeds: tuple[int, ...]
+    executor: str
+    out: Path
+    max_retries: int
+    max_parallel: int
+    pt_schedule: str
+    decay_frac: float
+    sft_tokens_per_example: int
+    rl_tokens_per_example: int
+    runs: tuple[RunConfig, ...]  # the grid's leaves, deduplicated, in spec order
+    resources: dict  # stage -> Resources
+    recipe: dict
+
+    def resources_for(self, stage: str) -> Resources:
+        return self.resources[stage]
+
+    def train_recipe(self) -> dict:
+        """The recipe overrides a job trains with: the study's [recipe] plus its PT schedule."""
+        recipe = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.recipe.items()}
+        pt = recipe.setdefault("pt", {})
+        pt["schedule"] = self.pt_schedule
+        if self.pt_schedule == "wsd":
+            pt["decay_frac"] = self.decay_frac
+        return recipe
+
+
+_TOP = {"study", "schedule", "tokens_per_example", "grid", "resources", "recipe"}
+_STUDY = {"name", "description", "seeds", "executor", "out", "max_retries", "max_parallel"}
+_GRID = {"size", "pretrain", "cpt", "sft", "rl"}
+_RES = {f.name for f in dataclasses.fields(Resources)}
+
+
+def _check_keys(table, allowed: set, where: str, err) -> None:
+    if not isinstance(table, dict):
+        raise err(f"[{where}] must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise err(f"unknown key '{unknown[0]}' in [{where}] (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(table: dict, key: str, kind, default, where: str, err):
+    value = table.get(key, default)
+    ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        name = {"int": "an integer", "float": "a number", "str": "a string", "list": "a list"}[kind.__name__]
+        raise err(f"[{where}] {key} must be {name}, got {value!r}")
+    return value
+
+
+def _axis(grid: dict, key: str, i: int, err, parse, required: bool = False) -> list:
+    where = f"grid {i + 1}"
+    if key not in grid:
+        if required:
+            raise err(f"[{where}] needs '{key}', e.g. {key} = [\"1B\"]" if key == "size" else f"[{where}] needs '{key}'")
+        return [None]
+    values = grid[key]
+    if isinstance(values, str):
+        values = [values]
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise err(f"[{where}] {key} must be a non-empty list of strings, got {values!r}")
+    out = []
+    for v in values:
+        if v.strip().lower() == "none":
+            if required:
+                raise err(f"[{where}] {key} cannot be 'none'")
+            out.append(None)
+            continue
+        try:
+            out.append(parse(v))
+        except ConfigError as e:
+            raise err(f"[{where}] {key}: {e}") from None
+    return out
+
+
+def load_study(path) -> Study:
+    path = Path(path)
+
+    def err(message: str) -> StudyError:
+        return StudyError(f"{path}: {message}")
+
+    if not path.is_file():
+        raise StudyError(f"{path}: no such study file")
+    try:
+        spec = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise err(f"not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise err("not a UTF-8 text file") from None
+    _check_keys(spec, _TOP, "top level", err)
+    st = spec.get("study", {})
+    _check_keys(st, _STUDY, "study", err)
+    name = _typed(st, "name", str, path.stem, "study", err)
+    seeds = _typed(st, "seeds", list, [0], "study", err)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise err(f"[study] seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    executor = _typed(st, "executor", str, "local", "study", err)
+    if executor not in EXECUTORS:
+        raise err(f"[study] executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    max_retries = _typed(st, "max_retries", int, 2, "study", err)
+    max_parallel = _typed(st, "max_parallel", int, 2, "study", err)
+    if max_retries < 0 or max_parallel < 1:
+        raise err("[study] max_retries must be >= 0 and max_parallel >= 1")
+
+    sch = spec.get("schedule", {})
+    _check_keys(sch, {"pt", "decay_frac"}, "schedule", err)
+    pt_schedule = _typed(sch, "pt", str, "wsd", "schedule", err)
+    if pt_schedule not in SCHEDULES:
+        raise err(f"[schedule] pt must be one of {', '.join(SCHEDULES)}, got '{pt_schedule}'")
+    decay_frac = _typed(sch, "decay_frac", float, 0.2, "schedule", err)
+    if not 0 < decay_frac < 1:
+        raise err(f"[schedule] decay_frac must lie strictly between 0 and 1, got {decay_frac}")
+
+    tpe = spec.get("tokens_per_example", {})
+    _check_keys(tpe, {"sft", "rl"}, "tokens_per_example", err)
+    sft_tpe = _typed(tpe, "sft", int, 0, "tokens_per_example", err)
+    rl_tpe = _typed(tpe, "rl", int, 0, "tokens_per_example", err)
+
+    grids = spec.get("grid")
+    if not isinstance(grids, list) or not grids:
+        raise err("needs at least one [[grid]] table of axes (size, pretrain, cpt, sft, rl)")
+    runs: dict[RunConfig, None] = {}
+    for i, g in enumerate(grids):
+        _check_keys(g, _GRID, f"grid {i + 1}", err)
+        axes = (_axis(g, "size", i, err, parse_size, True), _axis(g, "pretrain", i, err, parse_pretrain, True),
+                _axis(g, "cpt", i, err, parse_cpt), _axis(g, "sft", i, err, lambda v: parse_examples(v, "SFT")),
+                _axis(g, "rl", i, err, lambda v: parse_examples(v, "RL")))
+        for size, (pt, sched), cpt, sft, rl in itertools.product(*axes):
+            if rl and not sft:
+                continue  # RL starts from an SFT model: documented, not an error
+            if cpt and cpt[1] == 0:
+                raise err(f"[grid {i + 1}] cpt: domain tokens must be > 0")
+            try:
+                cfg = RunConfig(size, pt, *(cpt or (0, 0)), *(sft or (0, 0)), *(rl or (0, 0)), pretrain_schedule=sched)
+            except ConfigError as e:
+                raise err(f"[grid {i + 1}]: {e}") from None
+            runs[cfg] = None
+    if (sft_tpe <= 0 and any(c.has_sft for c in runs)) or (rl_tpe <= 0 and any(c.has_rl for c in runs)):
+        raise err("[tokens_per_example] needs sft and rl > 0 (tokens per example) when the grid has SFT/RL stages")
+
+    res = spec.get("resources", {})
+    _check_keys(res, set(STAGES) | {"default"}, "resources", err)
+    default = {}
+    if "default" in res:
+        _check_keys(res["default"], _RES, "resources.default", err)
+        default = res["default"]
+    resources = {}
+    for stage in STAGES:
+        table = {**default, **res.get(stage, {})}
+        _check_keys(table, _RES, f"resources.{stage}", err)
+        fields = {}
+        for f in dataclasses.fields(Resources):
+            kind = float if f.type in ("float", float) else int if f.type in ("int", int) else str
+            fields[f.name] = _typed(table, f.name, kind, f.default, f"resources.{stage}", err)
+        if fields["cpus"] < 1 or fields["gpus"] < 0 or fields["mem_gb"] <= 0 or fields["time_min"] <= 0:
+            raise err(f"[resources.{stage}] needs cpus >= 1, gpus >= 0, mem_gb > 0, time_min > 0")
+        resources[stage] = Resources(**fields)
+
+    recipe = spec.get("recipe", {})
+    if not isinstance(recipe, dict):
+        raise err("[recipe] must be a table")
+    out = Path(_typed(st, "out", str, f"runs/{name}", "study", err))
+    return Study(name=name, path=path, description=_typed(st, "description", str, "", "study", err),
+                 seeds=tuple(seeds), executor=executor, out=out, max_retries=max_retries, max_parallel=max_parallel,
+                 pt_schedule=pt_schedule, decay_frac=decay_frac, sft_tokens_per_example=sft_tpe,
+                 rl_tokens_per_example=rl_tpe, runs=tuple(runs), resources=resources, recipe=recipe)
