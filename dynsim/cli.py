@@ -168,6 +168,35 @@ def cmd_results_import(args) -> int:
     return 0
 
 
+# -- sweep (logic in train_runs/sweep.py; plan needs neither torch nor submitit) ----------------------------
+def cmd_sweep(args) -> int:
+    from train_runs import sweep
+
+    study = sweep.load(args.study)
+    out = getattr(args, "out", None)
+    if args.sweep_verb == "plan":
+        print(sweep.plan(study, out))
+    elif args.sweep_verb == "submit":
+        summary = sweep.submit(study, args.executor, out, max_retries=args.retries, wait=not args.detach)
+        if summary["failed"] or summary["blocked"]:
+            return _fail(f"{summary['failed']} job(s) failed after retries, {summary['blocked']} blocked behind them "
+                         f"(see the log tails above); `dynsim sweep submit {args.study}` again retries them")
+    elif args.sweep_verb == "status":
+        import time
+        while True:
+            st = sweep.status(study, out)
+            print(sweep.format_status(study, st), flush=True)
+            live = sum(st["counts"].get(k, 0) for k in ("running", "pending", "waiting"))
+            if not args.watch or not live:
+                break
+            time.sleep(args.watch)
+            print()
+    else:
+        path, n, missing = sweep.collect(study, args.output, out)
+        print(f"wrote {path}: {n} result record(s)" + (f", {missing} job(s) without a result yet" if missing else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dynsim", description="Scaling-law and training-dynamics simulator for LM training.")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -225,6 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("paths", nargs="+", help="run store folders or result.json files")
     r.add_argument("-o", "--out", required=True, help="output netCDF, e.g. results.nc")
     r.set_defaults(func=cmd_results_import)
+
+    q = sub.add_parser("sweep", help="a study's stage tree: plan, submit (local processes or Slurm), status, collect")
+    wsub = q.add_subparsers(dest="sweep_verb", required=True, parser_class=_Parser)
+    for verb, text in (("plan", "the stage tree, jobs, tokens and FLOPs per stage, what is already done"),
+                       ("submit", "train every missing job (submitit), retrying failures"),
+                       ("status", "done / running / pending / failed per job"),
+                       ("collect", "the results Dataset of every finished job")):
+        w = wsub.add_parser(verb, help=text)
+        w.add_argument("study", help="a study spec, e.g. studies/mini.toml")
+        w.add_argument("--out", help="run store (default: the study's [study] out)")
+        w.set_defaults(func=cmd_sweep)
+        if verb == "submit":
+            w.add_argument("--executor", choices=("local", "slurm"), help="default: the study's executor")
+            w.add_argument("--retries", type=int, help="retries per failed job (default: the study's max_retries)")
+            w.add_argument("--detach", action="store_true", help="slurm: submit the tree with dependencies and exit")
+        elif verb == "status":
+            w.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until nothing is live")
+        elif verb == "collect":
+            w.add_argument("-o", "--output", required=True, help="output netCDF, e.g. results.nc")
     return p
 
 
