@@ -197,6 +197,37 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+# -- figs (logic in paper_figs/) --------------------------------------------------------------------
+def cmd_figs(args) -> int:
+    import shlex
+    from pathlib import Path
+
+    import paper_figs
+    from dynsim import posterior
+
+    try:
+        names = paper_figs.select(args.only)
+        if args.data and not args.posterior:
+            raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
+        if args.data:
+            from dynsim import results
+            ds = results.load(args.data)
+        else:
+            posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
+            ds = paper_figs.bundled_dataset(args.calibration)
+        post = _load_posterior(args)
+        label = args.posterior or f"bundled calibration '{args.calibration}'"
+        command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])
+                             + (["--posterior", args.posterior] if args.posterior else ["--calibration", args.calibration])
+                             + (["--only", args.only] if args.only else []) + ["--out", args.out]
+                             + (["--force"] if args.force else []))
+        paper_figs.run(ds, post, args.out, names, command=command, posterior_label=label, log=print)
+    except paper_figs.FigsError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote {len(names)} figure(s) and {Path(args.out) / paper_figs.INDEX}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dynsim", description="Scaling-law and training-dynamics simulator for LM training.")
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -273,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
             w.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until nothing is live")
         elif verb == "collect":
             w.add_argument("-o", "--output", required=True, help="output netCDF, e.g. results.nc")
+
+    q = sub.add_parser("figs", help="the paper figures (PNG + PDF) and their index figures.md")
+    calibration_flags(q)
+    q.add_argument("--data", help="a results Dataset (netCDF) to draw, with --posterior fitted to it")
+    q.add_argument("--only", help="comma-separated figures: fig2..fig8, forgetting, overtraining (default: all)")
+    q.add_argument("--out", default="figures", help="output folder (default: figures)")
+    q.set_defaults(func=cmd_figs)
     return p
 
 
