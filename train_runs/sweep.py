@@ -289,7 +289,7 @@ class _Dispatcher:
         name = f"{task[0].name}/seed{task[1]}"
         if self.is_done(task):
             self.log(f"[{self.elapsed():6.1f}s] done    {name} (job {job.job_id})")
-            self.events.append({"task": name, "event": "done", "t": self.elapsed()})
+            self.events.append({"task": name, "event": "done", "t": self.elapsed(), "job_id": job.job_id})
             return
         parent = self.parent_task(task)
         if parent is not None and not self.is_done(parent):
@@ -297,7 +297,8 @@ class _Dispatcher:
         self.attempts[task] += 1
         state = job.state if self.kind == "local" else job.watcher.get_state(job.job_id, mode="cache")
         n, limit = self.attempts[task], self.max_retries + 1
-        self.events.append({"task": name, "event": "failed", "t": self.elapsed(), "attempt": n, "state": state})
+        self.events.append({"task": name, "event": "failed", "t": self.elapsed(), "attempt": n, "state": state,
+                            "job_id": job.job_id})
         self.log(f"[{self.elapsed():6.1f}s] FAILED  {name} (job {job.job_id}, {state}), attempt {n}/{limit}; log tail:\n"
                  f"{_tail(job)}")
         for d in descendants(self.nodes, task[0]):  # queued behind it: cancel, requeue behind the retry

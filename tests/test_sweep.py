@@ -1,0 +1,111 @@
+"""A tiny study end to end through submitit's LocalExecutor: WSD branches, a SIGKILLed job retried, a job that
+always dies reported with its descendants blocked, a second submit that finishes only what is missing, a third
+that does nothing, status, and collect into a results Dataset. About 2-4 minutes on the 2-core dev machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from dynsim import results
+from dynsim.cli import main
+from dynsim.study import load_study
+from train_runs import sweep
+
+STUDY = """
+[study]
+name = "tiny"
+seeds = [0]
+executor = "local"
+max_retries = 1
+max_parallel = 2
+[schedule]
+pt = "wsd"
+decay_frac = 0.2
+[tokens_per_example]
+sft = 40
+rl = 100
+[[grid]]
+size = ["0.1M"]
+pretrain = ["50KT", "100KT"]
+cpt = ["0+20KT"]
+sft = ["40ep1"]
+[resources.default]
+time_min = 10
+[recipe.data]
+general_corpus = "sample"
+[recipe.run]
+threads = 1
+checkpoint_every = 5
+[recipe.eval]
+n_items = 4
+k = 2
+cloze_items = 10
+text_tokens = 1024
+"""
+FLAKY = "0.1M-100KT-0+20KT"  # SIGKILLed on its first attempt, then fine
+DOOMED = "0.1M-50KT-0+20KT"  # SIGKILLed on every attempt: its SFT child must never start
+
+
+def flaky_node(config_name, out_dir, seed, recipe, parent_name=None, wsd_branches=()):
+    marker = Path(out_dir) / f"attempted-{config_name}"
+    first = not marker.exists()
+    marker.write_text("x")
+    if config_name == DOOMED or (config_name == FLAKY and first):
+        os.kill(os.getpid(), 9)
+    from train_runs.sweep import run_node
+    return run_node(config_name, out_dir, seed, recipe, parent_name, wsd_branches)
+
+
+@pytest.fixture
+def study(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY)
+    text = path.read_text().replace('executor = "local"', f'executor = "local"\nout = "{tmp_path / "runs"}"')
+    path.write_text(text)
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)  # the job's Python cannot import this test module
+    yield load_study(path)
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+def test_local_sweep_end_to_end(study, tmp_path, capsys):
+    logs = []
+    s1 = sweep.submit(study, fn=flaky_node, poll_s=0.2, log=logs.append)
+    text = "\n".join(logs)
+    # 7 nodes: stable 0.1M-80of100KT, decays 50KT / 100KT, two CPT, two SFT
+    assert s1["jobs"] == 7
+    assert s1["failed"] == 1 and s1["blocked"] == 1 and s1["done"] == 5, text
+    assert f"FAILED  {FLAKY}/seed0" in text and f"retrying {FLAKY}/seed0" in text
+    assert f"giving up on {DOOMED}/seed0; 1 descendant job(s) blocked" in text
+    assert "log tail" in text
+    assert not (study.out / f"{DOOMED}-40ep1").exists()  # the child of a failed parent never started
+    # WSD: the 50KT branch started from the stable run's state at its own decay start
+    log50 = json.loads((study.out / "0.1M-50KT" / "seed0" / "train_log.json").read_text())
+    assert log50["resumed_from"] == log50["steps"] - round(0.2 * log50["steps"])
+
+    st = sweep.status(study)
+    assert st["counts"] == {"done": 5, "failed": 1, "blocked": 1}
+
+    logs.clear()
+    s2 = sweep.submit(study, poll_s=0.2, log=logs.append)  # the real job function: finishes the rest
+    assert s2["done"] == 7 and s2["failed"] == 0, "\n".join(logs)
+    assert sum("submitted" in line for line in logs) == 2  # only DOOMED and its child
+    logs.clear()
+    s3 = sweep.submit(study, poll_s=0.2, log=logs.append)
+    assert s3["done"] == 7 and not any("submitted" in line for line in logs)  # idempotent
+
+    out = tmp_path / "results.nc"
+    assert main(["sweep", "collect", str(study.path), "-o", str(out)]) == 0
+    ds = results.load(out)
+    names = {c.name for c in results.configs(ds)}
+    assert names == {"0.1M-80of100KT", "0.1M-50KT", "0.1M-100KT", "0.1M-50KT-0+20KT", "0.1M-100KT-0+20KT",
+                     "0.1M-50KT-0+20KT-40ep1", "0.1M-100KT-0+20KT-40ep1"}
+    assert ds.attrs["study"] == "tiny"
+    assert main(["sweep", "status", str(study.path)]) == 0
+    assert "done 7" in capsys.readouterr().out
