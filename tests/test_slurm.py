@@ -14,6 +14,7 @@ once the Slurm client is installed AutoExecutor would pick Slurm anyway, but we 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -278,3 +279,124 @@ def test_sigkilled_job_reported_failed_and_resubmission_succeeds(executor, tmp_p
         _cancel_all([retry])
         raise
     assert _final_state(retry) == "COMPLETED"
+
+
+# ---------------------------------------------------------------- sweeps through Slurm (train_runs/sweep.py)
+
+SWEEP_STUDY = """
+[study]
+name = "{name}"
+seeds = [0]
+executor = "slurm"
+out = "{out}"
+max_retries = 2
+[schedule]
+pt = "wsd"
+decay_frac = 0.2
+[[grid]]
+size = ["0.1M"]
+pretrain = {pretrain}
+cpt = ["0+20KT"]
+[resources.default]
+cpus = 1
+mem_gb = 1
+time_min = 10
+[recipe.data]
+general_corpus = "sample"
+[recipe.run]
+threads = 1
+checkpoint_every = 5
+[recipe.eval]
+cloze_items = 10
+text_tokens = 1024
+"""
+SWEEP_TIMEOUT_S = 600
+
+
+def _study(tmp_path: Path, name: str, pretrain: list[str]):
+    from dynsim.study import load_study
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SWEEP_STUDY.format(name=name, out=tmp_path / "runs", pretrain=str(pretrain).replace("'", '"')))
+    return load_study(path)
+
+
+def _submit_bounded(study, **kw) -> tuple[dict, str]:
+    """sweep.submit with a hard time limit: on timeout, cancel the sweep's jobs and fail."""
+    import signal
+
+    from train_runs import sweep
+
+    logs: list[str] = []
+
+    def timeout(*_):
+        raise TimeoutError(f"sweep not finished after {SWEEP_TIMEOUT_S} s:\n" + "\n".join(logs))
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(SWEEP_TIMEOUT_S)
+    try:
+        summary = sweep.submit(study, "slurm", poll_s=0.5, log=logs.append, **kw)
+    except BaseException:
+        _run(["scancel", "--name", f"dynsim-{study.name}-pt", "--name", f"dynsim-{study.name}-cpt"])
+        raise
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return summary, "\n".join(logs)
+
+
+def _sacct_times(job_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    acct = _run(["sacct", "-n", "-X", "-P", "-o", "JobID,Start,End,State", "-j", ",".join(job_ids)])
+    assert acct.returncode == 0, acct.stderr
+    return {r.split("|")[0]: tuple(r.split("|")[1:]) for r in acct.stdout.split()}
+
+
+def test_sweep_of_a_tiny_study_on_slurm_collects_a_dataset(tmp_path):
+    """The stage tree through submitit's Slurm executor: level arrays with afterok dependencies, then collect."""
+    from dynsim import results
+    from train_runs import sweep
+
+    study = _study(tmp_path, "slurm-e2e", ["50KT", "100KT"])  # stable + 2 decay branches + 2 CPT
+    summary, log = _submit_bounded(study)
+    print(log)
+    assert summary["done"] == 5 and summary["failed"] == 0, log
+    assert "afterok:" in log and "array" in log, log  # children were queued behind their parents
+    state = json.loads((study.out / "_sweep" / "state.json").read_text())
+    assert state["executor"] == "slurm" and all(e["status"] == "done" for e in state["jobs"].values())
+    path, n, missing = sweep.collect(study, tmp_path / "results.nc")
+    assert (n, missing) == (5, 0)
+    ds = results.load(path)
+    assert {c.name for c in results.configs(ds)} == {"0.1M-80of100KT", "0.1M-50KT", "0.1M-100KT",
+                                                    "0.1M-50KT-0+20KT", "0.1M-100KT-0+20KT"}
+    # no job started before its parent ended (Slurm's own accounting)
+    from dynsim.tree import tree_for
+
+    job_of = {e["task"].split("/")[0]: e["job_id"] for e in summary["events"] if e["event"] == "done"}
+    times = _sacct_times(list(job_of.values()))
+    for node in tree_for(study):
+        if node.parent is not None:  # ISO timestamps compare as text
+            assert times[job_of[node.name]][0] >= times[job_of[node.parent.name]][1], (node.name, times)
+    assert sweep.submit(study, "slurm", log=lambda m: None)["done"] == 5  # idempotent: nothing resubmitted
+
+
+def sweep_node_killed_once(config_name, out_dir, seed, recipe, parent_name=None, wsd_branches=()):
+    marker = Path(out_dir) / f"killed-{config_name}"
+    if config_name.endswith("-50KT") and not marker.exists():
+        marker.write_text("attempt 1")
+        os.kill(os.getpid(), 9)  # SIGKILL: no result, no Python cleanup
+    from train_runs.sweep import run_node
+
+    return run_node(config_name, out_dir, seed, recipe, parent_name, wsd_branches)
+
+
+def test_sweep_reports_and_retries_a_sigkilled_job_on_slurm(tmp_path):
+    study = _study(tmp_path, "slurm-kill", ["50KT"])  # one PT run and its CPT child, queued behind it
+    summary, log = _submit_bounded(study, fn=sweep_node_killed_once)
+    print(log)
+    assert summary["done"] == 2 and summary["failed"] == 0 and summary["retries"] == 1, log
+    assert "FAILED  0.1M-50KT/seed0" in log and "FAILED" in log.split("FAILED  0.1M-50KT/seed0")[1].split("\n")[0]
+    assert "retrying 0.1M-50KT/seed0" in log and "log tail" in log
+    assert (study.out / "killed-0.1M-50KT").read_text() == "attempt 1"
+    # the CPT child was submitted (afterok) behind the first attempt, and again behind the retry
+    assert log.count("0.1M-50KT-0+20KT/seed0") >= 2 and "afterok:" in log
+    assert (study.out / "0.1M-50KT-0+20KT" / "seed0" / "result.json").exists()

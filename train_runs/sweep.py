@@ -263,6 +263,8 @@ class _Dispatcher:
             jobs = [self.executor.submit(self.fn, *self.args(task)) for task in tasks]
         for task, job in zip(tasks, jobs):
             self.live[task] = job
+            self.events.append({"task": f"{task[0].name}/seed{task[1]}", "event": "submitted", "t": self.elapsed(),
+                                "job_id": job.job_id})
         ids = jobs[0].job_id.split("_")[0] if self.kind == "slurm" and len(jobs) > 1 else ",".join(j.job_id for j in jobs)
         names = ", ".join(f"{c.name}/seed{s}" for c, s in tasks)
         self.log(f"[{self.elapsed():6.1f}s] submitted {len(jobs)} job(s) ({'array ' if len(jobs) > 1 and self.kind == 'slurm' else ''}"
