@@ -89,7 +89,7 @@ def test_mini_study_loads():
     assert study.executor == "local" and study.seeds == (0,)
     kinds = [n.kind for n in tree_for(study)]
     assert kinds.count("stable") == 1 and kinds.count("decay") == 2 and kinds.count("rl") == 4
-    assert study.train_recipe()["pt"] == {"schedule": "wsd", "decay_frac": 0.2}
+    assert study.train_recipe()["pt"] == {"warmup_steps": 5, "schedule": "wsd", "decay_frac": 0.2}
 
 
 GOOD = """
