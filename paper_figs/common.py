@@ -219,9 +219,10 @@ class Context:
         n = 0
         if vary:
             cfgs, vals = self.points(base or configs[0], vary, task, metric)
-            xo = [xfun(c) for c in cfgs] if xfun else [getattr(c, vary[0]) for c in cfgs]
-            style.draw_points(ax, xo, vals, color)
-            n = len(vals)
+            xo = np.array([xfun(c) if xfun else getattr(c, vary[0]) for c in cfgs], dtype=float)
+            keep = xo > 0  # a stage not run (0 tokens, 0 examples) has no place on a log axis
+            style.draw_points(ax, xo[keep], vals[keep], color)
+            n = int(keep.sum())
         return n
 
     # -- captions ----------------------------------------------------------------------------------------
@@ -251,8 +252,9 @@ def finish(fig, ctx: Context, fig_name: str, title: str, caption: str, out_dir, 
     fig.suptitle(title, fontsize=11, fontweight="bold")
     handles = list(extra_handles) + style.legend_handles()
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False,
-               bbox_to_anchor=(0.5, -0.01))
-    fig.tight_layout(rect=(0, 0.045 + 0.03 * ((len(handles) - 1) // 4), 1, 0.96))
+               bbox_to_anchor=(0.5, 0.0))
+    rows = (len(handles) + 3) // 4
+    fig.tight_layout(rect=(0, (0.25 + 0.2 * rows) / fig.get_figheight(), 1, 1 - 0.32 / fig.get_figheight()))
     panels = style.panel_info(fig)
     files = style.save(fig, out_dir, fig_name, title)
     return FigureRecord(fig_name, title, caption, files, panels, n_observed)

@@ -12,7 +12,7 @@ from . import style
 from .common import Context, finish, settings
 
 NAME = "fig4"
-TITLE = "Fig. 4: upstream accuracy and general loss vs CPT domain tokens"
+TITLE = "Fig. 4: upstream accuracy vs CPT domain tokens, pure-domain and replay mixes"
 
 
 def mixes(ctx: Context) -> list[tuple[str, int]]:
@@ -30,9 +30,11 @@ def make(ds, posterior, out_dir):
     ref_dom = ctx.ref.cpt_domain or ctx.ref.pretrain // 4
     grid = ctx.grid("cpt_domain", default=(ref_dom / 40, ref_dom * 2))
     panels = [target] if target else []
-    if target and target[1] != "loss":
+    if target and target[1] != "loss" and "loss" in ctx.df["metric"].values:  # measured losses: show the loss
         panels.append((target[0], "loss"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    elif target:  # else two single tasks beside the average (a latent loss unconstrained by data reads poorly)
+        panels += [(t, target[1]) for t in ctx.upstream_tasks() if t != target[0]][:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     pt = ctx.base("pt")
     n_obs, handles = 0, []
     for ax, (task, metric) in zip(axes.flat, panels):
@@ -58,12 +60,13 @@ def make(ds, posterior, out_dir):
             ax.set_title("general-text loss (model's latent loss)")
             ax.set_ylabel("general-text loss (nats/token)")
         else:
-            ax.set_title(f"{task}")
+            ax.set_title(task + (" (mean of upstream tasks)" if task == panels[0][0] and len(panels) > 1 else ""))
             ax.set_ylabel(style.accuracy_label("upstream", metric))
     handles.append(Line2D([], [], color="#555555", linestyle=":", label=f"before CPT ({pt.name}), 90% band grey"))
     cap = ctx.caption(
-        "Upstream accuracy (left) and the model's general-text loss (right) after continued pretraining on a domain "
-        "corpus, against domain tokens, for pure-domain CPT and for a fixed replay budget of general text; the dotted "
-        "line is the model before CPT (diamonds: its observed value, drawn at the left edge). The loss panel's band is "
-        "the credible interval of the model's latent loss (no loss is measured in EvoLM's tables)", n_obs, settings(pt))
+        "Upstream accuracy after continued pretraining on a domain corpus, against domain tokens, for pure-domain CPT "
+        "and for a fixed replay budget of general text; the dotted line and grey band are the model before CPT "
+        "(diamonds: its observed value, drawn at the left edge)"
+        + ("; the loss panel's band is the credible interval of the model's general-text loss"
+           if any(m == "loss" for _, m in panels) else ""), n_obs, settings(pt))
     return finish(fig, ctx, NAME, TITLE, cap, out_dir, n_obs, extra_handles=handles)

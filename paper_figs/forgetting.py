@@ -60,7 +60,7 @@ def make(ds, posterior, out_dir):
     cpt_at = [(f"CPT {format_tokens(0, total)}", (0, total))]
     if replay:
         cpt_at.append((f"CPT {format_tokens(replay, ref_dom)}", (replay, ref_dom)))
-    fig, axes = plt.subplots(1, 2, figsize=(8.8, 3.7))
+    fig, axes = plt.subplots(1, 2, figsize=(9.2, 4.0))
     n_obs = 0
     handles = []
     panels = [(axes[0], dom_grid, "CPT domain tokens (log scale)", "cpt_domain",
@@ -82,13 +82,15 @@ def make(ds, posterior, out_dir):
             xs, ys = observed_ratio(ctx, ocfg, tasks, metric)
             style.draw_points(ax, [getattr(c, field) for c in xs], ys, color)
             n_obs += len(ys)
-            handles.append(Line2D([], [], color=color, linewidth=2, label=label))
+            if p == 0:
+                b_label = panels[1][4][k][0] if k < len(panels[1][4]) else ""
+                handles.append(Line2D([], [], color=color, linewidth=2, label=f"{label} (b: {b_label})"))
         ax.axhline(0, color="#555555", linewidth=0.8)
         style.log_axis(ax)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("upstream accuracy, mean ratio of change (%)")
-        ax.set_title(("a. vs CPT domain tokens, " + format_tokens(pt.pretrain) + " base") if p == 0
-                     else "b. vs pretraining tokens, fixed CPT mixes")
+        ax.set_ylabel("mean ratio of change (%)")
+        ax.set_title(("a. upstream change vs CPT domain tokens (" + format_tokens(pt.pretrain) + " base)") if p == 0
+                     else "b. upstream change vs pretraining tokens, fixed CPT mixes")
     cap = ctx.caption(
         f"Forgetting after continued pretraining: the ratio of change (after − before) / before of upstream accuracy, "
         f"averaged over the {len(tasks)} upstream task families (as in Sun & Dredze 2024, 'Amuro and Char'), "

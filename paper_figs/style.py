@@ -24,12 +24,12 @@ STAGE_PAIRS = [(OKABE_ITO["sky"], OKABE_ITO["blue"]), (OKABE_ITO["orange"], OKAB
 STAGE_COLOURS = {"sft": OKABE_ITO["sky"], "rl": OKABE_ITO["blue"]}
 STAGE_LABEL = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}
 BAND = 0.90  # the credible level of every band
+DPI = 150  # PNG resolution
 
 plt.rcParams.update({
     "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
     "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
     "grid.alpha": 0.25, "grid.linewidth": 0.5, "figure.dpi": 100, "savefig.dpi": 150,
-    "pdf.fonttype": 42,  # TrueType in PDFs: text stays text
 })
 
 METRIC_LABEL = {"greedy_pass@1": "greedy pass@1", "maj@16": "maj@16", "pass@16": "pass@16", "0shot_acc": "0-shot",
@@ -114,8 +114,9 @@ def save(fig, out_dir, name: str, title: str) -> list[Path]:
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
         os.close(fd)
         try:
-            meta = {"Title": title, "Creator": "dynsim figs"} if ext == "png" else {"Title": title, "Creator": "dynsim figs"}
-            fig.savefig(tmp, format=ext, metadata=meta, bbox_inches="tight")
+            # no bbox_inches="tight": the layout already fits (finish() uses tight_layout), and tight saving
+            # draws every figure twice
+            fig.savefig(tmp, format=ext, dpi=DPI, metadata={"Title": title, "Creator": "dynsim figs"})
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:
