@@ -209,11 +209,11 @@ def cmd_figs(args) -> int:
         names = paper_figs.select(args.only)
         if args.data and not args.posterior:
             raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
-        if args.data:
-            from dynsim import results
-            ds = results.load(args.data)
-        else:
+        if not args.data:
             posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
+        try:
+            ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
+        except UsageError:
             ds = paper_figs.bundled_dataset(args.calibration)
         post = _load_posterior(args)
         label = args.posterior or f"bundled calibration '{args.calibration}'"

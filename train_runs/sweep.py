@@ -7,6 +7,8 @@
 
 One job = one tree node for one seed: `run_node` trains that node's last stage from its parent's checkpoint
 (`train_runs.train.train`, which resumes a killed run from its resume.pt and writes result.json atomically).
+It is submitted as `sweep_job.NodeJob`, a submitit Checkpointable: on a Slurm timeout or preemption submitit
+requeues it and it resumes from its checkpoint.
 
 Dispatch. The dispatcher (the `submit` process) keeps a task table:
 - a job is submitted once its parent is done; on Slurm also while its parent is queued or running, with
@@ -134,14 +136,14 @@ def _resource_params(study: Study, node: Node, kind: str) -> dict:
 
 def _tail(job, lines: int = 12) -> str:
     text = []
-    for getter in (job.stderr, job.stdout):
+    for getter in (job.stdout, job.stderr):
         try:
             t = getter()
         except Exception:  # noqa: BLE001 - a log that is not there yet
             t = None
         if t:
             text += t.rstrip().splitlines()
-    # errors last: submitit writes the traceback to stderr
+    # stderr last: the traceback, srun's "Killed"
     text = [t for t in text if t.strip()]
     return "\n".join("    | " + t for t in text[-lines:]) or "    | (no log output)"
 
@@ -358,7 +360,11 @@ def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_
     kind = executor or study.executor
     if kind == "local" and not wait:
         raise SweepError("--detach needs the slurm executor: local jobs are children of the dispatcher")
-    d = _Dispatcher(study, kind, out_dir(study, out), fn or run_node, max_retries, poll_s, log)
+    if fn is None:
+        from train_runs.sweep_job import NodeJob
+
+        fn = NodeJob()
+    d = _Dispatcher(study, kind, out_dir(study, out), fn, max_retries, poll_s, log)
     return d.run(wait=wait)
 
 
