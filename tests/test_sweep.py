@@ -74,6 +74,7 @@ def study(tmp_path):
     cloudpickle.unregister_pickle_by_value(module)
 
 
+@pytest.mark.slow  # ~2 minutes on the shared 2-core dev machine
 def test_local_sweep_end_to_end(study, tmp_path, capsys):
     logs = []
     s1 = sweep.submit(study, fn=flaky_node, poll_s=0.2, log=logs.append)

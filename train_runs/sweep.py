@@ -394,7 +394,8 @@ def status(study: Study, out=None) -> dict:
             st = "done" if result_path(out, n, s).exists() else e.get("status", "not submitted")
             if st in LIVE and e.get("job_id") in slurm_states:
                 sl = slurm_states[e["job_id"]].split()[0].upper()
-                st = "running" if sl in ("RUNNING", "COMPLETING") else "pending" if sl in SLURM_LIVE else "failed"
+                st = ("running" if sl in ("RUNNING", "COMPLETING") else "pending" if sl in SLURM_LIVE
+                      else "cancelled" if sl.startswith("CANCELLED") else "failed")
             elif st in LIVE + ("waiting",) and state.get("executor") == "local" and not alive:
                 st = "interrupted"
             counts[st] += 1
@@ -403,7 +404,7 @@ def status(study: Study, out=None) -> dict:
 
 
 def format_status(study: Study, st: dict) -> str:
-    order = ("done", "running", "pending", "waiting", "failed", "blocked", "interrupted", "not submitted")
+    order = ("done", "running", "pending", "waiting", "failed", "cancelled", "blocked", "interrupted", "not submitted")
     counts = "  ".join(f"{k} {st['counts'][k]}" for k in order if st["counts"].get(k))
     lines = [f"study {study.name}: {len(st['jobs'])} jobs: {counts}"
              + (f"  (executor {st['executor']}, dispatcher {'running' if st['dispatcher_alive'] else 'not running'})"
