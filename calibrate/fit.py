@@ -72,6 +72,8 @@ def draws_of(idata) -> dict[str, np.ndarray]:
     post = idata.posterior
     out = {}
     for name in [p.name for p in forward.PARAMS] + ["discrepancy"]:
+        if name in forward.OPTIONAL_PARAMS and name not in post:
+            continue
         a = post[name].values
         out[name] = a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
     return out
@@ -91,6 +93,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
                    chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
+        corpora=list(obs.corpora),
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})
     arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}

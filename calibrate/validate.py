@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynsim.posterior import OBS_GROUP_OF_KIND, Posterior
+from dynsim.posterior import Posterior
 
 
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(post.table.kind(t), 0)
-                       for t, m in zip(obs.tasks, obs.metrics)])
-    floor = np.where(obs.scale == 1.0, 0.0, post.meta.get("noise_floor", 0.3))
-    sd = np.sqrt(post.params["discrepancy"][:, groups] ** 2 + floor ** 2)
+    sd = post.noise_sd(obs.tasks, obs.metrics, obs.values, obs.n_items)
     ll = -0.5 * ((obs.values - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
     return ll, sd
 
@@ -46,7 +43,7 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
     import arviz as az
 
     rng = np.random.default_rng(seed)
-    mean = post.predict(obs.configs, obs.tasks, obs.metrics, noise=False)
+    mean = post.predict(obs.configs, obs.tasks, obs.metrics, noise=False, corpus=obs.corpus)
     ll, sd = _loglik(post, obs, mean)
     names = np.array([c.name for c in obs.configs])
     rows, khat, refitted = [], {}, []
@@ -60,7 +57,7 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
             if log:
                 log(f"refitted without {name} (k̂ {k:.2f}): R-hat max {fold.meta['diagnostics']['rhat_max']:.3f}")
             sub = obs.subset(held)
-            fold_mean = fold.predict(sub.configs, sub.tasks, sub.metrics, noise=False)
+            fold_mean = fold.predict(sub.configs, sub.tasks, sub.metrics, noise=False, corpus=sub.corpus)
             fold_ll, fold_sd = _loglik(fold, sub, fold_mean)
             mean_f, sd_f, w_f = np.zeros((fold.n_draws, len(obs))), np.ones((fold.n_draws, len(obs))), np.ones(fold.n_draws)
             mean_f[:, held], sd_f[:, held] = fold_mean, fold_sd
@@ -79,14 +76,22 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
 
 
 def summarise(rows: list[dict]) -> list[dict]:
+    """Per metric: MAE, coverage, mean width (and, for losses, the mean relative error). 'all' pools the
+    per-number metrics (not the derived averages, not losses: their units differ)."""
     out = []
-    for metric in sorted({r["metric"] for r in rows}) + ["all"]:
-        sel = [r for r in rows if metric in ("all", r["metric"])]
+    metrics = sorted({r["metric"] for r in rows})
+    pooled = [m for m in metrics if m not in ("loss", "avg_acc")]
+    for metric in metrics + (["all"] if len(pooled) > 1 else []):
+        sel = [r for r in rows if r["metric"] == metric or (metric == "all" and r["metric"] in pooled)]
         err = np.array([abs(r["predicted"] - r["observed"]) for r in sel])
         cover = np.array([r["lo"] <= r["observed"] <= r["hi"] for r in sel])
         width = np.array([r["hi"] - r["lo"] for r in sel])
-        out.append(dict(metric=metric, n=len(sel), mae=float(err.mean()), coverage=float(cover.mean()),
-                        mean_width=float(width.mean())))
+        s = dict(metric=metric, n=len(sel), mae=float(err.mean()), coverage=float(cover.mean()),
+                 mean_width=float(width.mean()))
+        if metric == "loss":
+            s["mean_rel_err"] = float(np.mean([abs(r["predicted"] / r["observed"] - 1) for r in sel]))
+            s["max_rel_err"] = float(np.max([abs(r["predicted"] / r["observed"] - 1) for r in sel]))
+        out.append(s)
     return out
 
 
@@ -102,4 +107,128 @@ def format_report(report: dict) -> str:
     lines.append(f"Pareto k̂ > 0.7 (reweighting unreliable) and not refitted: {len(bad)} of {len(report['khat'])} "
                  "configurations" + (f": {', '.join(bad)} (use --refit)" if bad else ""))
     lines.append("MAE and widths in percentage points (nats for loss)")
+    return "\n".join(lines)
+
+
+# -- held-out splits: extrapolation in tokens and in size -----------------------------------------------
+SPLITS = ("loco", "largest-pt", "largest-size")
+
+
+def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
+    """Which observations a split holds out: every run at the largest pretraining budget (extrapolation in
+    tokens), at the largest model size — or, with size_from, every size ≥ size_from (extrapolation in size)."""
+    if split == "largest-pt":
+        d = np.array([c.pretrain for c in obs.configs])
+        return d == d.max()
+    if split == "largest-size":
+        n = np.array([c.size for c in obs.configs])
+        return n >= (size_from if size_from else n.max())
+    raise ValueError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+
+
+def interval_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float,
+                  weights: np.ndarray | None = None) -> list[dict]:
+    """One row per held-out observation: observed, predicted mean and central interval from predictive draws."""
+    w = np.ones(len(draws)) if weights is None else weights
+    rows = []
+    for j, i in enumerate(np.flatnonzero(held)):
+        lo, hi = _weighted_quantile(draws[:, j], w, [(1 - level) / 2, (1 + level) / 2])
+        rows.append(dict(split=split, method=method, config=obs.configs[i].name, corpus=int(obs.corpus[i]),
+                         task=obs.tasks[i], metric=obs.metrics[i], observed=float(obs.values[i]),
+                         predicted=float(np.sum(w * draws[:, j]) / np.sum(w)), lo=float(lo), hi=float(hi)))
+    return rows
+
+
+def bayes_holdout(post: Posterior, obs, held: np.ndarray, split: str, level=0.9, refit=True, seed=0,
+                  draws=500, tune=500) -> list[dict]:
+    """Predict the held-out observations from a posterior fitted without them (a NUTS refit unless the given
+    posterior already excluded them, refit=False)."""
+    fold = refit_without(post, obs, held, draws=draws, tune=tune, seed=seed) if refit else post
+    sub = obs.subset(held)
+    pred = fold.predict(sub.configs, sub.tasks, sub.metrics, rng=np.random.default_rng(seed), corpus=sub.corpus,
+                        n_items=sub.n_items)
+    rows = interval_rows(obs, held, pred, "bayes", split, level) + average_rows(obs, held, pred, "bayes", split, level)
+    diag = fold.meta.get("diagnostics", {})
+    for r in rows:
+        r["rhat_max"], r["divergences"] = diag.get("rhat_max"), diag.get("divergences")
+    return rows
+
+
+def lsq_holdout(obs, held: np.ndarray, split: str, level=0.9, n_boot=30, seed=0, two_step=False) -> list[dict]:
+    """The least-squares baseline with predictive-bootstrap intervals on the same split."""
+    from calibrate import baselines
+
+    fitter = baselines.TwoStepFitter(obs) if two_step else baselines.Fitter(obs)
+    draws, _ = baselines.bootstrap_predict(fitter, np.flatnonzero(~held), obs.subset(held), n_boot=n_boot, seed=seed)
+    method = "lsq-2step" if two_step else "lsq"
+    return interval_rows(obs, held, draws, method, split, level) + average_rows(obs, held, draws, method, split, level)
+
+
+AVERAGE_MIN_TASKS = 10  # a run evaluated on this many upstream tasks also gets its average accuracy scored
+
+
+def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float) -> list[dict]:
+    """The average accuracy over a held-out run's upstream tasks (Gadre et al.'s downstream target), scored
+    from the draws of the per-task predictions — so its interval carries the tasks' joint uncertainty."""
+    idx = np.flatnonzero(held)
+    is_acc = np.array([obs.metrics[i] != "loss" and obs.table.kind(obs.tasks[i]) == "upstream" for i in idx])
+    keys = [(obs.configs[i].name, int(obs.corpus[i])) for i in idx]
+    rows = []
+    for key in sorted(set(k for k, a in zip(keys, is_acc) if a)):
+        cols = np.array([k == key and a for k, a in zip(keys, is_acc)])
+        if cols.sum() < AVERAGE_MIN_TASKS:
+            continue
+        avg = draws[:, cols].mean(axis=1)
+        lo, hi = np.quantile(avg, [(1 - level) / 2, (1 + level) / 2])
+        rows.append(dict(split=split, method=method, config=key[0], corpus=key[1], task=f"average of {cols.sum()}",
+                         metric="avg_acc", observed=float(obs.values[idx[cols]].mean()), predicted=float(avg.mean()),
+                         lo=float(lo), hi=float(hi)))
+    return rows
+
+
+def summarise_by(rows: list[dict], keys=("split", "method")) -> list[dict]:
+    """MAE / coverage / width per (split, method, metric), plus an 'all' line per (split, method)."""
+    out = []
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    for key, sel in groups.items():
+        for s in summarise(sel):
+            out.append(dict(zip(keys, key)) | s)
+    return out
+
+
+def lsq_loco(obs, level=0.9, n_boot=20, seed=0) -> list[dict]:
+    """Leave-one-configuration-out for the least-squares baseline (a warm-started refit per configuration)."""
+    from calibrate import baselines
+
+    fitter = baselines.Fitter(obs)
+    full = fitter.fit()
+    names = np.array([c.name for c in obs.configs])
+    rows = []
+    for name in sorted(set(names)):
+        held = names == name
+        point = fitter.fit(np.flatnonzero(~held), theta0=full.theta, group_sd=full.group_sd)
+        draws, _ = baselines.bootstrap_predict(fitter, np.flatnonzero(~held), obs.subset(held), n_boot=n_boot,
+                                               seed=seed, point=point)
+        rows += interval_rows(obs, held, draws, "lsq", "loco", level)
+    return rows
+
+
+def format_split_report(rows: list[dict], level: float) -> str:
+    """Per split: one line per method and metric — MAE, coverage of the central interval, mean width."""
+    lines = []
+    summary = summarise_by(rows)
+    for split in dict.fromkeys(r["split"] for r in summary):
+        sel = [s for s in summary if s["split"] == split]
+        n_cfg = len({r["config"] for r in rows if r["split"] == split and r["method"] == "bayes"})
+        lines.append(f"split {split}: {n_cfg} held-out configurations")
+        lines.append(f"  {'method':<11}{'metric':<15}{'n':>5}{'MAE':>8}{f'{level * 100:g}% cover':>12}{'width':>8}"
+                     f"{'rel err':>9}")
+        for s in sel:
+            rel = f"{s['mean_rel_err'] * 100:7.2f}%" if "mean_rel_err" in s else ""
+            lines.append(f"  {s['method']:<11}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
+                         f"{s['mean_width']:>8.1f}{rel:>9}")
+    lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
+                 "lsq-2step: loss law, then each task's link. MAE in points (nats for loss; rel err = mean |pred/obs − 1|)")
     return "\n".join(lines)

@@ -95,18 +95,24 @@ def cmd_predict(args) -> int:
 
 
 # -- fit -------------------------------------------------------------------------------------------
+# Bundled calibrations: the data each was fitted to, and the sizes it holds out (fit small, predict large).
+BUNDLED_DATA = {"evolm": ("from_evolm_csv", None), "gadre2024": ("from_gadre_csv", 1e9)}
+
+
 def _dataset(args):
     from dynsim import results
 
     if getattr(args, "data", None):
         return results.load(args.data)
-    if args.calibration == "evolm":
-        return results.from_evolm_csv()
+    if args.calibration in BUNDLED_DATA:
+        return getattr(results, BUNDLED_DATA[args.calibration][0])()
     raise UsageError(f"no bundled data for calibration '{args.calibration}': pass --data RESULTS.nc")
 
 
 def cmd_fit(args) -> int:
     import time
+
+    import numpy as np
 
     from calibrate import fit as fitting
     from calibrate.model import observations
@@ -115,13 +121,24 @@ def cmd_fit(args) -> int:
     ds = _dataset(args)
     obs = observations(ds)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
+    size_from = args.hold_out_size_from if args.data else (args.hold_out_size_from or BUNDLED_DATA[args.calibration][1])
+    extra = {}
+    if size_from:
+        held = np.array([c.size >= size_from for c in obs.configs])
+        if held.all() or not held.any():
+            raise UsageError(f"--hold-out-size-from {size_from:g} holds out {'every' if held.all() else 'no'} run")
+        extra["held_out"] = dict(rule=f"size >= {size_from:g}", size_from=size_from,
+                                 configs=sorted({c.name for c, h in zip(obs.configs, held) if h}))
+        print(f"holding out {len(extra['held_out']['configs'])} configurations with size >= {size_from:g} "
+              f"({int(held.sum())} numbers) for validation")
+        obs = obs.subset(~held)
     print(f"fitting {len(obs)} observations of {ds.attrs.get('title', 'results')} "
           f"(data {ds.attrs.get('data_hash')}) with NUTS, {args.chains} chains × {args.draws} draws")
     t0 = time.time()
     idata, diag, ok = fitting.fit(obs, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                                   progress=not args.quiet)
     diag |= {"wall_s": round(time.time() - t0, 1), "seed": args.seed}
-    path = fitting.write(idata, obs, ds, diag, out)
+    path = fitting.write(idata, obs, ds, diag, out, extra_meta=extra)
     print(f"R-hat max {diag['rhat_max']:.4f}  ESS bulk min {diag['ess_bulk_min']:.0f}  "
           f"ESS tail min {diag['ess_tail_min']:.0f}  divergences {diag['divergences']}  ({diag['wall_s']} s)")
     print(f"wrote {path} and {path.with_suffix('.nc')}")
@@ -136,11 +153,39 @@ def cmd_validate(args) -> int:
     from calibrate import validate
     from calibrate.model import observations
 
+    import numpy as np
+
     ds = _dataset(args)
     post = _load_posterior(args)
-    report = validate.loco(post, observations(ds), level=args.interval / 100,
-                           refit_above=0.7 if args.refit else None, log=lambda m: print(m, file=sys.stderr))
-    print(validate.format_report(report))
+    obs = observations(ds)
+    level = args.interval / 100
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    held_out = post.meta.get("held_out")
+    if held_out:  # the posterior was fitted without these runs: score it on them, beside the baseline
+        held = np.array([c.size >= held_out["size_from"] for c in obs.configs])
+        split = f"held-out ({held_out['rule']})"
+        log(f"{split}: {len(held_out['configs'])} configurations; least-squares baseline with {args.boot} bootstraps")
+        rows = validate.bayes_holdout(post, obs, held, split, level, refit=False)
+        rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=True)
+        print(validate.format_split_report(rows, level))
+        return 0
+    splits = list(validate.SPLITS) if args.split == "all" else [args.split]
+    rows = []
+    for split in splits:
+        if split == "loco":
+            report = validate.loco(post, obs, level=level, refit_above=0.7 if args.refit else None, log=log)
+            print(validate.format_report(report) + "\n")
+            rows += [r | dict(split="loco", method="bayes") for r in report["rows"]]
+        else:
+            held = validate.split_mask(obs, split)
+            log(f"{split}: refitting NUTS without {len({c.name for c, h in zip(obs.configs, held) if h})} configurations")
+            rows += validate.bayes_holdout(post, obs, held, split, level)
+        if args.baselines:
+            log(f"{split}: least-squares baseline with {args.boot} bootstraps")
+            rows += (validate.lsq_loco(obs, level, n_boot=args.boot) if split == "loco" else
+                     validate.lsq_holdout(obs, validate.split_mask(obs, split), split, level, n_boot=args.boot))
+    if args.baselines or args.split != "loco":
+        print(validate.format_split_report(rows, level))
     return 0
 
 
@@ -261,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--chains", type=int, default=4)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--hold-out-size-from", type=float, default=None,
+                   help="fit without the runs of at least this size, kept for `validate` (gadre2024: 1e9)")
     q.set_defaults(func=cmd_fit)
 
     q = sub.add_parser("validate", help="leave-one-configuration-out MAE and interval coverage")
@@ -269,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--interval", type=float, default=90.0)
     q.add_argument("--refit", action="store_true",
                    help="hold out exactly (NUTS refit) every configuration whose PSIS Pareto k̂ > 0.7 (minutes each)")
+    q.add_argument("--split", default="loco", choices=["loco", "largest-pt", "largest-size", "all"],
+                   help="leave-one-config-out (PSIS), or hold out the largest pretraining budget / model size "
+                        "(NUTS refit, minutes); a posterior fitted with held-out runs is scored on those")
+    q.add_argument("--baselines", action="store_true",
+                   help="also score least-squares fits of the same model with bootstrap intervals")
+    q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines (default 20)")
     q.set_defaults(func=cmd_validate)
 
     q = sub.add_parser("train", help="train the missing stages of one run for real (torch) and record its results")

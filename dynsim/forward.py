@@ -79,7 +79,11 @@ PARAMS = (
     Param("up_slope", "up_task", "cloze accuracy link slope per nat"),
     Param("up_mid", "up_task", "loss at which the cloze task is half way between chance and ceiling"),
     Param("up_ceiling", "up_task", "cloze accuracy ceiling (fraction)"),
+    # Only where a Dataset compares pretraining corpora (the Gadre et al. 2024 testbed trains on three):
+    Param("corpus_E", "corpus", "irreducible-loss offset of each pretraining corpus (nats; first corpus 0)"),
+    Param("corpus_logB", "corpus", "log multiplier of the data term per pretraining corpus (first corpus 0)"),
 )
+OPTIONAL_PARAMS = ("corpus_E", "corpus_logB")  # absent from single-corpus posteriors: read as zero
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -126,8 +130,9 @@ class TaskTable:
         return cls(list(names), list(kinds), [parse(c) for c in chances])
 
 
-def design(configs, tasks: list[str], metrics: list[str], table: TaskTable) -> dict:
-    """Observations (config_i, task_i, metric_i) → the arrays the forward model reads (SI units)."""
+def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None) -> dict:
+    """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the arrays the forward model
+    reads (SI units)."""
     n = len(configs)
     f = lambda attr: np.array([float(getattr(c, attr)) for c in configs])  # noqa: E731
     x = dict(N=f("size"), D=f("pretrain"), D_sched=f("pretrain_schedule"), D_rep=f("cpt_replay"),
@@ -147,6 +152,7 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable) -> d
         chance[i, : len(cs)], weight[i, : len(cs)] = cs, 1.0 / len(cs)
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
+    x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
     x["n_up_tasks"] = len(up)
     x["up_chance"] = np.array([table.chance[table.names.index(t)][0] for t in up])
     return x
@@ -169,7 +175,11 @@ def _sub(x: dict, idx: np.ndarray) -> dict:
 
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
-    loss = p["E"] + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + p["B"] * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
+    E, B = p["E"], p["B"]
+    if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
+        E = E + _take(xp, p["corpus_E"], x["corpus_idx"])
+        B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
+    loss = E + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))

@@ -19,7 +19,7 @@ from dynsim import forward
 from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/1"
-BUNDLED = ("evolm",)  # calibrations shipped in dynsim/data/calibrations/NAME.npz
+BUNDLED = ("evolm", "gadre2024")  # calibrations shipped in dynsim/data/calibrations/NAME.npz
 OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
 
 
@@ -33,6 +33,15 @@ class Posterior:
         self.table = forward.TaskTable.from_meta(meta["tasks"]["names"], meta["tasks"]["kinds"], meta["tasks"]["chance"])
         self.n_draws = len(next(iter(params.values())))
         self.observed = [parse_config(c) for c in meta["observed"]["configs"]]
+        self.corpora: list[str] = meta.get("corpora") or []  # pretraining corpora, when the data compared several
+
+    def corpus_index(self, corpus: str | None) -> int:
+        if not corpus:
+            return 0
+        if corpus not in self.corpora:
+            known = ", ".join(self.corpora) or "none (this calibration has one pretraining corpus)"
+            raise PosteriorError(f"unknown pretraining corpus '{corpus}': this calibration knows {known}")
+        return self.corpora.index(corpus)
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def diagnostic_problems(self) -> list[str]:
@@ -49,20 +58,32 @@ class Posterior:
         return {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
 
     def predict(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], rng=None,
-                noise: bool = True) -> np.ndarray:
-        """Draws (S, n) of each observation (config_i, task_i, metric_i), in percent (nats for loss)."""
-        x = forward.design(configs, tasks, metrics, self.table)
+                noise: bool = True, corpus=None, n_items=None) -> np.ndarray:
+        """Draws (S, n) of each observation (config_i, task_i, metric_i), in percent (nats for loss).
+
+        corpus: one pretraining corpus name for all, or per-observation indices (calibrations that compare
+        corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise."""
+        if corpus is None or isinstance(corpus, str):
+            corpus = np.full(len(configs), self.corpus_index(corpus))
+        x = forward.design(configs, tasks, metrics, self.table, corpus)
         mean = forward.predict(self.gathered(), x, np)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         out = mean * scale
         if noise:
             rng = rng or np.random.default_rng(0)
-            groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
-                               for t, m in zip(tasks, metrics)])
-            floor = np.where(scale == 1.0, 0.0, self.meta.get("noise_floor", 0.3))
-            sd = np.sqrt(self.params["discrepancy"][:, groups] ** 2 + floor ** 2)
+            sd = self.noise_sd(tasks, metrics, out, n_items)
             out = out + sd * rng.standard_normal(out.shape)
         return np.where(scale == 100.0, np.clip(out, 0.0, 100.0), out)
+
+    def noise_sd(self, tasks, metrics, value, n_items=None) -> np.ndarray:
+        """The likelihood's standard deviation of a measurement: the draw's model discrepancy for the
+        observation's group, plus the measurement noise — binomial where the item count is known, else the
+        published noise floor (0 for losses)."""
+        groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
+                           for t, m in zip(tasks, metrics)])
+        floor = measurement_sd(np.array([m == "loss" for m in metrics]), value, n_items,
+                               self.meta.get("noise_floor", 0.3))
+        return np.sqrt(self.params["discrepancy"][:, groups] ** 2 + floor ** 2)
 
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
@@ -112,6 +133,22 @@ class Posterior:
         return min(self.observed, key=dist)
 
 
+def measurement_sd(is_loss, value, n_items, floor: float):
+    """Measurement noise of each number (percentage points; 0 for losses): the binomial standard error
+    100·sqrt(p(1−p)/n) where the item count n is known (the normal approximation of a likelihood on correct
+    counts), else `floor` (a published average's seed-to-seed noise). p is clipped to [1/n, 1−1/n] so a
+    task at 0% or 100% keeps some noise."""
+    is_loss = np.asarray(is_loss, dtype=bool)
+    sd = np.where(is_loss, 0.0, floor) * np.ones(np.shape(value))
+    if n_items is None:
+        return sd
+    n = np.asarray(n_items, dtype=float)
+    known = np.isfinite(n) & (n > 0) & ~is_loss
+    n_safe = np.where(known, n, 1.0)
+    p = np.clip(np.asarray(value) / 100.0, 1.0 / n_safe, 1.0 - 1.0 / n_safe)
+    return np.where(known, 100.0 * np.sqrt(p * (1.0 - p) / n_safe), sd)
+
+
 def load(path) -> Posterior:
     path = Path(path)
     if not path.exists():
@@ -124,7 +161,7 @@ def load(path) -> Posterior:
         raise PosteriorError(f"{path}: not a readable dynsim posterior ({type(e).__name__})") from None
     if meta.get("schema") != SCHEMA:
         raise PosteriorError(f"{path}: not a {SCHEMA} file")
-    missing = [p.name for p in forward.PARAMS if p.name not in params]
+    missing = [p.name for p in forward.PARAMS if p.name not in params and p.name not in forward.OPTIONAL_PARAMS]
     if missing:
         raise PosteriorError(f"{path}: posterior lacks parameters {', '.join(missing)}")
     return Posterior(params, meta, str(path))

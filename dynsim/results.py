@@ -33,6 +33,7 @@ CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domai
                "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")
 assert set(CONFIG_DIMS) == set(FIELDS)
 DIMS = CONFIG_DIMS + ("task", "metric", "seed")
+CORPUS_DIM = "corpus"  # optional last dimension: the pretraining corpus, where a Dataset compares several
 UNITS = {"size": "parameters", "pretrain": "tokens", "pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)",
          "cpt_replay": "tokens", "cpt_domain": "tokens", "sft_examples": "examples", "sft_epochs": "epochs",
          "rl_examples": "examples", "rl_epochs": "epochs"}
@@ -62,27 +63,33 @@ def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Datas
     coords["task"] = sorted({r["task"] for r in rows})
     coords["metric"] = sorted({r["metric"] for r in rows})
     coords["seed"] = sorted({int(r.get("seed", 0)) for r in rows})
-    index = {d: {v: i for i, v in enumerate(coords[d])} for d in DIMS}
-    shape = tuple(len(coords[d]) for d in DIMS)
+    dims = DIMS
+    if any(r.get(CORPUS_DIM) for r in rows):
+        dims = DIMS + (CORPUS_DIM,)
+        coords[CORPUS_DIM] = sorted({r[CORPUS_DIM] for r in rows}, key=attrs.get("corpus_order", []).index
+                                    if attrs.get("corpus_order") else None)
+    index = {d: {v: i for i, v in enumerate(coords[d])} for d in dims}
+    shape = tuple(len(coords[d]) for d in dims)
     total, count = np.zeros(shape), np.zeros(shape)
     has_counts = any(r.get("n_items") for r in rows)
     n_items, n_correct = np.full(shape, np.nan), np.full(shape, np.nan)
     for r in rows:
         cfg = r["config"]
         at = tuple(index[d][getattr(cfg, d)] for d in CONFIG_DIMS) + (
-            index["task"][r["task"]], index["metric"][r["metric"]], index["seed"][int(r.get("seed", 0))])
+            index["task"][r["task"]], index["metric"][r["metric"]], index["seed"][int(r.get("seed", 0))]) + (
+            (index[CORPUS_DIM][r[CORPUS_DIM]],) if CORPUS_DIM in index else ())
         total[at] += float(r["value"])
         count[at] += 1
         if r.get("n_items"):
             n_items[at], n_correct[at] = r["n_items"], r.get("n_correct", np.nan)
     with np.errstate(invalid="ignore"):
         value = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    data = {"value": (DIMS, value, {"long_name": "measured value", "units": "see metric_units"})}
+    data = {"value": (dims, value, {"long_name": "measured value", "units": "see metric_units"})}
     if has_counts:
-        data["n_items"] = (DIMS, n_items, {"long_name": "items evaluated"})
-        data["n_correct"] = (DIMS, n_correct, {"long_name": "items answered correctly"})
+        data["n_items"] = (dims, n_items, {"long_name": "items evaluated"})
+        data["n_correct"] = (dims, n_correct, {"long_name": "items answered correctly"})
     ds = xr.Dataset(data, coords={d: np.asarray(coords[d], dtype=np.int64 if d in CONFIG_DIMS + ("seed",) else object)
-                                  for d in DIMS})
+                                  for d in dims})
     for d in CONFIG_DIMS:
         ds[d].attrs["units"] = UNITS[d]
     meta = [tasks.get(t, {}) for t in coords["task"]]
@@ -92,7 +99,7 @@ def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Datas
         task_n_items=("task", [str(m.get("n_items", "")) for m in meta]),
         metric_units=("metric", [metric_unit(m) for m in coords["metric"]]),
     )
-    ds.attrs.update(attrs)
+    ds.attrs.update({k: v for k, v in attrs.items() if k != "corpus_order"})
     ds.attrs["duplicates_averaged"] = int((count > 1).sum())
     ds.attrs["code_version"] = __version__
     ds.attrs["data_hash"] = data_hash(ds)
@@ -128,6 +135,47 @@ def from_evolm_csv(path=None, tasks_path=None) -> xr.Dataset:
         "citation": EVOLM_CITATION,
         "file_sha256": hashlib.sha256(raw).hexdigest(),
         "note": "Table 1 SFT/RL budgets are the paper's protocol (100Kep1, 100Kep8); accuracy in percent.",
+    })
+
+
+GADRE_CITATION = ("Gadre et al. 2024, 'Language models scale reliably with over-training and on downstream tasks', "
+                  "arXiv 2403.08540 (ICLR 2025); evaluations released under the MIT licence in mlfoundations/scaling")
+GADRE_CORPORA = ("c4_original", "rpj", "rw_original")  # C4 first: the reference corpus of the loss offsets
+GADRE_LOSS_TASK = "c4_val"  # the validation loss the paper predicts; the other seven loss sets are not imported
+
+
+def from_gadre_csv(path=None) -> xr.Dataset:
+    """The Gadre et al. 2024 testbed (104 pretraining runs on three corpora, long CSV) → Dataset.
+
+    size = non-embedding parameters (Kaplan et al. 2020: the cleaner scaling variable, which matters at the
+    testbed's 11M-parameter end where embeddings are most of the model); pretrain = tokens; corpus = the
+    pretraining corpus. Tasks: the C4 validation loss (kind `text`, nats/token) and the 46 downstream
+    evaluations as `acc` (kind `upstream`: likelihood-scored or short-answer tasks of a base model), in percent
+    with their item counts and chance.
+    """
+    path = Path(path) if path else Path(str(resources.files("dynsim") / "data" / "gadre2024" / "gadre2024_runs.csv"))
+    raw = _read_bytes(path)
+    rows, tasks = [], {GADRE_LOSS_TASK: dict(kind="text", chance="", n_items="")}
+    for line, r in enumerate(csv.DictReader(io.StringIO(raw.decode("utf-8"))), start=2):
+        try:
+            cfg = RunConfig(size=int(r["params_no_embed"]), pretrain=int(r["tokens"]))
+            if r["kind"] == "loss":
+                if r["task"] != GADRE_LOSS_TASK:
+                    continue
+                rows.append(dict(config=cfg, task=r["task"], metric="loss", value=float(r["value"]), corpus=r["dataset"]))
+            elif r["kind"] == "downstream_acc":
+                n = int(r["n_items"])
+                acc = float(r["value"])
+                rows.append(dict(config=cfg, task=r["task"], metric="acc", value=100 * acc, corpus=r["dataset"],
+                                 n_items=n, n_correct=round(acc * n)))
+                tasks[r["task"]] = dict(kind="upstream", chance=f"{float(r['random_baseline'] or 0):g}", n_items=n)
+        except (KeyError, ValueError) as e:
+            raise ResultsError(f"{path}: line {line}: {e}") from None
+    return from_rows(rows, tasks, {
+        "title": "Gadre et al. 2024 scaling testbed",
+        "source": f"{path.name} (104 open_lm runs, C4 validation loss and 46 downstream accuracies)",
+        "citation": GADRE_CITATION, "file_sha256": hashlib.sha256(raw).hexdigest(), "corpus_order": list(GADRE_CORPORA),
+        "note": "size is non-embedding parameters; acc in percent; loss in nats/token on C4 validation",
     })
 
 
@@ -198,7 +246,7 @@ def configs(ds: xr.Dataset) -> list[RunConfig]:
 
 def data_hash(ds: xr.Dataset) -> str:
     """sha256 of the observed cells in a canonical text form: equal data ⇔ equal hash."""
-    df = to_long(ds).sort_values(list(DIMS))
+    df = to_long(ds).sort_values([d for d in DIMS + (CORPUS_DIM,) if d in ds.dims])
     return hashlib.sha256(df.to_csv(index=False, float_format="%.10g").encode()).hexdigest()[:16]
 
 
