@@ -250,11 +250,15 @@ def finish(fig, ctx: Context, fig_name: str, title: str, caption: str, out_dir, 
            legend_axes=None, extra_handles=()) -> FigureRecord:
     """Suptitle, one legend explaining the encoding, save PNG + PDF, and the record."""
     fig.suptitle(title, fontsize=11, fontweight="bold")
-    handles = list(extra_handles) + style.legend_handles()
+    if not n_observed:  # said in the caption too; here so that the image alone cannot be misread
+        fig.text(0.5, 1 - 0.36 / fig.get_figheight(), f"no observations in '{ctx.data_title}' for this figure: "
+                 "prediction only", ha="center", va="top", fontsize=8.5, style="italic", color="#444444")
+    handles = list(extra_handles) + style.legend_handles(observed=bool(n_observed))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), frameon=False,
                bbox_to_anchor=(0.5, 0.0))
     rows = (len(handles) + 3) // 4
-    fig.tight_layout(rect=(0, (0.25 + 0.2 * rows) / fig.get_figheight(), 1, 1 - 0.32 / fig.get_figheight()))
+    top = (0.32 if n_observed else 0.5) / fig.get_figheight()
+    fig.tight_layout(rect=(0, (0.25 + 0.2 * rows) / fig.get_figheight(), 1, 1 - top))
     panels = style.panel_info(fig)
     files = style.save(fig, out_dir, fig_name, title)
     return FigureRecord(fig_name, title, caption, files, panels, n_observed)

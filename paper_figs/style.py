@@ -85,7 +85,7 @@ def draw_points(ax, x, y, color, label=None):
         ax.scatter(x, y, s=26, color=color, edgecolor="black", linewidth=0.6, zorder=5, label=label)
 
 
-def legend_handles():
+def legend_handles(observed: bool = True):
     """Proxy entries that explain the encoding once per figure."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -93,9 +93,9 @@ def legend_handles():
     grey = "#555555"
     return [Line2D([], [], color=grey, linewidth=1.8, label="median (within data range)"),
             Line2D([], [], color=grey, linewidth=1.3, linestyle=(0, (4, 2.5)), label="median (extrapolated)"),
-            Patch(facecolor=grey, alpha=0.25, label=f"{BAND:.0%} predictive band"),
-            Line2D([], [], marker="o", linestyle="", markerfacecolor=grey, markeredgecolor="black",
-                   label="observed")]
+            Patch(facecolor=grey, alpha=0.25, label=f"{BAND:.0%} predictive band")] + (
+           [Line2D([], [], marker="o", linestyle="", markerfacecolor=grey, markeredgecolor="black",
+                   label="observed")] if observed else [])
 
 
 def panel_info(fig) -> list[dict]:
