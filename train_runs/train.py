@@ -44,6 +44,21 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _recipe_path(recipe) -> Path:
+    path = Path(recipe) if str(recipe).endswith(".toml") else RECIPES / f"{recipe}.toml"
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe '{recipe}' not found (looked for {path})")
+    return path
+
+
+def _read_recipe_file(path: Path) -> dict:
+    """A recipe TOML; one that says `extends = "<recipe name or path>"` holds only what it changes of that one."""
+    with open(path, "rb") as f:
+        hp = tomllib.load(f)
+    base = hp.pop("extends", None)
+    return hp if base is None else _merge(_read_recipe_file(_recipe_path(base)), hp)
+
+
 def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None) -> dict:
     """The resolved hyperparameters for one model size.
 
@@ -55,12 +70,8 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     if isinstance(recipe, dict):
         overrides = recipe
     elif recipe is not None:
-        base_path = Path(recipe) if str(recipe).endswith(".toml") else RECIPES / f"{recipe}.toml"
-        if not base_path.is_file():
-            raise FileNotFoundError(f"recipe '{recipe}' not found (looked for {base_path})")
-    with open(base_path, "rb") as f:
-        hp = tomllib.load(f)
-    hp = _merge(hp, overrides)
+        base_path = _recipe_path(recipe)
+    hp = _merge(_read_recipe_file(base_path), overrides)
     by_size = hp.pop("size", {})
     if size is not None and by_size:
         from dynsim.config import parse_size
