@@ -199,7 +199,7 @@ def cmd_train(args) -> int:
     print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
     for m in record["metrics"]:
         print(f"  {m['task']:<18}{m['metric']:<15}{m['value']:9.3f}" + (f"   ({m['n_correct']}/{m['n_items']})"
-                                                                            if m.get("n_items") else ""))
+                                                                            if "n_correct" in m else ""))
     return 0
 
 
