@@ -161,16 +161,19 @@ def test_a_sigkilled_run_resumes_and_matches_an_uninterrupted_run(cache, tmp_pat
     name, recipe = "0.1M-0.2MT", {**RECIPE, "run": {"checkpoint_every": 10}}  # 49 steps
     here = tmp_path / "killed" / "0.1M-200KT" / "seed0"
     proc = start(name, tmp_path / "killed", recipe)
-    deadline = time.time() + 180
+    # Kill the moment the first checkpoint (step 10 of 49) appears: mid-stage for sure. The earlier version slept
+    # 0.2 s first and allowed 180 s to the first checkpoint: both races on a loaded 2-core machine (this test took
+    # 22 min wall there once). The exact comparison below has never been seen to differ.
+    deadline = time.time() + 900
     while not (here / "resume.pt").exists():
         assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, "no checkpoint within 180 s"
-        time.sleep(0.05)
-    time.sleep(0.2)
+        assert time.time() < deadline, "no checkpoint within 900 s"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (here / "model.pt").exists(), "the run finished before it was killed: nothing was tested"
     killed_at = torch.load(here / "resume.pt", weights_only=False)["step"]
+    assert 0 < killed_at < 49
 
     for out in (tmp_path / "killed", tmp_path / "clean"):  # resume the killed one; run a fresh one through
         p = start(name, out, recipe)
@@ -239,3 +242,16 @@ def test_rl_raises_training_reward_without_lowering_heldout_accuracy(store):
     for task in tasks.ID_TASKS:
         before, after = metric(sft, task, "greedy_pass@1"), metric(rl, task, "greedy_pass@1")
         assert after["value"] >= before["value"] - 5, (task, before, after)  # 5 points ~ 1 s.e. at 100 items
+
+
+def test_a_recipe_can_extend_another(tmp_path):
+    quick, full = load_recipe("quick"), load_recipe()
+    assert quick["eval"]["n_items"] == 50 and quick["eval"]["k"] == 4 and quick["run"]["threads"] == 1
+    assert quick["eval"]["max_new_tokens"] == full["eval"]["max_new_tokens"]  # untouched settings come from the base
+    assert {k: v for k, v in quick.items() if k not in ("eval", "run")} == {k: v for k, v in full.items() if k not in ("eval", "run")}
+    (tmp_path / "mine.toml").write_text('extends = "quick"\n[rl]\nlr = 0.5\n')
+    mine = load_recipe(tmp_path / "mine.toml")
+    assert mine["rl"]["lr"] == 0.5 and mine["rl"]["kl_weight"] == full["rl"]["kl_weight"] and mine["eval"]["k"] == 4
+    (tmp_path / "bad.toml").write_text('extends = "no_such_base"\n')
+    with pytest.raises(FileNotFoundError, match="no_such_base"):
+        load_recipe(tmp_path / "bad.toml")
