@@ -36,7 +36,8 @@ def main() -> int:
     ap.add_argument("--corpus", default="wordnet",
                     help="general corpus: wordnet (5.9M training tokens: one pass; needs install_corpus.sh) or "
                          "sample (143K tokens: 1-2MT would repeat it 7-14 times)")
-    ap.add_argument("--cosine-lr", type=float, help="peak LR of the cosine runs (default: the recipe's, as WSD)")
+    ap.add_argument("--cosine-lr", type=float, help="peak LR of the cosine runs (default: the recipe's, 3e-3)")
+    ap.add_argument("--wsd-lr", type=float, help="peak LR of the WSD runs (default: the recipe's, 3e-3)")
     ap.add_argument("--alone", action="store_true",
                     help="also train the shortest budget's WSD run alone (no branching): must equal its branch")
     ap.add_argument("--out", help="run store (default: a temporary folder)")
@@ -48,16 +49,19 @@ def main() -> int:
     base = {"data": {"general_corpus": args.corpus}, "run": {"threads": 1, "checkpoint_every": 1000},
             "eval": {"n_items": 4, "k": 2, "cloze_items": 10, "text_tokens": 16384}}
     wsd = {**base, "pt": {"schedule": "wsd", "decay_frac": args.decay_frac, "warmup_steps": args.warmup_steps}}
+    if args.wsd_lr:
+        wsd["pt"]["lr"] = args.wsd_lr
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_wsd_"))
+    store = out / f"wsd-lr{args.wsd_lr or 'recipe'}"
     t0 = time.perf_counter()
     stable = RunConfig(size, wsd_stable_tokens(budgets[-1], args.decay_frac), pretrain_schedule=budgets[-1])
-    train(stable, out / "wsd", recipe=wsd, progress=False, wsd_branches=budgets)
+    train(stable, store, recipe=wsd, progress=False, wsd_branches=budgets)
     t_stable = time.perf_counter() - t0
     rows = []
     for b in budgets:
         cfg = RunConfig(size, b)
         t = time.perf_counter()
-        w = heldout_loss(train(cfg, out / "wsd", recipe=wsd, progress=False))
+        w = heldout_loss(train(cfg, store, recipe=wsd, progress=False))
         t_w = time.perf_counter() - t
         # cosine with the same absolute warmup as the WSD runs (a share of this budget's steps)
         steps = b / (128 * 32)
@@ -68,7 +72,7 @@ def main() -> int:
         c = heldout_loss(train(cfg, out / f"cosine-{b}-lr{args.cosine_lr or 'recipe'}", recipe=cos, progress=False))
         rows.append((cfg.name, w, c, t_w, time.perf_counter() - t))
     print(f"{format_size(size)} model, corpus {args.corpus}, WSD decay {args.decay_frac:.0%}, warmup {args.warmup_steps} steps, "
-          f"cosine peak LR {args.cosine_lr or 'as WSD'}, "
+          f"peak LR WSD {args.wsd_lr or 3e-3:g}, cosine {args.cosine_lr or 3e-3:g}, "
           f"stable run {stable.name} {t_stable:.0f} s ({os.cpu_count()} cores, torch threads 1)")
     print(f"{'budget':<14}{'WSD branch':>11}{'cosine':>9}{'diff':>8}   (held-out general_text loss, nats/token)")
     worst = 0.0
@@ -78,7 +82,7 @@ def main() -> int:
         print(f"{name:<14}{w:11.4f}{c:9.4f}{diff:+8.2%}   branch {tw:.0f} s, cosine {tc:.0f} s")
     if args.alone:
         cfg = RunConfig(size, budgets[0])
-        alone = heldout_loss(train(cfg, out / "wsd-alone", recipe=wsd, progress=False))
+        alone = heldout_loss(train(cfg, store.with_name(store.name + "-alone"), recipe=wsd, progress=False))
         branch = next(w for name, w, *_ in rows if name == cfg.name)
         print(f"{cfg.name} WSD trained alone {alone:.6f} vs as a branch {branch:.6f} (branching must not change it)")
     tokens_wsd = stable.pretrain + sum(b - wsd_stable_tokens(b, args.decay_frac) for b in budgets)
