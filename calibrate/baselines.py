@@ -63,7 +63,7 @@ class Fitter:
         """free: the parameters to optimise (default all); the others stay at `fixed` values or their start."""
         self.obs = obs
         sizes = _sizes(obs)
-        free = set(sizes) if free is None else set(free) - set(fixed or {})
+        free = (set(sizes) if free is None else set(free)) - set(fixed or {})
         start = {k: np.full(n, START[k][0]) if forward.PARAM_GROUPS[k] != "global" else START[k][0]
                  for k, n in sizes.items()}
         self.fixed = {k: v for k, v in start.items() if k not in free} | (fixed or {})
@@ -90,6 +90,8 @@ class Fitter:
         out = dict(self.fixed)
         for k in self.names:
             v = FORWARD[START[k][1]](theta[self.slices[k]])
+            if forward.PARAM_GROUPS[k] == "corpus":  # the first corpus is the reference, as in the Bayesian model
+                v = np.concatenate([[0.0], v[1:]])
             out[k] = v if forward.PARAM_GROUPS[k] != "global" else v[0]
         return out
 

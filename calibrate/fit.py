@@ -93,7 +93,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
                    chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
-        corpora=list(obs.corpora),
+        corpora=list(obs.corpora), form=obs.form,
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})
     arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}

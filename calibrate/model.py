@@ -34,11 +34,12 @@ class Observations:
     n_correct: np.ndarray | None = None
     corpus: np.ndarray | None = None  # index into `corpora` per observation (Datasets comparing corpora)
     corpora: list[str] = dataclasses.field(default_factory=list)
+    form: str = "chinchilla"  # how pretraining scale enters the model (forward.FORMS)
 
     def __post_init__(self):
         if self.corpus is None:
             self.corpus = np.zeros(len(self.values), dtype=int)
-        self.x = forward.design(self.configs, self.tasks, self.metrics, self.table, self.corpus)
+        self.x = forward.design(self.configs, self.tasks, self.metrics, self.table, self.corpus, self.form)
         kinds = [self.table.kind(t) for t in self.tasks]
         self.group = np.array([OBS_GROUPS.index("loss") if m == "loss" else
                                OBS_GROUPS.index(k) if k in KINDS else 0 for m, k in zip(self.metrics, kinds)])
@@ -52,7 +53,10 @@ class Observations:
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return Observations([self.configs[i] for i in keep], [self.tasks[i] for i in keep],
                             [self.metrics[i] for i in keep], self.values[keep], self.table,
-                            pick(self.n_items), pick(self.n_correct), self.corpus[keep], self.corpora)
+                            pick(self.n_items), pick(self.n_correct), self.corpus[keep], self.corpora, self.form)
+
+    def with_form(self, form: str) -> Observations:
+        return dataclasses.replace(self, form=form)
 
     def measurement_sd(self) -> np.ndarray:
         """Each number's measurement noise (binomial where item counts are known, else the noise floor)."""

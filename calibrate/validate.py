@@ -232,3 +232,33 @@ def format_split_report(rows: list[dict], level: float) -> str:
     lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
                  "lsq-2step: loss law, then each task's link. MAE in points (nats for loss; rel err = mean |pred/obs − 1|)")
     return "\n".join(lines)
+
+
+# -- model comparison ---------------------------------------------------------------------------------
+def pointwise_loglik(post: Posterior, obs) -> np.ndarray:
+    """log p(y_i | θ_s) of every observation under every draw: (draws, observations)."""
+    obs = obs.with_form(post.meta.get("form", "chinchilla"))
+    mean = post.predict(obs.configs, obs.tasks, obs.metrics, noise=False, corpus=obs.corpus)
+    return _loglik(post, obs, mean)[0]
+
+
+def loo_compare(posteriors: dict[str, Posterior], obs):
+    """PSIS-LOO (Vehtari et al. 2017) of each posterior on the same observations, ranked by ArviZ: elpd,
+    its standard error, the difference to the best and that difference's standard error, stacking weights."""
+    import arviz as az
+
+    idatas = {}
+    for name, post in posteriors.items():
+        ll = pointwise_loglik(post, obs)
+        idatas[name] = az.from_dict(posterior={"mu": np.zeros((1, ll.shape[0]))}, log_likelihood={"y": ll[None]})
+    return az.compare(idatas, ic="loo")
+
+
+def format_comparison(table) -> str:
+    lines = ["model comparison by PSIS-LOO (higher elpd predicts held-out numbers better)",
+             f"  {'model':<22}{'elpd_loo':>10}{'se':>8}{'Δelpd':>9}{'Δse':>8}{'p_loo':>8}{'weight':>8}  warning"]
+    for name, r in table.iterrows():
+        lines.append(f"  {name:<22}{r['elpd_loo']:>10.1f}{r['se']:>8.1f}{r['elpd_diff']:>9.1f}{r['dse']:>8.1f}"
+                     f"{r['p_loo']:>8.1f}{r['weight']:>8.2f}  {'k̂ > 0.7 for some points' if r['warning'] else ''}")
+    lines.append("Δelpd within about 2 Δse: the data do not distinguish the forms")
+    return "\n".join(lines)

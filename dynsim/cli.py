@@ -96,7 +96,8 @@ def cmd_predict(args) -> int:
 
 # -- fit -------------------------------------------------------------------------------------------
 # Bundled calibrations: the data each was fitted to, and the sizes it holds out (fit small, predict large).
-BUNDLED_DATA = {"evolm": ("from_evolm_csv", None), "gadre2024": ("from_gadre_csv", 1e9)}
+BUNDLED_DATA = {"evolm": ("from_evolm_csv", None), "evolm_compute": ("from_evolm_csv", None),
+                "gadre2024": ("from_gadre_csv", 1e9)}
 
 
 def _dataset(args):
@@ -119,7 +120,7 @@ def cmd_fit(args) -> int:
     from dynsim import posterior
 
     ds = _dataset(args)
-    obs = observations(ds)
+    obs = observations(ds).with_form(args.form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     size_from = args.hold_out_size_from if args.data else (args.hold_out_size_from or BUNDLED_DATA[args.calibration][1])
     extra = {}
@@ -160,6 +161,16 @@ def cmd_validate(args) -> int:
     obs = observations(ds)
     level = args.interval / 100
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.compare:
+        from dynsim import posterior as posteriors
+
+        other = posteriors.load(posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
+                                else args.compare)
+        name = lambda p, fallback: f"{p.meta.get('form', 'chinchilla')} ({fallback})"  # noqa: E731
+        table = validate.loo_compare({name(post, args.posterior or args.calibration): post,
+                                      name(other, args.compare): other}, obs)
+        print(validate.format_comparison(table))
+        return 0
     held_out = post.meta.get("held_out")
     if held_out:  # the posterior was fitted without these runs: score it on them, beside the baseline
         held = np.array([c.size >= held_out["size_from"] for c in obs.configs])
@@ -306,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--chains", type=int, default=4)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--form", default="chinchilla", choices=["chinchilla", "compute"],
+                   help="how scale enters: size and tokens apart (default), or compute 6ND alone")
     q.add_argument("--hold-out-size-from", type=float, default=None,
                    help="fit without the runs of at least this size, kept for `validate` (gadre2024: 1e9)")
     q.set_defaults(func=cmd_fit)
@@ -322,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--baselines", action="store_true",
                    help="also score least-squares fits of the same model with bootstrap intervals")
     q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines (default 20)")
+    q.add_argument("--compare", metavar="POSTERIOR",
+                   help="compare with another posterior of the same data (a bundled name such as evolm_compute, "
+                        "or a .npz) by PSIS-LOO")
     q.set_defaults(func=cmd_validate)
 
     q = sub.add_parser("train", help="train the missing stages of one run for real (torch) and record its results")

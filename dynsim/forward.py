@@ -130,9 +130,20 @@ class TaskTable:
         return cls(list(names), list(kinds), [parse(c) for c in chances])
 
 
-def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None) -> dict:
+FORMS = ("chinchilla", "compute")
+"""How pretraining scale enters: `chinchilla` — size and tokens as separate terms (the two-step recipe,
+scale → loss → accuracy); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_REF)^−α (the direct
+compute → accuracy recipe that Krajewski et al. 2025 found to extrapolate well). `dynsim validate --compare`
+weighs them by PSIS-LOO."""
+C_REF = 6 * N_REF * D_REF
+
+
+def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
+           form: str = "chinchilla") -> dict:
     """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the arrays the forward model
     reads (SI units)."""
+    if form not in FORMS:
+        raise ValueError(f"unknown model form '{form}': choose one of {', '.join(FORMS)}")
     n = len(configs)
     f = lambda attr: np.array([float(getattr(c, attr)) for c in configs])  # noqa: E731
     x = dict(N=f("size"), D=f("pretrain"), D_sched=f("pretrain_schedule"), D_rep=f("cpt_replay"),
@@ -152,6 +163,7 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
         chance[i, : len(cs)], weight[i, : len(cs)] = cs, 1.0 / len(cs)
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
+    x["form"] = form
     x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
     x["n_up_tasks"] = len(up)
     x["up_chance"] = np.array([table.chance[table.names.index(t)][0] for t in up])
@@ -179,7 +191,10 @@ def general_loss(p, x, xp):
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
         E = E + _take(xp, p["corpus_E"], x["corpus_idx"])
         B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
-    loss = E + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
+    if x.get("form") == "compute":
+        loss = E + p["A"] * (6 * x["N"] * (x["D"] + x["D_rep"]) / C_REF) ** (-p["alpha"])
+    else:
+        loss = E + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))

@@ -19,7 +19,7 @@ from dynsim import forward
 from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/1"
-BUNDLED = ("evolm", "gadre2024")  # calibrations shipped in dynsim/data/calibrations/NAME.npz
+BUNDLED = ("evolm", "gadre2024", "evolm_compute")  # evolm_compute: the compute-only form, for comparison  # calibrations shipped in dynsim/data/calibrations/NAME.npz
 OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
 
 
@@ -65,7 +65,7 @@ class Posterior:
         corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise."""
         if corpus is None or isinstance(corpus, str):
             corpus = np.full(len(configs), self.corpus_index(corpus))
-        x = forward.design(configs, tasks, metrics, self.table, corpus)
+        x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"))
         mean = forward.predict(self.gathered(), x, np)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         out = mean * scale
