@@ -81,7 +81,7 @@ def draws_of(idata) -> dict[str, np.ndarray]:
 
 def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> Path:
     """Write NAME.npz (numpy-readable draws + meta) and NAME.nc (ArviZ) atomically."""
-    from calibrate.model import NOISE_FLOOR, OBS_GROUPS
+    from calibrate.model import LOSS_NU, NOISE_FLOOR, OBS_GROUPS
 
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
     meta = dict(
         schema=posterior.SCHEMA, created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         code_version=__version__, data_hash=ds.attrs.get("data_hash", ""), data_title=ds.attrs.get("title", ""),
-        citation=ds.attrs.get("citation", ""), diagnostics=diag, noise_floor=NOISE_FLOOR, obs_groups=list(OBS_GROUPS),
+        citation=ds.attrs.get("citation", ""), diagnostics=diag, noise_floor=NOISE_FLOOR, obs_groups=list(OBS_GROUPS), loss_nu=LOSS_NU,
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
                    chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),

@@ -16,6 +16,11 @@ from dynsim.posterior import Posterior
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sd = post.noise_sd(obs.tasks, obs.metrics, obs.values, obs.n_items)
     ll = -0.5 * ((obs.values - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+    nu, is_loss = post.meta.get("loss_nu"), np.array([m == "loss" for m in obs.metrics])
+    if nu and is_loss.any():  # the likelihood's Student-t for losses
+        from scipy.stats import t
+
+        ll[:, is_loss] = t.logpdf(obs.values[is_loss], nu, loc=mean[:, is_loss], scale=sd[:, is_loss])
     return ll, sd
 
 

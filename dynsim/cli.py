@@ -12,6 +12,8 @@ PREDICT_EXAMPLES = """examples:
   dynsim predict --size 4B --pretrain 160BT --sft 100Kep2      a 4B model fine-tuned for 2 epochs
   dynsim predict 1B-160BT-8+42BT-100Kep1-100Kep8 --json        a full EvoLM name, machine-readable
   dynsim predict --pretrain 80BT --posterior my_fit.npz        any posterior written by `dynsim fit`
+  dynsim predict --calibration gadre2024 --size 1.4B --pretrain 28BT --corpus rpj
+                                                              Gadre et al.'s testbed: C4 loss, 46-task average
 """
 
 
@@ -55,8 +57,10 @@ def cmd_predict(args) -> int:
         cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
     post = _load_posterior(args)
     rows = post.default_outputs(cfg)
+    if args.corpus and not post.corpora:
+        raise UsageError("--corpus: this calibration was fitted to one pretraining corpus")
     draws = post.predict([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                         rng=np.random.default_rng(args.seed))
+                         rng=np.random.default_rng(args.seed), corpus=args.corpus)
     level = args.interval
     lo, hi = np.percentile(draws, [50 - level / 2, 50 + level / 2], axis=0)
     mean, median = draws.mean(axis=0), np.median(draws, axis=0)
@@ -79,7 +83,8 @@ def cmd_predict(args) -> int:
                             for (c, t, m), a, b, l, h in zip(rows, mean, median, lo, hi)],
         }, indent=1))
         return 0
-    print(f"dynsim predict {cfg.name}   (posterior: {post.meta.get('data_title', '')}, "
+    corpus = f", pretraining corpus {args.corpus or post.corpora[0]}" if post.corpora else ""
+    print(f"dynsim predict {cfg.name}   (posterior: {post.meta.get('data_title', '')}{corpus}, "
           f"{post.n_draws} draws, data {post.meta.get('data_hash', '?')})")
     if outside:
         print(f"! extrapolating: {'; '.join(outside)}. Nearest calibrated configuration: {nearest}")
@@ -89,8 +94,9 @@ def cmd_predict(args) -> int:
             current = c
             label = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}[c.stage()]
             print(f"\n{c.name}  ({label})\n  {'task':<16}{'metric':<15}{'mean':>7}   {level:g}% interval")
-        print(f"  {t:<16}{m:<15}{a:7.1f}   [{l:5.1f}, {h:5.1f}]")
-    print("\naccuracy in percent; intervals are posterior-predictive for a new measurement")
+        digits = 3 if m == "loss" else 1
+        print(f"  {t:<16}{m:<15}{a:7.{digits}f}   [{l:5.{digits}f}, {h:5.{digits}f}]")
+    print("\naccuracy in percent, loss in nats/token; intervals are posterior-predictive for a new measurement")
     return 0
 
 
@@ -305,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
     q.add_argument("--seed", type=int, default=0, help="seed for the predictive noise draws")
+    q.add_argument("--corpus", help="pretraining corpus, for calibrations that compare several "
+                                    "(gadre2024: c4_original, rpj, rw_original; default the first)")
     calibration_flags(q)
     q.set_defaults(func=cmd_predict)
 

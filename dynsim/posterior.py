@@ -72,7 +72,12 @@ class Posterior:
         if noise:
             rng = rng or np.random.default_rng(0)
             sd = self.noise_sd(tasks, metrics, out, n_items)
-            out = out + sd * rng.standard_normal(out.shape)
+            z = rng.standard_normal(out.shape)
+            nu = self.meta.get("loss_nu")  # the likelihood's Student-t tails for losses, where it had them
+            is_loss = np.array([m == "loss" for m in metrics])
+            if nu and is_loss.any():
+                z[:, is_loss] = rng.standard_t(nu, size=(out.shape[0], int(is_loss.sum())))
+            out = out + sd * z
         return np.where(scale == 100.0, np.clip(out, 0.0, 100.0), out)
 
     def noise_sd(self, tasks, metrics, value, n_items=None) -> np.ndarray:
@@ -91,11 +96,17 @@ class Posterior:
         rows = []
         base = cfg.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
         upstream_cfg = cfg if not cfg.has_sft else base
+        observed = self.meta["observed"]["metrics"]
+        cloze = [m for m in observed if forward.metric_kind(m)[0] == "cloze"] or ["0shot_acc"]
         for t in self.table.names:
             kind = self.table.kind(t)
             if kind == "upstream" or kind == "upstream_avg":
-                rows.append((upstream_cfg, t, "0shot_acc"))
-        metrics = [m for m in self.meta["observed"]["metrics"] if forward.metric_kind(m)[0] not in ("cloze", "loss")]
+                rows += [(upstream_cfg, t, m) for m in cloze]
+            elif kind == "text" and "loss" in observed:
+                rows.append((upstream_cfg, t, "loss"))
+        if not self.table.downstream:
+            return rows
+        metrics = [m for m in observed if forward.metric_kind(m)[0] not in ("cloze", "loss")]
         if cfg.has_sft:
             post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=100_000, rl_epochs=8)]
         else:

@@ -144,18 +144,22 @@ GADRE_CORPORA = ("c4_original", "rpj", "rw_original")  # C4 first: the reference
 GADRE_LOSS_TASK = "c4_val"  # the validation loss the paper predicts; the other seven loss sets are not imported
 
 
-def from_gadre_csv(path=None) -> xr.Dataset:
+GADRE_AVG_TASK = "avg46"
+
+
+def from_gadre_csv(path=None, per_task: bool = False) -> xr.Dataset:
     """The Gadre et al. 2024 testbed (104 pretraining runs on three corpora, long CSV) → Dataset.
 
     size = non-embedding parameters (Kaplan et al. 2020: the cleaner scaling variable, which matters at the
     testbed's 11M-parameter end where embeddings are most of the model); pretrain = tokens; corpus = the
-    pretraining corpus. Tasks: the C4 validation loss (kind `text`, nats/token) and the 46 downstream
-    evaluations as `acc` (kind `upstream`: likelihood-scored or short-answer tasks of a base model), in percent
-    with their item counts and chance.
+    pretraining corpus. Tasks: the C4 validation loss (kind `text`, nats/token) and the paper's downstream
+    target, the average accuracy over its 46 evaluations (`avg46`, kind `upstream`, chance = the tasks' mean
+    chance); with per_task, the 46 evaluations themselves instead (with item counts and chance each).
     """
     path = Path(path) if path else Path(str(resources.files("dynsim") / "data" / "gadre2024" / "gadre2024_runs.csv"))
     raw = _read_bytes(path)
     rows, tasks = [], {GADRE_LOSS_TASK: dict(kind="text", chance="", n_items="")}
+    averages: dict[tuple, list] = {}
     for line, r in enumerate(csv.DictReader(io.StringIO(raw.decode("utf-8"))), start=2):
         try:
             cfg = RunConfig(size=int(r["params_no_embed"]), pretrain=int(r["tokens"]))
@@ -163,6 +167,8 @@ def from_gadre_csv(path=None) -> xr.Dataset:
                 if r["task"] != GADRE_LOSS_TASK:
                     continue
                 rows.append(dict(config=cfg, task=r["task"], metric="loss", value=float(r["value"]), corpus=r["dataset"]))
+            elif r["kind"] == "downstream_acc" and not per_task:
+                averages.setdefault((cfg, r["dataset"]), []).append((float(r["value"]), float(r["random_baseline"] or 0)))
             elif r["kind"] == "downstream_acc":
                 n = int(r["n_items"])
                 acc = float(r["value"])
@@ -171,6 +177,12 @@ def from_gadre_csv(path=None) -> xr.Dataset:
                 tasks[r["task"]] = dict(kind="upstream", chance=f"{float(r['random_baseline'] or 0):g}", n_items=n)
         except (KeyError, ValueError) as e:
             raise ResultsError(f"{path}: line {line}: {e}") from None
+    for (cfg, corpus), accs in averages.items():
+        rows.append(dict(config=cfg, task=GADRE_AVG_TASK, metric="acc", value=100 * np.mean([a for a, _ in accs]),
+                         corpus=corpus))
+    if averages:
+        chances = {c for accs in averages.values() for c in [np.mean([b for _, b in accs])]}
+        tasks[GADRE_AVG_TASK] = dict(kind="upstream", chance=f"{min(chances):.4g}", n_items="")
     return from_rows(rows, tasks, {
         "title": "Gadre et al. 2024 scaling testbed",
         "source": f"{path.name} (104 open_lm runs, C4 validation loss and 46 downstream accuracies)",
