@@ -20,17 +20,16 @@ def _numpy(p):
     return {k: np.atleast_1d(np.asarray(v, float))[None] if np.ndim(v) else np.array([[v]]) for k, v in p.items()}
 
 
-@pytest.fixture(scope="module")
-def gadre():
-    return results.from_gadre_csv()
-
-
-def test_gadre_testbed_imports_with_its_corpora_and_counts(gadre):
-    ds = gadre
+def test_gadre_testbed_imports_with_its_corpora_and_counts():
+    ds = results.from_gadre_csv(per_task=True)
     assert list(ds.corpus.values) == list(results.GADRE_CORPORA)
     runs = ds.value.sel(task="c4_val", metric="loss").notnull()
     assert int(runs.sum()) == 104  # every run's C4 loss, one per (size, tokens, corpus)
     assert len(results.configs(ds)) == 37  # (size, tokens) pairs: the corpora share their grid
+    avg = results.from_gadre_csv()  # the default: loss and the 46-task average
+    assert list(avg.task.values) == [results.GADRE_AVG_TASK, "c4_val"]
+    np.testing.assert_allclose(avg.value.sel(task=results.GADRE_AVG_TASK, metric="acc"),
+                               ds.value.sel(metric="acc").drop_sel(task="c4_val").mean("task"), atol=1e-9)
     obs = observations(ds)
     assert set(obs.metrics) == {"loss", "acc"} and len(set(obs.tasks)) == 47
     assert obs.n_items is not None and np.isfinite(obs.n_items[np.array(obs.metrics) == "acc"]).all()
