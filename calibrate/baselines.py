@@ -29,6 +29,7 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              loss_slope=(2.0, "log"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
              up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"))
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}
+RESIDUAL_DRAWS = 400  # predictive draws when only residuals are resampled (n_boot=0)
 INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v: v}
 
 
@@ -185,6 +186,13 @@ def bootstrap_predict(fitter: Fitter, train_rows: np.ndarray, test, n_boot: int 
     configs = np.unique(names)
     by_config = {c: train_rows[names == c] for c in configs}
     test_groups = np.array(test.group)
+    if n_boot == 0:  # no parameter resampling: the point prediction plus resampled training residuals
+        mean = point.predict(test.configs, test.tasks, test.metrics, test.table, test.corpus)
+        draws = mean + np.stack([rng.choice(point.residuals[point.groups == g], RESIDUAL_DRAWS)
+                                 if (point.groups == g).any() else np.zeros(RESIDUAL_DRAWS) for g in test_groups], axis=1)
+        pct = test.scale == 100.0
+        draws[:, pct] = np.clip(draws[:, pct], 0, 100)
+        return draws, point
     draws = np.empty((n_boot, len(test)))
     for b in range(n_boot):
         rows = np.concatenate([by_config[c] for c in rng.choice(configs, len(configs))])

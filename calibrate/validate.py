@@ -203,8 +203,10 @@ def summarise_by(rows: list[dict], keys=("split", "method")) -> list[dict]:
     return out
 
 
-def lsq_loco(obs, level=0.9, n_boot=20, seed=0) -> list[dict]:
-    """Leave-one-configuration-out for the least-squares baseline (a warm-started refit per configuration)."""
+def lsq_loco(obs, level=0.9, n_boot=0, seed=0) -> list[dict]:
+    """Leave-one-configuration-out for the least-squares baseline: a warm-started refit per configuration; its
+    interval is the fold's prediction plus resampled training residuals (n_boot=0, the default: a parameter
+    bootstrap per fold costs n_boot refits × configurations), or a full predictive bootstrap (n_boot > 0)."""
     from calibrate import baselines
 
     fitter = baselines.Fitter(obs)

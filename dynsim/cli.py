@@ -199,7 +199,7 @@ def cmd_validate(args) -> int:
             rows += validate.bayes_holdout(post, obs, held, split, level)
         if args.baselines:
             log(f"{split}: least-squares baseline with {args.boot} bootstraps")
-            rows += (validate.lsq_loco(obs, level, n_boot=args.boot) if split == "loco" else
+            rows += (validate.lsq_loco(obs, level) if split == "loco" else
                      validate.lsq_holdout(obs, validate.split_mask(obs, split), split, level, n_boot=args.boot))
     if args.baselines or args.split != "loco":
         print(validate.format_split_report(rows, level))
@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(NUTS refit, minutes); a posterior fitted with held-out runs is scored on those")
     q.add_argument("--baselines", action="store_true",
                    help="also score least-squares fits of the same model with bootstrap intervals")
-    q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines (default 20)")
+    q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines on held-out splits (default 20; "
+                        "leave-one-out folds use residuals only)")
     q.add_argument("--compare", metavar="POSTERIOR",
                    help="compare with another posterior of the same data (a bundled name such as evolm_compute, "
                         "or a .npz) by PSIS-LOO")
