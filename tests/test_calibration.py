@@ -1,5 +1,7 @@
 """The bundled calibration: provenance matches the bundled data; diagnostics pass; validate is honest."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,32 @@ def test_fit_cli_writes_a_diagnosed_posterior(tmp_path):
     assert out.with_suffix(".nc").exists() and post.n_draws == 600
     assert set(post.meta["diagnostics"]) >= {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences"}
     assert code == (0 if not post.diagnostic_problems() else 2)
+
+
+def test_gadre_calibration_was_fitted_on_the_small_runs_only():
+    post, ds = posterior.load(posterior.bundled_path("gadre2024")), results.from_gadre_csv()
+    assert post.meta["data_hash"] == ds.attrs["data_hash"] and post.diagnostic_problems() == []
+    held = post.meta["held_out"]
+    assert held["size_from"] == 1e9 and len(held["configs"]) == 5  # the nine ≥1.3B runs: 5 (size, tokens) × corpora
+    assert not set(held["configs"]) & set(post.meta["observed"]["configs"])
+    assert post.corpora == list(results.GADRE_CORPORA)
+
+
+def test_validate_gadre_scores_the_held_out_runs_beside_least_squares(capsys):
+    from dynsim.cli import main
+    assert main(["validate", "--calibration", "gadre2024", "--boot", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out (size >= 1e+09)" in out and "lsq-2step" in out
+    bayes_loss = next(line for line in out.splitlines() if line.split()[:2] == ["bayes", "loss"])
+    assert bayes_loss.split()[2] == "9" and float(bayes_loss.split()[-1].rstrip("%")) < 10  # relative error, percent
+
+
+def test_predict_gadre_per_corpus(capsys):
+    from dynsim.cli import main
+    assert main(["predict", "--calibration", "gadre2024", "--size", "1.3B", "--pretrain", "26BT", "--corpus", "rpj",
+                 "--json"]) == 0
+    pred = {p["task"]: p for p in json.loads(capsys.readouterr().out)["predictions"]}
+    assert set(pred) == {"c4_val", results.GADRE_AVG_TASK}
+    assert 2.0 < pred["c4_val"]["lo"] < pred["c4_val"]["mean"] < pred["c4_val"]["hi"] < 3.5
+    assert main(["predict", "--calibration", "gadre2024", "--pretrain", "26BT", "--corpus", "pile"]) == 2
+    assert "unknown pretraining corpus" in capsys.readouterr().err
