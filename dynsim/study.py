@@ -1,6 +1,7 @@
 """Study specs: a TOML file naming the runs of a sweep, how to schedule pretraining, and where to run them.
 
-    [study]            name, description, seeds, executor ("local" | "slurm"), out, max_retries, max_parallel
+    [study]            name, description, seeds, executor ("local" | "slurm"), out, max_retries, max_parallel,
+                       holdout = [run names]: blind-validation runs of the grid, trained but excluded from the fit
     [schedule]         pt = "wsd" | "cosine"; decay_frac (WSD: final share of each PT budget spent decaying)
     [tokens_per_example]  sft, rl: tokens one example costs per epoch (for token/FLOP accounting only)
     [[grid]]           axes per stage; the study is the union of the products of each grid's axes:
@@ -19,7 +20,8 @@ import itertools
 import tomllib
 from pathlib import Path
 
-from dynsim.config import ConfigError, RunConfig, parse_cpt, parse_examples, parse_pretrain, parse_size
+from dynsim.config import (ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
+                           parse_size)
 
 STAGES = ("pt", "cpt", "sft", "rl")
 EXECUTORS = ("local", "slurm")
@@ -57,6 +59,7 @@ class Study:
     runs: tuple[RunConfig, ...]  # the grid's leaves, deduplicated, in spec order
     resources: dict  # stage -> Resources
     recipe: dict
+    holdout: tuple[RunConfig, ...] = ()  # blind-validation runs (among `runs`), excluded from the fit
 
     def resources_for(self, stage: str) -> Resources:
         return self.resources[stage]
@@ -72,7 +75,7 @@ class Study:
 
 
 _TOP = {"study", "schedule", "tokens_per_example", "grid", "resources", "recipe"}
-_STUDY = {"name", "description", "seeds", "executor", "out", "max_retries", "max_parallel"}
+_STUDY = {"name", "description", "seeds", "executor", "out", "max_retries", "max_parallel", "holdout"}
 _GRID = {"size", "pretrain", "cpt", "sft", "rl"}
 _RES = {f.name for f in dataclasses.fields(Resources)}
 
@@ -186,6 +189,19 @@ def load_study(path) -> Study:
     if (sft_tpe <= 0 and any(c.has_sft for c in runs)) or (rl_tpe <= 0 and any(c.has_rl for c in runs)):
         raise err("[tokens_per_example] needs sft and rl > 0 (tokens per example) when the grid has SFT/RL stages")
 
+    holdout = _typed(st, "holdout", list, [], "study", err)
+    held: dict[RunConfig, None] = {}
+    for name_ in holdout:
+        if not isinstance(name_, str):
+            raise err(f"[study] holdout entries must be run names, got {name_!r}")
+        try:
+            cfg = parse_config(name_)
+        except ConfigError as e:
+            raise err(f"[study] holdout: {e}") from None
+        if cfg not in runs:
+            raise err(f"[study] holdout: '{name_}' is not a run of the grid")
+        held[cfg] = None
+
     res = spec.get("resources", {})
     _check_keys(res, set(STAGES) | {"default"}, "resources", err)
     default = {}
@@ -211,4 +227,5 @@ def load_study(path) -> Study:
     return Study(name=name, path=path, description=_typed(st, "description", str, "", "study", err),
                  seeds=tuple(seeds), executor=executor, out=out, max_retries=max_retries, max_parallel=max_parallel,
                  pt_schedule=pt_schedule, decay_frac=decay_frac, sft_tokens_per_example=sft_tpe,
-                 rl_tokens_per_example=rl_tpe, runs=tuple(runs), resources=resources, recipe=recipe)
+                 rl_tokens_per_example=rl_tpe, runs=tuple(runs), resources=resources, recipe=recipe,
+                 holdout=tuple(held))

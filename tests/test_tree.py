@@ -117,6 +117,10 @@ rl = ["none", "1Kep1"]
     (GOOD + "[schedule]\ndecay_frac = 1.5\n", "decay_frac must lie strictly between 0 and 1"),
     (GOOD + "[resources.pt]\ngpus = \"two\"\n", "[resources.pt] gpus must be an integer"),
     ("[study]\nname = 't'\n", "needs at least one [[grid]]"),
+    (GOOD.replace('name = "t"', 'name = "t"\nholdout = "0.1M-1MT"'), "[study] holdout must be a list"),
+    (GOOD.replace('name = "t"', 'name = "t"\nholdout = [3]'), "[study] holdout entries must be run names"),
+    (GOOD.replace('name = "t"', 'name = "t"\nholdout = ["0.1M-1MB"]'), "[study] holdout: bad pretraining tokens"),
+    (GOOD.replace('name = "t"', 'name = "t"\nholdout = ["0.1M-2MT"]'), "[study] holdout: '0.1M-2MT' is not a run"),
 ])
 def test_bad_specs_give_one_line_errors(tmp_path, text, message):
     path = tmp_path / "s.toml"
@@ -124,6 +128,32 @@ def test_bad_specs_give_one_line_errors(tmp_path, text, message):
     with pytest.raises(StudyError) as e:
         load_study(path)
     assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_holdout_names_runs_of_the_grid(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD.replace('name = "t"', 'name = "t"\nholdout = ["0.1M-1MT-1Kep1", "0.1M-1MT-1Kep1"]'))
+    assert [c.name for c in load_study(path).holdout] == ["0.1M-1MT-1Kep1"]
+    path.write_text(GOOD)
+    assert load_study(path).holdout == ()
+    study = load_study(REPO / "studies" / "mini_evolm.toml")
+    assert len(study.holdout) == 5 and set(study.holdout) <= set(study.runs)
+
+
+def test_mini_evolm_meets_issue_6_grid():
+    study = load_study(REPO / "studies" / "mini_evolm.toml")
+    sizes = {c.size for c in study.runs}
+    assert len(sizes) >= 2
+    small = min(sizes)
+    budgets = sorted({c.pretrain for c in study.runs if c.size == small})
+    assert len(budgets) >= 5 and budgets[0] / small <= 10 and budgets[-1] / small >= 300
+    cpt = {(c.cpt_replay, c.cpt_domain) for c in study.runs if c.has_cpt}
+    totals = {}
+    for r, d in cpt:
+        totals.setdefault(r + d, set()).add(r / (r + d))
+    assert any(r == 0 for r, _ in cpt) and max(len(v) for v in totals.values()) >= 4
+    seed1 = load_study(REPO / "studies" / "mini_evolm_seed1.toml")
+    assert set(seed1.runs) <= set(study.runs) and seed1.recipe == study.recipe and seed1.seeds == (1,)
 
 
 def test_rl_without_sft_combinations_are_left_out(tmp_path):
