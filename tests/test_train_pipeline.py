@@ -38,7 +38,10 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(cache, tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
+    # DYNSIM_TEST_RUNS: a run store to reuse across sessions (development only: the slow tests then train just
+    # what is missing there; checkpoints of another recipe are refused, so it cannot mix results). CI leaves it unset.
+    reuse = os.environ.get("DYNSIM_TEST_RUNS")
+    return Path(reuse) if reuse else tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +237,8 @@ def test_grpo_raises_a_toy_reward(store, ctx):
 @pytest.mark.slow
 def test_rl_raises_training_reward_without_lowering_heldout_accuracy(store):
     sft = train(SLOW_SFT, store, recipe=RECIPE, progress=False)
-    rl = train(SLOW_SFT + "-1Kep1", store, recipe=RECIPE, progress=False)
+    # 640 prompts = 40 GRPO steps of 16 x 8 samples at the recipe's settings; every step logged
+    rl = train(SLOW_SFT + "-640ep1", store, recipe={**RECIPE, "run": {**RECIPE["run"], "log_every": 1}}, progress=False)
     hist = json.loads((run_dir(store, rec_config(rl), 0) / "train_log.json").read_text())["history"]
     rewards = [h["reward"] for h in hist]
     q = max(1, len(rewards) // 4)

@@ -214,11 +214,11 @@ def sft_loop_fn(model, encoded: list[tuple[list[int], int]], order: np.ndarray, 
 
 
 # -- RL: GRPO with a verifiable 0/1 reward and a KL penalty to the reference ---------------------------------
-def token_logprobs(model, x: torch.Tensor, autocast: bool) -> torch.Tensor:
-    """log p(x[:, t+1] | x[:, :t+1]) for every t: shape (B, T-1)."""
+def token_logprobs(model, x: torch.Tensor, autocast: bool, temperature: float = 1.0) -> torch.Tensor:
+    """log p(x[:, t+1] | x[:, :t+1]) for every t, of the distribution softmax(logits / temperature): (B, T-1)."""
     with autocast_for(x.device, autocast):
         logits = model(x[:, :-1])
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, x[:, 1:, None]).squeeze(-1)
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, x[:, 1:, None]).squeeze(-1)
 
 
 def answer_reward(completion: str, item: tasks.Item) -> float:
@@ -230,7 +230,9 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
     """Each step: `prompts_per_step` prompts x `group_size` samples; advantage = reward standardised in its group.
 
     One gradient step per batch of samples (on-policy), so the PPO ratio is 1 and needs no clipping;
-    the KL to the reference uses the k3 estimator (Schulman), unbiased and always >= 0.
+    the KL to the reference uses the k3 estimator (Schulman), unbiased and always >= 0. Log-probabilities are
+    those of the sampling distribution (logits / temperature), for the policy and the reference alike, so the
+    gradient is that of the policy the samples came from.
     """
     P, G = hp["prompts_per_step"], hp["group_size"]
     encoded_prompts = [tok.encode(it.prompt).ids for it in prompts]
@@ -249,9 +251,10 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
         finished = [len(c) < hp["max_new_tokens"] for c in completions]
         seqs = [p + c + ([eos_id] if f else []) for p, c, f in zip(prompt_ids, completions, finished)]
         x, mask = padded_batch(seqs, [len(p) for p in prompt_ids], eos_id, device)
-        logp = token_logprobs(model, x, autocast)
+        T = hp["temperature"]
+        logp = token_logprobs(model, x, autocast, T)
         with torch.no_grad():
-            ref_logp = token_logprobs(ref_model, x, autocast)
+            ref_logp = token_logprobs(ref_model, x, autocast, T)
         log_ratio = ref_logp - logp
         kl = torch.exp(log_ratio) - log_ratio - 1
         per_token = -adv[:, None] * logp + hp["kl_weight"] * kl
