@@ -228,8 +228,12 @@ def format_split_report(rows: list[dict], level: float) -> str:
     summary = summarise_by(rows)
     for split in dict.fromkeys(r["split"] for r in summary):
         sel = [s for s in summary if s["split"] == split]
-        n_cfg = len({r["config"] for r in rows if r["split"] == split and r["method"] == "bayes"})
-        lines.append(f"split {split}: {n_cfg} held-out configurations")
+        bayes = [r for r in rows if r["split"] == split and r["method"] == "bayes"]
+        n_cfg = len({r["config"] for r in bayes})
+        fold = ""
+        if bayes and bayes[0].get("rhat_max") is not None:
+            fold = f" (Bayesian fold: R-hat max {bayes[0]['rhat_max']:.3f}, {bayes[0]['divergences']} divergences)"
+        lines.append(f"split {split}: {n_cfg} held-out configurations{fold}")
         lines.append(f"  {'method':<11}{'metric':<15}{'n':>5}{'MAE':>8}{f'{level * 100:g}% cover':>12}{'width':>8}"
                      f"{'rel err':>9}")
         for s in sel:
