@@ -27,7 +27,8 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              rl_gain=(0.5, "id"), rl_scale=(2e5, "log"), ot_sensitivity=(0.1, "log"), epoch_decline=(0.1, "log"),
              greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
              loss_slope=(2.0, "log"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
-             up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"))
+             up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
+             sft_forget=(0.5, "log"))
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}
 RESIDUAL_DRAWS = 400  # predictive draws when only residuals are resampled (n_boot=0)
 INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v: v}
@@ -35,7 +36,7 @@ INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v
 
 def _sizes(obs) -> dict[str, int]:
     n = {"global": 1, "task": len(obs.table.downstream), "up_task": len(obs.table.upstream), "kind": len(forward.KINDS),
-         "corpus": max(len(obs.corpora), 1)}
+         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x))}
     return {p.name: n[p.group] for p in forward.PARAMS
             if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)}
 
@@ -49,9 +50,10 @@ class LSQFit:
     residuals: np.ndarray  # standardised-by-nothing residuals (observed − fitted) of the training numbers
     groups: np.ndarray
     theta: np.ndarray
+    scales: dict | None = None  # the reference scales it was fitted at (forward.reference_scales)
 
     def predict(self, configs, tasks, metrics, table, corpus=None) -> np.ndarray:
-        x = forward.design(configs, tasks, metrics, table, corpus)
+        x = forward.design(configs, tasks, metrics, table, corpus, scales=self.scales)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         params = {k: np.asarray(v)[None] if np.ndim(v) else np.array([[v]]) for k, v in self.params.items()}
         return forward.predict(params, x, np)[0] * scale
@@ -137,7 +139,7 @@ class Fitter:
             if group_sd is None:
                 sd = np.array([np.sqrt(np.mean(raw[self.group[rows] == g] ** 2)) if (self.group[rows] == g).any()
                                else 1.0 for g in range(len(sd))])
-        return LSQFit(self.unpack(theta), sd, -raw, self.group[rows], theta)
+        return LSQFit(self.unpack(theta), sd, -raw, self.group[rows], theta, self.obs.scales)
 
 
 LOSS_PARAMS = ("E", "A", "alpha", "B", "beta", "corpus_E", "corpus_logB")
@@ -167,7 +169,8 @@ class TwoStepFitter:
         sd = np.where(np.arange(len(acc_fit.group_sd)) == 3, loss_fit.group_sd, acc_fit.group_sd)
         order = np.argsort(np.concatenate([loss_rows, acc_rows]))
         return LSQFit(acc_fit.params, sd, np.concatenate([loss_fit.residuals, acc_fit.residuals])[order],
-                      np.concatenate([loss_fit.groups, acc_fit.groups])[order], (loss_fit.theta, acc_fit.theta))
+                      np.concatenate([loss_fit.groups, acc_fit.groups])[order], (loss_fit.theta, acc_fit.theta),
+                      self.obs.scales)
 
 
 def forward_groups():

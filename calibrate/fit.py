@@ -67,9 +67,9 @@ def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_acce
     return idata, diag, False
 
 
-def draws_of(idata) -> dict[str, np.ndarray]:
+def draws_of(idata, group: str = "posterior") -> dict[str, np.ndarray]:
     """The forward model's parameters (and discrepancy scales), chain × draw flattened to a leading axis."""
-    post = idata.posterior
+    post = idata[group]
     out = {}
     for name in [p.name for p in forward.PARAMS] + ["discrepancy"]:
         if name in forward.OPTIONAL_PARAMS and name not in post:
@@ -93,7 +93,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
                    chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
-        corpora=list(obs.corpora), form=obs.form,
+        corpora=list(obs.corpora), form=obs.form, scales=obs.scales,
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})
     arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}

@@ -4,6 +4,7 @@ need them, so `dynsim predict` starts with numpy alone."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -101,19 +102,67 @@ def cmd_predict(args) -> int:
 
 
 # -- fit -------------------------------------------------------------------------------------------
-# Bundled calibrations: the data each was fitted to, and the sizes it holds out (fit small, predict large).
-BUNDLED_DATA = {"evolm": ("from_evolm_csv", None), "evolm_compute": ("from_evolm_csv", None),
-                "gadre2024": ("from_gadre_csv", 1e9)}
+# Bundled calibrations: the data each was fitted to (a results-module loader, or a study's collected Dataset)
+# and the runs its fit holds out for `validate`: gadre2024 fits small and predicts large (Gadre et al.'s test);
+# mini holds out the blind-validation runs its study file names.
+BUNDLED_DATA = {"evolm": "from_evolm_csv", "evolm_compute": "from_evolm_csv", "gadre2024": "from_gadre_csv",
+                "mini": "study"}
+BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "mini": dict(study="studies/mini_evolm.toml")}
+
+
+def _too_few_tokens(obs, min_tpp) -> "np.ndarray":
+    """Runs with fewer pretraining tokens per parameter than min_tpp (left out of fits, and of their scoring)."""
+    import numpy as np
+
+    return np.array([bool(min_tpp) and c.pretrain < min_tpp * c.size for c in obs.configs])
 
 
 def _dataset(args):
-    from dynsim import results
+    from dynsim import posterior, results
 
     if getattr(args, "data", None):
         return results.load(args.data)
+    if BUNDLED_DATA.get(args.calibration) == "study":
+        path = posterior.study_dir(args.calibration) / "results.nc"
+        if not path.exists():
+            raise UsageError(f"{path}: the study's results are missing (run and collect it, see studies/README.md)")
+        return results.load(path)
     if args.calibration in BUNDLED_DATA:
-        return getattr(results, BUNDLED_DATA[args.calibration][0])()
+        return getattr(results, BUNDLED_DATA[args.calibration])()
     raise UsageError(f"no bundled data for calibration '{args.calibration}': pass --data RESULTS.nc")
+
+
+def _hold_out(args, obs) -> dict | None:
+    """The runs a fit holds out for validation: --hold-out names, --hold-out-size-from, --hold-out-study, or the
+    bundled calibration's rule. Returns dict(rule, configs) or None."""
+    from pathlib import Path
+
+    from dynsim.study import StudyError, load_study
+
+    rule = dict(size_from=args.hold_out_size_from) if args.hold_out_size_from else \
+        dict(study=args.hold_out_study) if args.hold_out_study else \
+        dict(names=args.hold_out) if args.hold_out else \
+        ({} if args.data else BUNDLED_HOLD_OUT.get(args.calibration, {}))
+    if "size_from" in rule:
+        text, names = f"size >= {rule['size_from']:g}", {c.name for c in obs.configs if c.size >= rule["size_from"]}
+    elif "study" in rule:
+        path = Path(rule["study"])
+        if not path.is_absolute() and not path.exists():
+            from dynsim import posterior
+            path = posterior.repo_root() / path  # a bundled study's spec, from the repository
+        try:
+            names = {c.name for c in load_study(path).holdout}
+        except (StudyError, OSError) as e:
+            raise UsageError(str(e)) from None
+        text = f"the blind-validation runs of {Path(rule['study']).name}"
+    elif "names" in rule:
+        from dynsim.config import parse_config
+
+        names = {parse_config(n).name for n in rule["names"]}
+        text = "the runs named by --hold-out"
+    else:
+        return None
+    return dict(rule=text, configs=sorted(names))
 
 
 def cmd_fit(args) -> int:
@@ -128,17 +177,28 @@ def cmd_fit(args) -> int:
     ds = _dataset(args)
     obs = observations(ds).with_form(args.form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
-    size_from = args.hold_out_size_from if args.data else (args.hold_out_size_from or BUNDLED_DATA[args.calibration][1])
     extra = {}
-    if size_from:
-        held = np.array([c.size >= size_from for c in obs.configs])
+    few = _too_few_tokens(obs, args.min_tokens_per_param)
+    if few.all():
+        raise UsageError(f"--min-tokens-per-param {args.min_tokens_per_param:g} leaves no run to fit")
+    if few.any():
+        extra["excluded"] = dict(rule=f"pretraining tokens per parameter < {args.min_tokens_per_param:g}",
+                                 min_tokens_per_param=args.min_tokens_per_param,
+                                 configs=sorted({c.name for c, f in zip(obs.configs, few) if f}))
+        print(f"leaving out {len(extra['excluded']['configs'])} configurations with fewer than "
+              f"{args.min_tokens_per_param:g} pretraining tokens per parameter ({int(few.sum())} numbers)")
+        obs = obs.subset(~few)
+    held_out = _hold_out(args, obs)
+    if held_out:
+        held = np.array([c.name in held_out["configs"] for c in obs.configs])
         if held.all() or not held.any():
-            raise UsageError(f"--hold-out-size-from {size_from:g} holds out {'every' if held.all() else 'no'} run")
-        extra["held_out"] = dict(rule=f"size >= {size_from:g}", size_from=size_from,
-                                 configs=sorted({c.name for c, h in zip(obs.configs, held) if h}))
-        print(f"holding out {len(extra['held_out']['configs'])} configurations with size >= {size_from:g} "
-              f"({int(held.sum())} numbers) for validation")
+            raise UsageError(f"holding out {held_out['rule']} holds out {'every' if held.all() else 'no'} run")
+        held_out["configs"] = sorted({c.name for c, h in zip(obs.configs, held) if h})  # those in the data
+        extra["held_out"] = held_out
+        print(f"holding out {len(held_out['configs'])} configurations ({held_out['rule']}; {int(held.sum())} "
+              f"numbers) for validation")
         obs = obs.subset(~held)
+    obs = obs.rescaled()  # reference scales of the fitted runs alone
     print(f"fitting {len(obs)} observations of {ds.attrs.get('title', 'results')} "
           f"(data {ds.attrs.get('data_hash')}) with NUTS, {args.chains} chains × {args.draws} draws")
     t0 = time.time()
@@ -177,9 +237,14 @@ def cmd_validate(args) -> int:
                                       name(other, args.compare): other}, obs)
         print(validate.format_comparison(table))
         return 0
+    excluded = post.meta.get("excluded")
+    if excluded:  # runs the posterior's fit left out as outside its model: the baselines leave them out too
+        obs = obs.subset(np.array([c.name not in excluded["configs"] for c in obs.configs]))
+        log(f"leaving out {len(excluded['configs'])} configurations ({excluded['rule']}), as the fit did")
     held_out = post.meta.get("held_out")
     if held_out:  # the posterior was fitted without these runs: score it on them, beside the baseline
-        held = np.array([c.size >= held_out["size_from"] for c in obs.configs])
+        obs = dataclasses.replace(obs, scales=post.meta.get("scales"))  # the baseline at the fit's scales too
+        held = np.array([c.name in held_out["configs"] for c in obs.configs])
         split = f"held-out ({held_out['rule']})"
         log(f"{split}: {len(held_out['configs'])} configurations; least-squares baseline with {args.boot} bootstraps")
         rows = validate.bayes_holdout(post, obs, held, split, level, refit=False)
@@ -327,8 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--form", default="chinchilla", choices=["chinchilla", "compute"],
                    help="how scale enters: size and tokens apart (default), or compute 6ND alone")
+    q.add_argument("--min-tokens-per-param", type=float, default=None, metavar="X",
+                   help="leave out runs with fewer pretraining tokens per parameter than X (runs too short for "
+                        "the loss law, e.g. warmup-dominated); default: keep every run")
     q.add_argument("--hold-out-size-from", type=float, default=None,
                    help="fit without the runs of at least this size, kept for `validate` (gadre2024: 1e9)")
+    q.add_argument("--hold-out", nargs="+", metavar="RUN", help="fit without these runs, kept for `validate`")
+    q.add_argument("--hold-out-study", metavar="STUDY.toml",
+                   help="fit without the blind-validation runs ([study] holdout) of this study (mini: its own)")
     q.set_defaults(func=cmd_fit)
 
     q = sub.add_parser("validate", help="leave-one-configuration-out MAE and interval coverage")

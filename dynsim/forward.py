@@ -7,13 +7,14 @@ parameter (S, T) / (T,) and is gathered per observation with `take(..., axis=-1)
 
 The chain of the model, stage by stage (priors and their sources live in calibrate/priors.py):
 
-  pretraining loss      L_pt  = E + A·(N/N_REF)^−α + B·((D + D_replay)/D_REF)^−β    (Chinchilla form at reference scales)
+  pretraining loss      L_pt  = E + A·(N/N_ref)^−α + B·((D + D_replay)/D_ref)^−β    (Chinchilla form at reference scales)
                                 + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
   CPT forgetting        L_gen = L_pt + forget_max · (1 − e^(−D_dom/forget_tokens)) · e^(−replay_protect · r)
                                 with r = D_replay / (D_replay + D_dom)              (replay mitigates)
   domain ability        g_dom = log(1 + D_dom / domain_tokens)                      (D-CPT-like, diminishing)
-  upstream accuracy     acc   = chance + (ceiling − chance) · σ(slope · (mid − L_gen))   (OLMo-ladder link)
-  downstream ability    μ     = ability0 + loss_slope · (EXCESS_REF − (L_gen − E)) + domain_weight · g_dom
+  after SFT, as measured L_up  = L_gen + sft_forget · (1 − e^(−SFT ex·ep / sft_scale))   (SFT forgets general text)
+  upstream accuracy     acc   = chance + (ceiling − chance) · σ(slope · (mid − L_up))    (OLMo-ladder link)
+  downstream ability    μ     = ability0 + loss_slope · (L_ref − L_gen) + domain_weight · g_dom
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
@@ -22,6 +23,12 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                         with q = chance + (1 − chance) · p_i (guessing on closed-form answers).
 
 The expectation over items is Gauss–Hermite quadrature, so every metric is a smooth function of μ.
+
+Scales (`reference_scales`): N_ref and D_ref are the decades nearest the fitted runs' typical size and tokens
+(EvoLM's: 1e9 and 1e11, the scales the priors were written at; a CPU miniature's: 1e5 and 1e7), so A and B are
+nats at a scale the data covers. L_ref, the loss that centres abilities and cloze midpoints, is E + EXCESS_REF
+where the loss is latent (EvoLM prints accuracies only) and the median observed general-text loss where it is
+measured. A posterior stores the scales it was fitted with, and predicts with them.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from statistics import NormalDist
 import numpy as np
 
 EXCESS_REF = 0.6  # nats of loss above E: centres the loss term so ability0 is the ability at a typical loss
-N_REF, D_REF = 1e9, 1e11  # Chinchilla terms are written at a reference size/data so A, B are nats there (decorrelates NUTS)
+N_REF, D_REF = 1e9, 1e11  # default reference size/data: Chinchilla terms are nats there (decorrelates NUTS)
 TPP_OPTIMAL = 20.0  # tokens per parameter, Chinchilla-optimal: the overtraining clock starts here
 KINDS = ("ID", "OOD")  # downstream task kinds; upstream tasks use the cloze link
 UPSTREAM_KINDS = ("upstream", "upstream_avg", "text")
@@ -72,7 +79,7 @@ PARAMS = (
     Param("epoch_decline", "global", "OOD ability lost per log SFT epoch"),
     Param("greedy_sharpness", "kind", "greedy decoding sharpens per-item success: logit scale"),
     Param("maj_threshold", "kind", "vote share the correct answer needs to win maj@k"),
-    Param("ability0", "task", "ability logit at a loss EXCESS_REF above E, without CPT or post-training"),
+    Param("ability0", "task", "ability logit at the reference loss L_ref, without CPT or post-training"),
     Param("loss_slope", "task", "ability logits per nat of general loss"),
     Param("domain_weight", "task", "ability logits per unit of domain ability"),
     Param("item_spread", "task", "spread of item difficulty (logits)"),
@@ -82,8 +89,10 @@ PARAMS = (
     # Only where a Dataset compares pretraining corpora (the Gadre et al. 2024 testbed trains on three):
     Param("corpus_E", "corpus", "irreducible-loss offset of each pretraining corpus (nats; first corpus 0)"),
     Param("corpus_logB", "corpus", "log multiplier of the data term per pretraining corpus (first corpus 0)"),
+    # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
+    Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
 )
-OPTIONAL_PARAMS = ("corpus_E", "corpus_logB")  # absent from single-corpus posteriors: read as zero
+OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "sft_forget")  # absent where the data cannot inform them: read as zero
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -132,16 +141,26 @@ class TaskTable:
 
 FORMS = ("chinchilla", "compute")
 """How pretraining scale enters: `chinchilla` — size and tokens as separate terms (the two-step recipe,
-scale → loss → accuracy); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_REF)^−α (the direct
+scale → loss → accuracy); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_ref)^−α, C_ref = 6·N_ref·D_ref (the direct
 compute → accuracy recipe that Krajewski et al. 2025 found to extrapolate well). `dynsim validate --compare`
 weighs them by PSIS-LOO."""
-C_REF = 6 * N_REF * D_REF
+DEFAULT_SCALES = dict(N_ref=N_REF, D_ref=D_REF, loss_ref=None)
+
+
+def reference_scales(configs, general_losses=()) -> dict:
+    """The scales a fit is written at (module docstring): the decades nearest the geometric mean of the distinct
+    configurations' sizes and pretraining tokens, and the median measured general-text loss (None if none)."""
+    cs = sorted(set(configs))
+    decade = lambda v: float(10.0 ** np.round(np.mean(np.log10(v))))  # noqa: E731
+    losses = np.asarray(general_losses, dtype=float)
+    return dict(N_ref=decade([c.size for c in cs]), D_ref=decade([c.pretrain for c in cs]),
+                loss_ref=float(np.median(losses)) if losses.size else None)
 
 
 def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
-           form: str = "chinchilla") -> dict:
+           form: str = "chinchilla", scales: dict | None = None) -> dict:
     """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the arrays the forward model
-    reads (SI units)."""
+    reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given)."""
     if form not in FORMS:
         raise ValueError(f"unknown model form '{form}': choose one of {', '.join(FORMS)}")
     n = len(configs)
@@ -164,6 +183,7 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
     x["form"] = form
+    x |= DEFAULT_SCALES | (scales or {})
     x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
     x["n_up_tasks"] = len(up)
     x["up_chance"] = np.array([table.chance[table.names.index(t)][0] for t in up])
@@ -192,9 +212,9 @@ def general_loss(p, x, xp):
         E = E + _take(xp, p["corpus_E"], x["corpus_idx"])
         B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
     if x.get("form") == "compute":
-        loss = E + p["A"] * (6 * x["N"] * (x["D"] + x["D_rep"]) / C_REF) ** (-p["alpha"])
+        loss = E + p["A"] * (x["N"] * (x["D"] + x["D_rep"]) / (x["N_ref"] * x["D_ref"])) ** (-p["alpha"])
     else:
-        loss = E + p["A"] * (x["N"] / N_REF) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / D_REF) ** (-p["beta"])
+        loss = E + p["A"] * (x["N"] / x["N_ref"]) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / x["D_ref"]) ** (-p["beta"])
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
@@ -213,7 +233,12 @@ def ability(p, x, xp):
     rl = p["rl_gain"] * (1.0 - xp.exp(-(x["rl_ex"] * x["rl_ep"]) / p["rl_scale"]))
     overtrained = (1.0 + x["D"] / (TPP_OPTIMAL * x["N"])) ** (-p["ot_sensitivity"])
     decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
-    return g("ability0") + g("loss_slope") * (EXCESS_REF - (loss - p["E"])) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
+    return g("ability0") + g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
+
+
+def loss_ref(p, x):
+    """The loss that centres abilities and cloze midpoints: E + EXCESS_REF if the loss is latent, else measured."""
+    return p["E"] + EXCESS_REF if x.get("loss_ref") is None else x["loss_ref"]
 
 
 def _binom_tail(xp, q, k: int, thresh):
@@ -254,9 +279,26 @@ def downstream_metric(p, x, xp, metric: tuple[str, int]):
     return (per_component * x["comp_weight"][:, :n_comp]).sum(axis=-1)
 
 
+def measures_sft_forgetting(x) -> bool:
+    """Whether a design has upstream numbers (loss or cloze) of fine-tuned models, which `sft_forget` needs."""
+    up = np.array([k in UPSTREAM_KINDS for k in x["kind"]], dtype=bool)
+    return bool((up & (x["sft_ex"] > 0)).any())
+
+
+def upstream_loss(p, x, xp):
+    """The general-text loss as measured, which upstream readouts see: fine-tuning on the domain also forgets
+    general text (Amuro & Char; a miniature's SFT on math took it from 2.85 to 8.0 nats), saturating on SFT's
+    example-epoch clock. Downstream ability reads general_loss, the loss before SFT: SFT's own effect on
+    downstream tasks is its gain."""
+    loss = general_loss(p, x, xp)
+    if "sft_forget" not in p:
+        return loss
+    return loss + p["sft_forget"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
+
+
 def cloze_accuracy(p, x, xp, up_idx):
     """0-shot multiple-choice accuracy of upstream task(s) up_idx; fraction."""
-    loss = general_loss(p, x, xp)
+    loss = upstream_loss(p, x, xp)
     g = lambda name: _take(xp, p[name], up_idx)  # noqa: E731
     chance = x["up_chance"][up_idx]
     return chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - loss))
@@ -289,7 +331,7 @@ def predict(p, x, xp=np):
         if family == "down":
             parts.append(downstream_metric(p, sub, xp, metric))
         elif family == "loss":
-            parts.append(general_loss(p, sub, xp))
+            parts.append(upstream_loss(p, sub, xp))
         else:
             parts.append(upstream_metric(p, sub, xp, np.asarray(sub["kind"])))
         order.append(idx)

@@ -19,7 +19,11 @@ from dynsim import forward
 from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/1"
-BUNDLED = ("evolm", "gadre2024", "evolm_compute")  # evolm_compute: the compute-only form, for comparison  # calibrations shipped in dynsim/data/calibrations/NAME.npz
+# Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (evolm_compute: the compute-only
+# form, kept for comparison), and those fitted to a study run here, kept beside its spec in the repository's
+# studies/ folder (posterior.npz and results.nc; `pip install -e .` from a clone finds them).
+BUNDLED = ("evolm", "gadre2024", "evolm_compute", "mini")
+STUDY_CALIBRATIONS = {"mini": "studies/mini_evolm"}
 OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
 
 
@@ -65,7 +69,8 @@ class Posterior:
         corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise."""
         if corpus is None or isinstance(corpus, str):
             corpus = np.full(len(configs), self.corpus_index(corpus))
-        x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"))
+        x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
+                           self.meta.get("scales"))
         mean = forward.predict(self.gathered(), x, np)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         out = mean * scale
@@ -181,4 +186,16 @@ def load(path) -> Posterior:
 def bundled_path(name: str) -> Path:
     if name not in BUNDLED:
         raise PosteriorError(f"unknown calibration '{name}': choose one of {', '.join(BUNDLED)} or pass --posterior PATH")
+    if name in STUDY_CALIBRATIONS:
+        return study_dir(name) / "posterior.npz"
     return Path(str(resources.files("dynsim") / "data" / "calibrations" / f"{name}.npz"))
+
+
+def repo_root() -> Path:
+    """The project checkout this package runs from (editable install)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def study_dir(name: str) -> Path:
+    """The folder of a calibration fitted to a study (repository root / studies / ...)."""
+    return repo_root() / STUDY_CALIBRATIONS[name]

@@ -56,10 +56,15 @@ def bundled_dataset(name: str):
     `dynsim results import`)."""
     from dynsim import results
 
+    from dynsim import posterior
+
     if name == "evolm":
         return results.from_evolm_csv()
     root = resources.files("dynsim") / "data"
-    for cand in (root / "calibrations" / f"{name}.results.nc", root / name / "results.nc"):
+    cands = [root / "calibrations" / f"{name}.results.nc", root / name / "results.nc"]
+    if name in posterior.STUDY_CALIBRATIONS:
+        cands.insert(0, posterior.study_dir(name) / "results.nc")
+    for cand in cands:
         if Path(str(cand)).exists():
             return results.load(str(cand))
     raise FigsError(f"no bundled results Dataset for calibration '{name}': pass --data RESULTS.nc with --posterior")

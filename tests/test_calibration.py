@@ -7,6 +7,7 @@ import pytest
 
 from calibrate.model import observations
 from dynsim import posterior, results
+from dynsim.config import parse_config
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,11 @@ def test_gadre_calibration_was_fitted_on_the_small_runs_only():
     post, ds = posterior.load(posterior.bundled_path("gadre2024")), results.from_gadre_csv()
     assert post.meta["data_hash"] == ds.attrs["data_hash"] and post.diagnostic_problems() == []
     held = post.meta["held_out"]
-    assert held["size_from"] == 1e9 and len(held["configs"]) == 5  # the nine ≥1.3B runs: 5 (size, tokens) × corpora
+    assert held["rule"] == "size >= 1e+09" and len(held["configs"]) == 5  # nine ≥1.3B runs: 5 (size, tokens) × corpora
+    assert all(parse_config(c).size >= 1e9 for c in held["configs"])
     assert not set(held["configs"]) & set(post.meta["observed"]["configs"])
+    assert all(parse_config(c).size < 1e9 for c in post.meta["observed"]["configs"])
+    assert post.meta["scales"]["N_ref"] == 1e8 and post.meta["scales"]["loss_ref"] > 0  # the small runs' own scales
     assert post.corpora == list(results.GADRE_CORPORA)
 
 
@@ -70,7 +74,8 @@ def test_validate_gadre_scores_the_held_out_runs_beside_least_squares(capsys):
     out = capsys.readouterr().out
     assert "held-out (size >= 1e+09)" in out and "lsq-2step" in out
     bayes_loss = next(line for line in out.splitlines() if line.split()[:2] == ["bayes", "loss"])
-    assert bayes_loss.split()[2] == "9" and float(bayes_loss.split()[-1].rstrip("%")) < 10  # relative error, percent
+    # relative error in percent: 0.96% measured (issue 3's goal 1%); 2% fails only a real regression
+    assert bayes_loss.split()[2] == "9" and float(bayes_loss.split()[-1].rstrip("%")) < 2
 
 
 def test_predict_gadre_per_corpus(capsys):

@@ -79,6 +79,7 @@ def test_predict_imports_neither_torch_nor_pymc():
     (["predict", "--pretrain", "160BT", "--corpus", "rpj"], "one pretraining corpus"),
     (["validate", "--split", "sideways"], "invalid choice"),
     (["fit", "--hold-out-size-from", "1e3"], "holds out every run"),
+    (["fit", "--min-tokens-per-param", "1e6"], "leaves no run to fit"),
 ])
 def test_user_errors_are_one_line_exit_2(args, needle, capsys):
     assert main(args) == 2
