@@ -234,11 +234,11 @@ def format_split_report(rows: list[dict], level: float) -> str:
         if bayes and bayes[0].get("rhat_max") is not None:
             fold = f" (Bayesian fold: R-hat max {bayes[0]['rhat_max']:.3f}, {bayes[0]['divergences']} divergences)"
         lines.append(f"split {split}: {n_cfg} held-out configurations{fold}")
-        lines.append(f"  {'method':<11}{'metric':<15}{'n':>5}{'MAE':>8}{f'{level * 100:g}% cover':>12}{'width':>8}"
+        lines.append(f"  {'method':<18}{'metric':<15}{'n':>5}{'MAE':>8}{f'{level * 100:g}% cover':>12}{'width':>8}"
                      f"{'rel err':>9}")
         for s in sel:
             rel = f"{s['mean_rel_err'] * 100:7.2f}%" if "mean_rel_err" in s else ""
-            lines.append(f"  {s['method']:<11}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
+            lines.append(f"  {s['method']:<18}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
                          f"{s['mean_width']:>8.1f}{rel:>9}")
     lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
                  "lsq-2step: loss law, then each task's link. MAE in points (nats for loss; rel err = mean |pred/obs − 1|)")
@@ -267,9 +267,9 @@ def loo_compare(posteriors: dict[str, Posterior], obs):
 
 def format_comparison(table) -> str:
     lines = ["model comparison by PSIS-LOO (higher elpd predicts held-out numbers better)",
-             f"  {'model':<22}{'elpd_loo':>10}{'se':>8}{'Δelpd':>9}{'Δse':>8}{'p_loo':>8}{'weight':>8}  warning"]
+             f"  {'model':<30}{'elpd_loo':>10}{'se':>8}{'Δelpd':>9}{'Δse':>8}{'p_loo':>8}{'weight':>8}  warning"]
     for name, r in table.iterrows():
-        lines.append(f"  {name:<22}{r['elpd_loo']:>10.1f}{r['se']:>8.1f}{r['elpd_diff']:>9.1f}{r['dse']:>8.1f}"
+        lines.append(f"  {name:<30}{r['elpd_loo']:>10.1f}{r['se']:>8.1f}{r['elpd_diff']:>9.1f}{r['dse']:>8.1f}"
                      f"{r['p_loo']:>8.1f}{r['weight']:>8.2f}  {'k̂ > 0.7 for some points' if r['warning'] else ''}")
     lines.append("Δelpd within about 2 Δse: the data do not distinguish the forms")
     return "\n".join(lines)

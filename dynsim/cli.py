@@ -105,9 +105,10 @@ def cmd_predict(args) -> int:
 # Bundled calibrations: the data each was fitted to (a results-module loader, or a study's collected Dataset)
 # and the runs its fit holds out for `validate`: gadre2024 fits small and predicts large (Gadre et al.'s test);
 # mini holds out the blind-validation runs its study file names.
-BUNDLED_DATA = {"evolm": "from_evolm_csv", "evolm_compute": "from_evolm_csv", "gadre2024": "from_gadre_csv",
+BUNDLED_DATA = {"evolm": "from_evolm_csv", "gadre2024": "from_gadre_csv", "gadre2024_compute": "from_gadre_csv",
                 "mini": "study"}
-BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "mini": dict(study="studies/mini_evolm.toml")}
+BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "gadre2024_compute": dict(size_from=1e9),
+                    "mini": dict(study="studies/mini_evolm.toml")}
 
 
 def _too_few_tokens(obs, min_tpp) -> "np.ndarray":
@@ -175,7 +176,8 @@ def cmd_fit(args) -> int:
     from dynsim import posterior
 
     ds = _dataset(args)
-    obs = observations(ds).with_form(args.form)
+    form = args.form or ("compute" if not args.data and args.calibration.endswith("_compute") else "chinchilla")
+    obs = observations(ds).with_form(form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     extra = {}
     few = _too_few_tokens(obs, args.min_tokens_per_param)
@@ -227,25 +229,30 @@ def cmd_validate(args) -> int:
     obs = observations(ds)
     level = args.interval / 100
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    if args.compare:
-        from dynsim import posterior as posteriors
-
-        other = posteriors.load(posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
-                                else args.compare)
-        name = lambda p, fallback: f"{p.meta.get('form', 'chinchilla')} ({fallback})"  # noqa: E731
-        table = validate.loo_compare({name(post, args.posterior or args.calibration): post,
-                                      name(other, args.compare): other}, obs)
-        print(validate.format_comparison(table))
-        return 0
     excluded = post.meta.get("excluded")
     if excluded:  # runs the posterior's fit left out as outside its model: the baselines leave them out too
         obs = obs.subset(np.array([c.name not in excluded["configs"] for c in obs.configs]))
         log(f"leaving out {len(excluded['configs'])} configurations ({excluded['rule']}), as the fit did")
     held_out = post.meta.get("held_out")
+    held = np.array([c.name in held_out["configs"] for c in obs.configs]) if held_out else np.zeros(len(obs), bool)
+    split = f"held-out ({held_out['rule']})" if held_out else ""
+    if args.compare:  # two model forms of the same data: PSIS-LOO on the fitted runs, and the held-out runs
+        from dynsim import posterior as posteriors
+
+        other = posteriors.load(posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
+                                else args.compare)
+        if other.meta.get("held_out", {}).get("configs") != (held_out or {}).get("configs"):
+            raise UsageError(f"--compare {args.compare}: it was fitted on other runs than this posterior")
+        posts = {f"{p.meta.get('form', 'chinchilla')} ({label})": p
+                 for p, label in ((post, args.posterior or args.calibration), (other, args.compare))}
+        print(validate.format_comparison(validate.loo_compare(posts, obs.subset(~held))))
+        if held_out:
+            rows = [r | {"method": f"bayes-{p.meta.get('form', 'chinchilla')}"} for p in posts.values()
+                    for r in validate.bayes_holdout(p, obs, held, split, level, refit=False)]
+            print("\n" + validate.format_split_report(rows, level))
+        return 0
     if held_out:  # the posterior was fitted without these runs: score it on them, beside the baseline
         obs = dataclasses.replace(obs, scales=post.meta.get("scales"))  # the baseline at the fit's scales too
-        held = np.array([c.name in held_out["configs"] for c in obs.configs])
-        split = f"held-out ({held_out['rule']})"
         log(f"{split}: {len(held_out['configs'])} configurations; least-squares baseline with {args.boot} bootstraps")
         rows = validate.bayes_holdout(post, obs, held, split, level, refit=False)
         rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=True)
@@ -390,8 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--chains", type=int, default=4)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
-    q.add_argument("--form", default="chinchilla", choices=["chinchilla", "compute"],
-                   help="how scale enters: size and tokens apart (default), or compute 6ND alone")
+    q.add_argument("--form", default=None, choices=["chinchilla", "compute"],
+                   help="how scale enters: size and tokens apart (default), or compute 6ND alone (the default "
+                        "for a bundled NAME_compute calibration)")
     q.add_argument("--min-tokens-per-param", type=float, default=None, metavar="X",
                    help="leave out runs with fewer pretraining tokens per parameter than X (runs too short for "
                         "the loss law, e.g. warmup-dominated); default: keep every run")
@@ -416,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines on held-out splits (default 20; "
                         "leave-one-out folds use residuals only)")
     q.add_argument("--compare", metavar="POSTERIOR",
-                   help="compare with another posterior of the same data (a bundled name such as evolm_compute, "
+                   help="compare with another posterior of the same data (a bundled name such as gadre2024_compute, "
                         "or a .npz) by PSIS-LOO")
     q.set_defaults(func=cmd_validate)
 

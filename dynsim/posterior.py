@@ -19,10 +19,10 @@ from dynsim import forward
 from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/1"
-# Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (evolm_compute: the compute-only
+# Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (gadre2024_compute: the compute-only
 # form, kept for comparison), and those fitted to a study run here, kept beside its spec in the repository's
 # studies/ folder (posterior.npz and results.nc; `pip install -e .` from a clone finds them).
-BUNDLED = ("evolm", "gadre2024", "evolm_compute", "mini")
+BUNDLED = ("evolm", "gadre2024", "gadre2024_compute", "mini")
 STUDY_CALIBRATIONS = {"mini": "studies/mini_evolm"}
 OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
 
@@ -95,9 +95,18 @@ class Posterior:
                                self.meta.get("noise_floor", 0.3))
         return np.sqrt(self.params["discrepancy"][:, groups] ** 2 + floor ** 2)
 
+    def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The calibration's most common SFT and RL settings, (examples, epochs) each (EvoLM: 100Kep1 and
+        100Kep8; a miniature study: its hub's), or EvoLM's where the data has none."""
+        from collections import Counter
+
+        sft = Counter((c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft)
+        rl = Counter((c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl)
+        return (sft.most_common(1)[0][0] if sft else (100_000, 1)), (rl.most_common(1)[0][0] if rl else (100_000, 8))
+
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
-        (EvoLM's standard 100Kep1 / 100Kep8 when cfg has no post-training of its own)."""
+        (the calibration's usual post-training when cfg has none of its own: EvoLM's 100Kep1 / 100Kep8)."""
         rows = []
         base = cfg.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
         upstream_cfg = cfg if not cfg.has_sft else base
@@ -112,11 +121,12 @@ class Posterior:
         if not self.table.downstream:
             return rows
         metrics = [m for m in observed if forward.metric_kind(m)[0] not in ("cloze", "loss")]
+        (sft_ex, sft_ep), (rl_ex, rl_ep) = self.usual_post_training()
         if cfg.has_sft:
-            post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=100_000, rl_epochs=8)]
+            post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
         else:
-            sft = base.replace(sft_examples=100_000, sft_epochs=1)
-            post = [sft, sft.replace(rl_examples=100_000, rl_epochs=8)]
+            sft = base.replace(sft_examples=sft_ex, sft_epochs=sft_ep)
+            post = [sft, sft.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
         for c in post:
             for t in self.table.downstream:
                 for m in metrics:

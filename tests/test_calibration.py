@@ -87,3 +87,21 @@ def test_predict_gadre_per_corpus(capsys):
     assert 2.0 < pred["c4_val"]["lo"] < pred["c4_val"]["mean"] < pred["c4_val"]["hi"] < 3.5
     assert main(["predict", "--calibration", "gadre2024", "--pretrain", "26BT", "--corpus", "pile"]) == 2
     assert "unknown pretraining corpus" in capsys.readouterr().err
+
+
+def test_validate_compares_the_two_forms_on_the_same_runs(capsys):
+    """PSIS-LOO of the Chinchilla and compute-only forms on the runs both were fitted to, then both scored on the
+    held-out large runs (issue 3, deliverable 3)."""
+    from dynsim.cli import main
+    assert main(["validate", "--calibration", "gadre2024", "--compare", "gadre2024_compute"]) == 0
+    out = capsys.readouterr().out
+    assert "model comparison by PSIS-LOO" in out
+    assert "chinchilla (gadre2024)" in out and "compute (gadre2024_compute)" in out
+    losses = [line.split() for line in out.splitlines() if line.split()[1:2] == ["loss"]]
+    assert {r[0] for r in losses} == {"bayes-chinchilla", "bayes-compute"} and all(r[2] == "9" for r in losses)
+
+
+def test_compare_refuses_a_posterior_of_other_runs(capsys):
+    from dynsim.cli import main
+    assert main(["validate", "--calibration", "gadre2024", "--compare", "evolm"]) == 2
+    assert "fitted on other runs" in capsys.readouterr().err
