@@ -228,8 +228,8 @@ def format_split_report(rows: list[dict], level: float) -> str:
     summary = summarise_by(rows)
     for split in dict.fromkeys(r["split"] for r in summary):
         sel = [s for s in summary if s["split"] == split]
-        bayes = [r for r in rows if r["split"] == split and r["method"] == "bayes"]
-        n_cfg = len({r["config"] for r in bayes})
+        bayes = [r for r in rows if r["split"] == split and r["method"].startswith("bayes")]
+        n_cfg = len({r["config"] for r in rows if r["split"] == split})
         fold = ""
         if bayes and bayes[0].get("rhat_max") is not None:
             fold = f" (Bayesian fold: R-hat max {bayes[0]['rhat_max']:.3f}, {bayes[0]['divergences']} divergences)"
