@@ -112,7 +112,7 @@ class Fitter:
         m = lil_matrix((len(rows), len(self.theta0)), dtype=int)
         for k in self.names:
             s, group = self.slices[k], forward.PARAM_GROUPS[k]
-            if group == "global":
+            if group in ("global", "sft_readout"):  # sft_readout: one scalar (conservatively touching all)
                 m[:, s] = 1
                 continue
             idx = {"task": x["task_idx"], "up_task": x["up_idx"], "kind": x["kind_idx"], "corpus": x["corpus_idx"]}[group]

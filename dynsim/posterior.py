@@ -100,9 +100,16 @@ class Posterior:
         100Kep8; a miniature study: its hub's), or EvoLM's where the data has none."""
         from collections import Counter
 
+        def usual(counts: Counter, default):
+            if not counts:
+                return default
+            top = max(counts.values())
+            tied = sorted((k for k, n in counts.items() if n == top), key=lambda k: (k[0] * k[1], k))
+            return tied[(len(tied) - 1) // 2]  # a one-axis sweep names each setting once: its middle one
+
         sft = Counter((c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft)
         rl = Counter((c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl)
-        return (sft.most_common(1)[0][0] if sft else (100_000, 1)), (rl.most_common(1)[0][0] if rl else (100_000, 8))
+        return usual(sft, (100_000, 1)), usual(rl, (100_000, 8))
 
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
@@ -116,7 +123,7 @@ class Posterior:
             kind = self.table.kind(t)
             if kind == "upstream" or kind == "upstream_avg":
                 rows += [(upstream_cfg, t, m) for m in cloze]
-            elif kind == "text" and "loss" in observed:
+            elif kind == "text" and "loss" in observed and t in self.meta["observed"]["tasks"]:
                 rows.append((upstream_cfg, t, "loss"))
         if not self.table.downstream:
             return rows

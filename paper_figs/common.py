@@ -280,7 +280,7 @@ def downstream_grid(ctx: Context, x, series: list[Series], xlabel: str, log_base
     Returns (fig, observed points drawn)."""
     tasks = ctx.downstream_tasks()
     metrics = metrics or ctx.downstream_metrics()
-    fig, axes = plt.subplots(len(tasks), len(metrics), figsize=(3.2 * len(metrics), 2.7 * len(tasks) + 0.8),
+    fig, axes = plt.subplots(len(tasks), len(metrics), figsize=(max(3.2 * len(metrics), 7.0), 2.7 * len(tasks) + 0.8),
                              squeeze=False)
     n_obs = 0
     for i, (kind, task) in enumerate(tasks):

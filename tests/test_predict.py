@@ -105,3 +105,18 @@ def test_failed_diagnostics_refused_unless_forced(tmp_path, capsys):
     assert main(["predict", "--pretrain", "160BT", "--posterior", str(path)]) == 2
     assert "diagnostics" in capsys.readouterr().err
     assert main(["predict", "--pretrain", "160BT", "--posterior", str(path), "--force"]) == 0
+
+
+def test_mini_calibration_predicts_from_the_repository(capsys):
+    """The miniature study's posterior (studies/mini_evolm/) answers like a bundled one: upstream loss and cloze
+    accuracy, then downstream after the study's usual SFT (5Kep3) and RL (256ep1)."""
+    from dynsim import posterior
+    post = posterior.load(posterior.bundled_path("mini"))
+    assert post.diagnostic_problems() == [] and post.meta["held_out"]["configs"]
+    assert main(["predict", "--calibration", "mini", "--size", "0.1M", "--pretrain", "8MT", "--cpt", "0.4+1.6MT"]) == 0
+    out = capsys.readouterr().out
+    assert "0.1M-8MT-0.4+1.6MT-5Kep3-256ep1  (after SFT+RL)" in out
+    rows = {tuple(line.split()[:2]): float(line.split()[2]) for line in out.splitlines() if line.startswith("  ")
+            and len(line.split()) >= 3 and line.split()[0] != "task"}
+    assert 2.0 < rows[("general_text", "loss")] < 5.0 and ("domain_text", "loss") not in rows
+    assert 0 <= rows[("arith", "greedy_pass@1")] <= 100
