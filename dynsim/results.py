@@ -244,9 +244,18 @@ def from_records(paths) -> xr.Dataset:
 # -- views -----------------------------------------------------------------------------------------
 def to_long(ds: xr.Dataset):
     """The observed cells as a long pandas table (one row per number), config fields as columns."""
-    cols = [v for v in ("value", "n_items", "n_correct") if v in ds]
-    df = ds[cols].to_dataframe().dropna(subset=["value"]).reset_index()
-    return df.drop(columns=[c for c in ("task_kind", "task_chance", "task_n_items", "metric_units") if c in df])
+    import pandas as pd
+
+    # Only the observed cells are touched: the config hypercube is mostly NaN, and a study's dense frame runs to
+    # gigabytes (to_dataframe of a 61-run miniature study: 12 GB).
+    dims = list(ds.dims)
+    value = ds["value"].transpose(*dims).values
+    where = np.nonzero(~np.isnan(value))
+    cols = {d: ds[d].values[i] for d, i in zip(dims, where)}
+    for v in ("value", "n_items", "n_correct"):
+        if v in ds:
+            cols[v] = ds[v].transpose(*dims).values[where]
+    return pd.DataFrame(cols)
 
 
 def configs(ds: xr.Dataset) -> list[RunConfig]:
