@@ -98,18 +98,9 @@ class Posterior:
     def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The calibration's most common SFT and RL settings, (examples, epochs) each (EvoLM: 100Kep1 and
         100Kep8; a miniature study: its hub's), or EvoLM's where the data has none."""
-        from collections import Counter
-
-        def usual(counts: Counter, default):
-            if not counts:
-                return default
-            top = max(counts.values())
-            tied = sorted((k for k, n in counts.items() if n == top), key=lambda k: (k[0] * k[1], k))
-            return tied[(len(tied) - 1) // 2]  # a one-axis sweep names each setting once: its middle one
-
-        sft = Counter((c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft)
-        rl = Counter((c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl)
-        return usual(sft, (100_000, 1)), usual(rl, (100_000, 8))
+        sft = [(c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft]
+        rl = [(c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl]
+        return (usual(sft) if sft else (100_000, 1)), (usual(rl) if rl else (100_000, 8))
 
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
@@ -206,6 +197,17 @@ def bundled_path(name: str) -> Path:
     if name in STUDY_CALIBRATIONS:
         return study_dir(name) / "posterior.npz"
     return Path(str(resources.files("dynsim") / "data" / "calibrations" / f"{name}.npz"))
+
+
+def usual(values: list, key=None):
+    """The most common value; among equally common ones the middle one in `key` order (a one-axis sweep names
+    each setting once, and its middle is its hub)."""
+    from collections import Counter
+
+    counts = Counter(values)
+    top = max(counts.values())
+    tied = sorted((v for v, n in counts.items() if n == top), key=key)
+    return tied[(len(tied) - 1) // 2]
 
 
 def repo_root() -> Path:

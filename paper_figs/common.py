@@ -4,7 +4,6 @@ reference configuration the curves vary around)."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynsim.config import RunConfig, format_config
+from dynsim.posterior import usual
 from dynsim.forward import KINDS, metric_kind
 from dynsim.results import CONFIG_DIMS, to_long
 
@@ -122,8 +122,7 @@ class Context:
             for pool in pools:
                 vals = [key(c) for c in pool if keep(c)]
                 if vals:
-                    counts = collections.Counter(vals)
-                    return max(counts, key=lambda v: (counts[v], -vals.index(v)))
+                    return usual(vals)
             return None
 
         down = lambda c: c.has_sft  # noqa: E731

@@ -28,7 +28,7 @@ def make(ds, posterior, out_dir):
     grid = ctx.grid("pretrain", default=(ctx.ref.pretrain / 16, ctx.ref.pretrain * 2))
     ncol = 4 if len(tasks) > 4 else len(tasks)
     nrow = (len(tasks) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.1 * ncol, 2.8 * nrow + 0.6), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(max(3.1 * ncol, 7.0), 2.8 * nrow + 0.6), squeeze=False)
     n_obs, handles = 0, []
     ss = sizes(ctx)
     for i, (task, metric) in enumerate(tasks):
