@@ -247,7 +247,7 @@ def to_long(ds: xr.Dataset):
     import pandas as pd
 
     # Only the observed cells are touched: the config hypercube is mostly NaN, and a study's dense frame runs to
-    # gigabytes (to_dataframe of a 61-run miniature study: 12 GB).
+    # gigabytes (figures of the 61-run miniature study peaked at 12 GB through to_dataframe).
     dims = list(ds.dims)
     value = ds["value"].transpose(*dims).values
     where = np.nonzero(~np.isnan(value))

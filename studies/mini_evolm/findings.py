@@ -75,10 +75,10 @@ class Study:
 
 
 def results_name(r) -> str:
+    """A long-table row's run name."""
     from dynsim.config import RunConfig
 
-    return RunConfig(int(r.size), int(r.pretrain), int(r.cpt_replay), int(r.cpt_domain), int(r.sft_examples),
-                     int(r.sft_epochs), int(r.rl_examples), int(r.rl_epochs), int(r.pretrain_schedule)).name
+    return RunConfig(**{d: int(getattr(r, d)) for d in results.CONFIG_DIMS}).name
 
 
 def fmt_obs(o, digits=1) -> str:
