@@ -4,10 +4,10 @@
    Goal (issue 2): median ≤ 0.5 s on a 2-core machine.
 2. The posterior predictive for 1,000 configurations over all draws of the bundled posterior
    (`Posterior.predict`, noise included), per downstream metric. Goal (issue 3): median ≤ 0.2 s.
-   Beside it, the tabulated path proposed in bench/tabulated_predict.py (same numbers to < 0.001 points),
-   and its largest deviation from the exact path on the first 200 draws.
+   `Posterior.predict` uses `forward.predict_many` (tabulated in ability, float32, draw blocks on all cores);
+   beside it the exact `forward.predict`, and the largest deviation between the two on the first 200 draws.
    Wall and CPU (process) time are both printed: on a shared machine wall time is inflated by other
-   processes; CPU time is what this process needs (numpy elementwise work here is single-threaded).
+   processes; CPU time is what this process needs, summed over its threads.
 
 Usage: python bench/bench_predict.py [--runs 15] [--repeats 5] [--exact-metrics greedy_pass@1,pass@16]
                                      [--skip-cli] [--skip-exact]
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 ap = argparse.ArgumentParser()
 ap.add_argument("runs_pos", nargs="?", type=int, help=argparse.SUPPRESS)  # old usage: bench_predict.py [runs]
@@ -57,15 +56,13 @@ if not args.skip_cli:
           flush=True)
 
 # -- 2. posterior predictive, 1,000 configurations × all draws -----------------------------------------
-import tabulated_predict  # noqa: E402
-
-from dynsim import posterior  # noqa: E402
+from dynsim import forward, posterior  # noqa: E402
 from dynsim.config import parse_config  # noqa: E402
 
 post = posterior.load(posterior.bundled_path("evolm"))
 cfgs = [parse_config(f"1B-{pt}BT-{r}+{50 - r}BT-100Kep1-100Kep8") for pt in range(20, 420, 10) for r in range(0, 25)]
 assert len(cfgs) == 1000
-head = posterior.Posterior({k: v[:200] for k, v in post.params.items()}, post.meta)
+head = {k: v[:200] for k, v in post.gathered().items()}
 
 
 def timed(fn, repeats):
@@ -79,18 +76,17 @@ def timed(fn, repeats):
 
 
 exact_metrics = [] if args.skip_exact else [m for m in args.exact_metrics.split(",") if m]
-variants = {"tabulated f64": dict(), "tabulated f32, blocks of 250 draws": dict(block=250, dtype=np.float32)}
-print(f"posterior predictive, {len(cfgs)} configs × {post.n_draws} draws (goal: median ≤ 0.2 s)", flush=True)
+print(f"posterior predictive, {len(cfgs)} configs × {post.n_draws} draws, noise included (goal: median ≤ 0.2 s)",
+      flush=True)
 for task, metric in [("ID_avg", "greedy_pass@1"), ("ID_avg", "pass@16"), ("ID_avg", "maj@16")]:
     tasks, metrics = [task] * len(cfgs), [metric] * len(cfgs)
+    x = forward.design(cfgs, tasks, metrics, post.table, None, post.meta.get("form", "chinchilla"), post.meta.get("scales"))
     if metric in exact_metrics:
         reps = max(1, min(3, args.repeats))
-        w, c = timed(lambda: post.predict(cfgs, tasks, metrics, noise=True), reps)
-        print(f"  {task} {metric:14s} exact Posterior.predict:             median wall {w:7.3f} s, cpu {c:7.3f} s "
+        w, c = timed(lambda: forward.predict(post.gathered(), x, np), reps)
+        print(f"  {task} {metric:14s} exact forward.predict (no noise):  median wall {w:7.3f} s, cpu {c:7.3f} s "
               f"({reps} repeats)", flush=True)
-    exact = head.predict(cfgs, tasks, metrics, noise=False)
-    for label, kw in variants.items():
-        dev = np.abs(tabulated_predict.predict(head, cfgs, tasks, metrics, noise=False, **kw) - exact).max()
-        w, c = timed(lambda: tabulated_predict.predict(post, cfgs, tasks, metrics, noise=True, **kw), args.repeats)
-        print(f"  {task} {metric:14s} {label:36s} median wall {w:7.3f} s, cpu {c:7.3f} s "
-              f"({args.repeats} repeats; max |Δ| vs exact {dev:.1e} points)", flush=True)
+    dev = 100 * np.abs(forward.predict_many(head, x) - forward.predict(head, x, np)).max()
+    w, c = timed(lambda: post.predict(cfgs, tasks, metrics, noise=True), args.repeats)
+    print(f"  {task} {metric:14s} Posterior.predict (predict_many): median wall {w:7.3f} s, cpu {c:7.3f} s "
+          f"({args.repeats} repeats; max |Δ| vs exact {dev:.1e} points on 200 draws)", flush=True)

@@ -34,7 +34,9 @@ measured. A posterior stores the scales it was fitted with, and predicts with th
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from statistics import NormalDist
 
 import numpy as np
@@ -205,35 +207,53 @@ def _sub(x: dict, idx: np.ndarray) -> dict:
                 [v[i] for i in idx] if isinstance(v, list) else v) for k, v in x.items()}
 
 
+def _distinct(xp, f, *cols):
+    """f(*cols), a term combining per-observation columns with (S, 1) draws. With numpy, f runs once per distinct
+    combination of the columns and is gathered back (a grid of configurations repeats its values, and the
+    transcendental functions dominate the cost); pytensor gets f(*cols)."""
+    if xp is not np or len(cols[0]) < 2:
+        return f(*cols)
+    distinct, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    return np.take(f(*distinct.T.astype(cols[0].dtype)), inverse.ravel(), axis=-1)
+
+
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
     E, B = p["E"], p["B"]
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
         E = E + _take(xp, p["corpus_E"], x["corpus_idx"])
         B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
+    tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
-        loss = E + p["A"] * (x["N"] * (x["D"] + x["D_rep"]) / (x["N_ref"] * x["D_ref"])) ** (-p["alpha"])
+        loss = E + p["A"] * _distinct(xp, lambda c: (c / (x["N_ref"] * x["D_ref"])) ** (-p["alpha"]), x["N"] * tokens)
     else:
-        loss = E + p["A"] * (x["N"] / x["N_ref"]) ** (-p["alpha"]) + B * ((x["D"] + x["D_rep"]) / x["D_ref"]) ** (-p["beta"])
+        loss = (E + _distinct(xp, lambda n: p["A"] * (n / x["N_ref"]) ** (-p["alpha"]), x["N"])
+                + B * _distinct(xp, lambda d: (d / x["D_ref"]) ** (-p["beta"]), tokens))
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
     loss = loss + p["anneal_gap"] * lr_left
-    replay_share = x["D_rep"] / np.maximum(x["D_rep"] + x["D_dom"], 1.0)
-    onset = 1.0 - xp.exp(-x["D_dom"] / p["forget_tokens"])
-    return loss + p["forget_max"] * onset * xp.exp(-p["replay_protect"] * replay_share)
+
+    def forgetting(dom, rep):
+        onset = 1.0 - xp.exp(-dom / p["forget_tokens"])
+        return p["forget_max"] * onset * xp.exp(-p["replay_protect"] * rep / np.maximum(rep + dom, 1.0))
+    return loss + _distinct(xp, forgetting, x["D_dom"], x["D_rep"])
 
 
 def ability(p, x, xp):
     """Downstream ability logit μ per observation (before item spread)."""
     g = lambda name: _take(xp, p[name], x["task_idx"])  # noqa: E731
     loss = general_loss(p, x, xp)
-    domain = xp.log1p(x["D_dom"] / p["domain_tokens"])
-    sft = p["sft_gain"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
-    rl = p["rl_gain"] * (1.0 - xp.exp(-(x["rl_ex"] * x["rl_ep"]) / p["rl_scale"]))
-    overtrained = (1.0 + x["D"] / (TPP_OPTIMAL * x["N"])) ** (-p["ot_sensitivity"])
+    domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
+
+    def post_training(tpp, sft_ex_ep, rl_ex_ep):
+        sft = p["sft_gain"] * (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"]))
+        rl = p["rl_gain"] * (1.0 - xp.exp(-rl_ex_ep / p["rl_scale"]))
+        overtrained = (1.0 + tpp / TPP_OPTIMAL) ** (-p["ot_sensitivity"])
+        return overtrained * (sft + rl)
+    post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"])
     decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
-    return g("ability0") + g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + overtrained * (sft + rl) - decline
+    return g("ability0") + g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
 
 
 def loss_ref(p, x):
@@ -339,3 +359,78 @@ def predict(p, x, xp=np):
     inverse = np.empty(n, dtype=int)
     inverse[order] = np.arange(n)
     return _take(xp, xp.concatenate(parts, axis=-1), inverse)
+
+
+# -- fast prediction over many observations (numpy only) --------------------------------------------
+def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: int = 500,
+                 dtype=np.float32) -> np.ndarray:
+    """`predict` for many observations at once (numpy), within ~0.03 points of it; float32 draws (S, n).
+
+    A downstream metric depends on the configuration only through the ability μ, and its item quadrature
+    (24 strata × chance components; maj@k adds a (k+1)-term binomial sum) is a smooth function of μ given the
+    draw's task parameters. `predict` evaluates that quadrature for every (draw, observation); here it is
+    evaluated once per (draw, task, metric) on nodes at most max_step logits apart spanning the draw's range,
+    and each observation's value is interpolated (cubic) — the table is `downstream_metric` itself
+    (`_metric_table`). A (task, metric) with fewer than min_tabulated observations is computed exactly. Blocks of
+    draws run on all cores (numpy releases the GIL) and keep temporaries small; float32 halves memory traffic."""
+    x = {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v for k, v in x.items()}
+    p = {k: v.astype(dtype) for k, v in p.items()}
+    S, n = len(next(iter(p.values()))), len(x["N"])
+    down = np.isin(np.asarray(x["kind"]), KINDS)
+    up_idx, down_idx = np.flatnonzero(~down), np.flatnonzero(down)
+    x_up, x_down = _sub(x, up_idx), _sub(x, down_idx)
+    groups: dict[tuple, np.ndarray] = {}
+    for j, i in enumerate(down_idx):
+        groups.setdefault((int(x["task_idx"][i]), x["metric"][i]), []).append(j)
+    groups = {key: (np.asarray(cols), _sub(x_down, np.asarray(cols))) for key, cols in groups.items()}
+    out = np.empty((S, n), dtype=dtype)
+
+    def fill(s: int) -> None:
+        pb = {k: v[s : s + block] for k, v in p.items()}
+        if up_idx.size:
+            out[s : s + block, up_idx] = predict(pb, x_up, np)
+        if not down_idx.size:
+            return
+        mu = ability(pb, x_down, np)
+        for (_, metric), (cols, xg) in groups.items():
+            if len(cols) < min_tabulated:
+                out[s : s + block, down_idx[cols]] = downstream_metric(pb, xg, np, metric)
+                continue
+            m = mu[:, cols]
+            lo, hi = m.min(axis=1), m.max(axis=1)
+            nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
+            h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
+            table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), metric, lo - h, h, nodes)
+            u = (m - lo[:, None]) / h[:, None] + 1.0
+            i = np.clip(u.astype(np.intp), 1, nodes - 3)
+            out[s : s + block, down_idx[cols]] = _catmull_rom(table, i, u - i)
+
+    with ThreadPoolExecutor(min(os.cpu_count() or 1, -(-S // block))) as pool:
+        list(pool.map(fill, range(0, S, block)))
+    return out
+
+
+def _metric_table(p, x1, metric, start, step, n_grid: int) -> np.ndarray:
+    """downstream_metric of one observation's task at each draw's μ = start + step·j, j < n_grid: (S, n_grid).
+
+    A design of n_grid copies of the observation, copy j reading the task's parameters from column j, with
+    ability0 set so that ability() returns exactly the grid (ability is ability0 plus terms without it)."""
+    t = int(x1["task_idx"][0])
+    xg = _sub(x1, np.zeros(n_grid, dtype=int))
+    xg["task_idx"] = np.arange(n_grid)
+    pg = {k: np.repeat(v[:, t : t + 1], n_grid, axis=1) if PARAM_GROUPS.get(k) == "task" else v for k, v in p.items()}
+    pg["ability0"] = np.zeros_like(pg["ability0"])
+    grid = start[:, None] + step[:, None] * np.arange(n_grid, dtype=start.dtype)
+    pg["ability0"] = grid - ability(pg, xg, np)
+    return downstream_metric(pg, xg, np, metric)
+
+
+def _catmull_rom(table, i, t):
+    """Cubic (Catmull–Rom) interpolation of each row of `table` between nodes i and i+1 (per element) at
+    fraction t; error O(step⁴). The cubic's coefficients are formed per interval of the table (small), so each
+    element costs one gather and a Horner step."""
+    p0, p1, p2, p3 = table[:, :-3], table[:, 1:-2], table[:, 2:-1], table[:, 3:]
+    coef = np.stack([p1, 0.5 * (p2 - p0), p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, 1.5 * (p1 - p2) + 0.5 * (p3 - p0)], -1)
+    rows, intervals = coef.shape[:2]
+    c = np.take(coef.reshape(-1, 4), (i - 1) + intervals * np.arange(rows)[:, None], axis=0)  # (rows, n, 4)
+    return c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))

@@ -72,3 +72,27 @@ def test_replay_mitigates_forgetting_and_intermediate_is_worse():
 def test_unknown_metric_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown metric"):
         forward.metric_kind("bleu")
+
+
+@pytest.mark.parametrize("name", ["evolm", "gadre2024"])
+def test_predict_many_matches_predict_over_a_grid(name):
+    """The fast predictive (tabulated in ability, float32, threaded draw blocks) gives the exact forward model's
+    numbers to 0.01 points on every kind of observation, with many observations per (task, metric) so the
+    tabulated path is the one taken, and a few so the exact one is."""
+    from dynsim import posterior
+    post = posterior.load(posterior.bundled_path(name))
+    sizes = sorted({c.size for c in post.observed})
+    grid = [c.replace(size=n, pretrain=int(c.pretrain * f)) for c in post.observed for n in sizes[:3] for f in (0.5, 1, 2)]
+    obs = [(c, t, m) for c in grid for t in post.table.names for m in post.meta["observed"]["metrics"]
+           if (post.table.kind(t) in forward.KINDS) == (forward.metric_kind(m)[0] not in ("cloze", "loss"))
+           and (m == "loss") == (post.table.kind(t) == "text")]
+    obs += obs[:3]
+    x = forward.design(*map(list, zip(*obs)), post.table, None, post.meta.get("form", "chinchilla"), post.meta.get("scales"))
+    p = {k: v[:300] for k, v in post.gathered().items()}
+    exact, fast = forward.predict(p, x, np), forward.predict_many(p, x, block=128)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape == (300, len(obs))
+    assert np.abs(fast - exact).max() < 1e-4, np.abs(fast - exact).max()
+    down = np.isin(x["kind"], forward.KINDS)
+    metrics = {x["metric"][i] for i in np.flatnonzero(down)}
+    assert down.any() == bool(post.table.downstream)  # Gadre's testbed: losses and upstream accuracies only
+    assert len(obs) > 64 * len(metrics) * len(post.table.downstream)  # every downstream (task, metric) is tabulated
