@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 
 from dynsim import forward
 from dynsim.config import RunConfig
-from dynsim.forward import KINDS, TaskTable
+from dynsim.forward import KINDS, RL_REF, SFT_REF, TaskTable
 from dynsim.posterior import measurement_sd
 
 NOISE_FLOOR = 0.3  # percentage points: EvoLM's seed standard errors (paper Table 9) are 0.05-0.5 points
@@ -198,9 +198,12 @@ def build(obs: Observations) -> pm.Model:
         # fix ability0 + gain, not the gain; a sign-free prior let the ridge push it below 0 (more SFT examples
         # lowering accuracy, against EvoLM Fig. 7). LogNormal: 90% within 1.3-6.8 logits.
         p["sft_gain"] = pm.LogNormal("sft_gain", mu=np.log(3.0), sigma=0.5)
-        p["sft_scale"] = pm.LogNormal("sft_scale", mu=np.log(3e4), sigma=1.0)
+        # Saturation scales relative to the data's typical post-training budget (EvoLM: sft_ref 1e5 → 3e4,
+        # rl_ref 1e6 → 2e5 example-epochs; a miniature's 1e4 and 1e3 → 3e3 and 200, so its RL budgets of
+        # 128-2048 prompt-epochs can move ability at all).
+        p["sft_scale"] = pm.LogNormal("sft_scale", mu=np.log(0.3 * obs.scales.get("sft_ref", SFT_REF)), sigma=1.0)
         p["rl_gain"] = pm.Normal("rl_gain", mu=0.5, sigma=1.0)
-        p["rl_scale"] = pm.LogNormal("rl_scale", mu=np.log(2e5), sigma=1.0)
+        p["rl_scale"] = pm.LogNormal("rl_scale", mu=np.log(0.2 * obs.scales.get("rl_ref", RL_REF)), sigma=1.0)
         # Overtraining erodes fine-tuning gains (Springer et al. 2025); sign fixed, size left to the data.
         p["ot_sensitivity"] = pm.HalfNormal("ot_sensitivity", sigma=0.3)
         p["epoch_decline"] = pm.HalfNormal("epoch_decline", sigma=0.3)

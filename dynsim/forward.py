@@ -26,7 +26,8 @@ The expectation over items is Gauss–Hermite quadrature, so every metric is a s
 
 Scales (`reference_scales`): N_ref and D_ref are the decades nearest the fitted runs' typical size and tokens
 (EvoLM's: 1e9 and 1e11, the scales the priors were written at; a CPU miniature's: 1e5 and 1e7), so A and B are
-nats at a scale the data covers. L_ref, the loss that centres abilities and cloze midpoints, is E + EXCESS_REF
+nats at a scale the data covers; sft_ref and rl_ref, those of the SFT and RL example-epochs, set where the
+priors of the saturation scales sit (EvoLM's: 1e5 and 1e6; a miniature's: 1e4 and 1e3). L_ref, the loss that centres abilities and cloze midpoints, is E + EXCESS_REF
 where the loss is latent (EvoLM prints accuracies only) and the median observed general-text loss where it is
 measured. A posterior stores the scales it was fitted with, and predicts with them.
 """
@@ -146,16 +147,20 @@ FORMS = ("chinchilla", "compute")
 scale → loss → accuracy); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_ref)^−α, C_ref = 6·N_ref·D_ref (the direct
 compute → accuracy recipe that Krajewski et al. 2025 found to extrapolate well). `dynsim validate --compare`
 weighs them by PSIS-LOO."""
-DEFAULT_SCALES = dict(N_ref=N_REF, D_ref=D_REF, loss_ref=None)
+SFT_REF, RL_REF = 1e5, 1e6  # EvoLM's decades of SFT and RL example-epochs (100Kep1, 100Kep8): its priors' units
+DEFAULT_SCALES = dict(N_ref=N_REF, D_ref=D_REF, sft_ref=SFT_REF, rl_ref=RL_REF, loss_ref=None)
 
 
 def reference_scales(configs, general_losses=()) -> dict:
     """The scales a fit is written at (module docstring): the decades nearest the geometric mean of the distinct
-    configurations' sizes and pretraining tokens, and the median measured general-text loss (None if none)."""
+    configurations' sizes, pretraining tokens, and SFT and RL example-epochs (EvoLM's where a stage is absent),
+    and the median measured general-text loss (None if none)."""
     cs = sorted(set(configs))
-    decade = lambda v: float(10.0 ** np.round(np.mean(np.log10(v))))  # noqa: E731
+    decade = lambda v, default=None: float(10.0 ** np.round(np.mean(np.log10(v)))) if len(v) else default  # noqa: E731
     losses = np.asarray(general_losses, dtype=float)
     return dict(N_ref=decade([c.size for c in cs]), D_ref=decade([c.pretrain for c in cs]),
+                sft_ref=decade([c.sft_examples * c.sft_epochs for c in cs if c.sft_examples], SFT_REF),
+                rl_ref=decade([c.rl_examples * c.rl_epochs for c in cs if c.rl_examples], RL_REF),
                 loss_ref=float(np.median(losses)) if losses.size else None)
 
 

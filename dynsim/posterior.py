@@ -103,7 +103,7 @@ class Posterior:
         100Kep8; a miniature study: its hub's), or EvoLM's where the data has none."""
         sft = [(c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft]
         rl = [(c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl]
-        return (usual(sft) if sft else (100_000, 1)), (usual(rl) if rl else (100_000, 8))
+        return (usual_pair(sft) if sft else (100_000, 1)), (usual_pair(rl) if rl else (100_000, 8))
 
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
@@ -211,6 +211,13 @@ def usual(values: list, key=None):
     top = max(counts.values())
     tied = sorted((v for v, n in counts.items() if n == top), key=key)
     return tied[(len(tied) - 1) // 2]
+
+
+def usual_pair(pairs):
+    """The usual (examples, epochs) of a post-training stage, each field on its own: a study sweeps epochs at
+    its usual example count and examples at its usual epochs, so the pair of modes is the hub they share
+    (the mode of the pairs can be a corner of one axis)."""
+    return usual([a for a, _ in pairs]), usual([b for _, b in pairs])
 
 
 def repo_root() -> Path:

@@ -52,8 +52,8 @@ class _CommonNoise:
     def __init__(self, seed):
         self.rng = np.random.default_rng(seed)
 
-    def standard_normal(self, shape):
-        z = self.rng.standard_normal(shape[0])
+    def standard_normal(self, shape, dtype=np.float64):
+        z = self.rng.standard_normal(shape[0], dtype=dtype)
         return np.broadcast_to(z.reshape((shape[0],) + (1,) * (len(shape) - 1)), shape).copy()
 
 
@@ -114,7 +114,7 @@ class Context:
 
     # -- the reference configuration -----------------------------------------------------------------
     def _reference(self) -> RunConfig:
-        """The configuration the curves vary around: per stage, the most frequent setting in the data
+        """The configuration the curves vary around: per stage and field, the most frequent setting in the data
         (EvoLM: 1B-160BT-8+42BT-100Kep1-100Kep8); the posterior's configurations where the data lack a stage."""
         pools = [self.configs, self.post.observed]
 
@@ -130,8 +130,9 @@ class Context:
         pretrain = (mode(lambda c: c.pretrain, lambda c: down(c) and c.size == size and c.annealed)
                     or mode(lambda c: c.pretrain, lambda c: c.annealed))
         cpt = mode(lambda c: (c.cpt_replay, c.cpt_domain), lambda c: c.has_cpt) or (0, 0)
-        sft = mode(lambda c: (c.sft_examples, c.sft_epochs), lambda c: c.has_sft) or (100_000, 1)
-        rl = mode(lambda c: (c.rl_examples, c.rl_epochs), lambda c: c.has_rl) or sft
+        sft = (mode(lambda c: c.sft_examples, lambda c: c.has_sft) or 100_000, mode(lambda c: c.sft_epochs, lambda c: c.has_sft) or 1)
+        rl = ((mode(lambda c: c.rl_examples, lambda c: c.has_rl), mode(lambda c: c.rl_epochs, lambda c: c.has_rl))
+              if any(c.has_rl for pool in pools for c in pool) else sft)
         return RunConfig(size=size, pretrain=pretrain, cpt_replay=cpt[0], cpt_domain=cpt[1],
                          sft_examples=sft[0], sft_epochs=sft[1], rl_examples=rl[0], rl_epochs=rl[1])
 
