@@ -29,6 +29,17 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              loss_slope=(2.0, "log"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
              up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
              sft_forget=(0.5, "log"))
+
+
+def start_values(scales: dict | None) -> dict[str, float]:
+    """START's values, with the token and example-epoch scales placed relative to the data's reference scales
+    as the priors place them (EvoLM's are START's own; a CPU miniature's are 10^4 times smaller)."""
+    s = forward.DEFAULT_SCALES | (scales or {})
+    return {k: v for k, (v, _) in START.items()} | dict(
+        forget_tokens=0.05 * s["D_ref"], domain_tokens=0.05 * s["D_ref"],
+        sft_scale=0.3 * s["sft_ref"], rl_scale=0.2 * s["rl_ref"])
+
+
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}
 RESIDUAL_DRAWS = 400  # predictive draws when only residuals are resampled (n_boot=0)
 INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v: v}
@@ -56,7 +67,8 @@ class LSQFit:
         x = forward.design(configs, tasks, metrics, table, corpus, scales=self.scales)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         params = {k: np.asarray(v)[None] if np.ndim(v) else np.array([[v]]) for k, v in self.params.items()}
-        return forward.predict(params, x, np)[0] * scale
+        with np.errstate(all="ignore"):  # a point fit can sit at extreme values (e.g. e^-1e3 → 0)
+            return forward.predict(params, x, np)[0] * scale
 
 
 class Fitter:
@@ -67,8 +79,8 @@ class Fitter:
         self.obs = obs
         sizes = _sizes(obs)
         free = (set(sizes) if free is None else set(free)) - set(fixed or {})
-        start = {k: np.full(n, START[k][0]) if forward.PARAM_GROUPS[k] != "global" else START[k][0]
-                 for k, n in sizes.items()}
+        value = start_values(obs.scales)
+        start = {k: np.full(n, value[k]) if forward.PARAM_GROUPS[k] != "global" else value[k] for k, n in sizes.items()}
         self.fixed = {k: v for k, v in start.items() if k not in free} | (fixed or {})
         self.sizes = {k: n for k, n in sizes.items() if k in free}
         self.names = list(self.sizes)
@@ -76,7 +88,7 @@ class Fitter:
         for k in self.names:
             self.slices[k] = slice(at, at + self.sizes[k])
             at += self.sizes[k]
-        self.theta0 = np.concatenate([np.full(self.sizes[k], INVERSE[START[k][1]](START[k][0])) for k in self.names])
+        self.theta0 = np.concatenate([np.full(self.sizes[k], INVERSE[START[k][1]](value[k])) for k in self.names])
         # up_mid is a loss; start it a little above the data's typical loss so the link starts in range
         self.group = np.array(obs.group)
         self.meas = obs.measurement_sd()
@@ -132,8 +144,9 @@ class Fitter:
         # two passes: equal weights, then weights from the first pass's residual scale per group
         sd = np.full(len(forward_groups()), 1.0) if group_sd is None else group_sd
         for _ in range(1 if group_sd is not None else 2):
-            res = least_squares(self._residuals, theta, args=(rows, sd), jac_sparsity=sparsity, x_scale="jac",
-                                max_nfev=300, ftol=1e-6, xtol=1e-6)
+            with np.errstate(all="ignore"):  # the optimiser probes extreme parameters (0/0, e^1e3) on its way
+                res = least_squares(self._residuals, theta, args=(rows, sd), jac_sparsity=sparsity, x_scale="jac",
+                                    max_nfev=300, ftol=1e-6, xtol=1e-6)
             theta = res.x
             raw = res.fun * np.sqrt(self.meas[rows] ** 2 + sd[self.group[rows]] ** 2)
             if group_sd is None:
@@ -142,7 +155,11 @@ class Fitter:
         return LSQFit(self.unpack(theta), sd, -raw, self.group[rows], theta, self.obs.scales)
 
 
-LOSS_PARAMS = ("E", "A", "alpha", "B", "beta", "corpus_E", "corpus_logB")
+# Everything the measured general-text loss depends on (forward.upstream_loss): the loss law, and where a Dataset
+# measures losses after CPT or SFT (a miniature study does) the un-annealed gap, CPT forgetting and SFT forgetting;
+# with the law alone those losses pull α to absurd values (1e91 on the miniature study).
+LOSS_PARAMS = ("E", "A", "alpha", "B", "beta", "corpus_E", "corpus_logB", "anneal_gap", "forget_max", "forget_tokens",
+               "replay_protect", "sft_forget", "sft_scale")
 
 
 class TwoStepFitter:
