@@ -259,3 +259,13 @@ def test_a_recipe_can_extend_another(tmp_path):
     (tmp_path / "bad.toml").write_text('extends = "no_such_base"\n')
     with pytest.raises(FileNotFoundError, match="no_such_base"):
         load_recipe(tmp_path / "bad.toml")
+
+
+def test_size_tables_apply_by_size_and_a_callers_override_wins():
+    small, large = load_recipe(None, 100_000), load_recipe(None, 300_000)
+    assert small["rl"]["lr"] == 3e-5 and "check" not in small["rl"]["mix"]  # measured at 0.1M (README)
+    assert large["rl"]["lr"] == 1e-4 and large["rl"]["mix"]["check"] == 0.2  # [size."0.3M".rl]
+    assert large["rl"]["kl_weight"] == small["rl"]["kl_weight"]  # a size table changes only what it names
+    assert load_recipe({"rl": {"lr": 7e-5}}, 300_000)["rl"]["lr"] == 7e-5  # the caller's override beats the file's size table
+    mine = load_recipe({"size": {"0.2M": {"rl": {"lr": 2e-5}}}}, 300_000)  # and the caller's own size tables beat both
+    assert mine["rl"]["lr"] == 2e-5 and "size" not in mine

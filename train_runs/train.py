@@ -59,6 +59,17 @@ def _read_recipe_file(path: Path) -> dict:
     return hp if base is None else _merge(_read_recipe_file(_recipe_path(base)), hp)
 
 
+def _for_size(hp: dict, size: int | None) -> dict:
+    """hp with its largest fitting `[size."N"]` table (N <= size) merged in, and the size tables removed."""
+    by_size = hp.pop("size", {})
+    if size is not None and by_size:
+        from dynsim.config import parse_size
+        fitting = sorted((parse_size(k), v) for k, v in by_size.items() if parse_size(k) <= size)
+        if fitting:
+            hp = _merge(hp, fitting[-1][1])
+    return hp
+
+
 def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None) -> dict:
     """The resolved hyperparameters for one model size.
 
@@ -71,13 +82,9 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
         overrides = recipe
     elif recipe is not None:
         base_path = _recipe_path(recipe)
-    hp = _merge(_read_recipe_file(base_path), overrides)
-    by_size = hp.pop("size", {})
-    if size is not None and by_size:
-        from dynsim.config import parse_size
-        fitting = sorted((parse_size(k), v) for k, v in by_size.items() if parse_size(k) <= size)
-        if fitting:
-            hp = _merge(hp, fitting[-1][1])
+    # the file's [size."N"] tables first, then the overrides (and their own size tables): what a caller asks wins
+    hp = _for_size(_read_recipe_file(base_path), size)
+    hp = _for_size(_merge(hp, overrides), size)
     for section in ("data", "model", "run", "pt", "cpt", "sft", "rl", "eval"):
         if section not in hp:
             raise ValueError(f"recipe {base_path} lacks the [{section}] table")
