@@ -381,34 +381,28 @@ def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: i
     x = {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v for k, v in x.items()}
     p = {k: v.astype(dtype) for k, v in p.items()}
     S, n = len(next(iter(p.values()))), len(x["N"])
-    down = np.isin(np.asarray(x["kind"]), KINDS)
-    up_idx, down_idx = np.flatnonzero(~down), np.flatnonzero(down)
-    x_up, x_down = _sub(x, up_idx), _sub(x, down_idx)
-    groups: dict[tuple, np.ndarray] = {}
-    for j, i in enumerate(down_idx):
-        groups.setdefault((int(x["task_idx"][i]), x["metric"][i]), []).append(j)
-    groups = {key: (np.asarray(cols), _sub(x_down, np.asarray(cols))) for key, cols in groups.items()}
+    groups: dict[tuple, list[int]] = {}
+    for i in np.flatnonzero(np.isin(np.asarray(x["kind"]), KINDS)):
+        groups.setdefault((int(x["task_idx"][i]), x["metric"][i]), []).append(i)
+    tabulated = {key: (np.asarray(rows), _sub(x, np.asarray(rows))) for key, rows in groups.items()
+                 if len(rows) >= min_tabulated}
+    exact = np.setdiff1d(np.arange(n), np.concatenate([rows for rows, _ in tabulated.values()] + [np.zeros(0, int)]))
+    x_exact = _sub(x, exact)
     out = np.empty((S, n), dtype=dtype)
 
     def fill(s: int) -> None:
         pb = {k: v[s : s + block] for k, v in p.items()}
-        if up_idx.size:
-            out[s : s + block, up_idx] = predict(pb, x_up, np)
-        if not down_idx.size:
-            return
-        mu = ability(pb, x_down, np)
-        for (_, metric), (cols, xg) in groups.items():
-            if len(cols) < min_tabulated:
-                out[s : s + block, down_idx[cols]] = downstream_metric(pb, xg, np, metric)
-                continue
-            m = mu[:, cols]
+        if exact.size:  # upstream numbers (elementwise already) and small downstream groups: the exact model
+            out[s : s + block, exact] = predict(pb, x_exact, np)
+        for (_, metric), (rows, xg) in tabulated.items():
+            m = ability(pb, xg, np)
             lo, hi = m.min(axis=1), m.max(axis=1)
             nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
             h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
             table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), metric, lo - h, h, nodes)
             u = (m - lo[:, None]) / h[:, None] + 1.0
             i = np.clip(u.astype(np.intp), 1, nodes - 3)
-            out[s : s + block, down_idx[cols]] = _catmull_rom(table, i, u - i)
+            out[s : s + block, rows] = _catmull_rom(table, i, u - i)
 
     with ThreadPoolExecutor(min(os.cpu_count() or 1, -(-S // block))) as pool:
         list(pool.map(fill, range(0, S, block)))
