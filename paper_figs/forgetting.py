@@ -77,7 +77,7 @@ def make(ds, posterior, out_dir):
             lo, med, hi = np.percentile(d, [50 - 50 * style.BAND, 50, 50 + 50 * style.BAND], axis=0)
             style.draw_curve(ax, grid, med, lo, hi, [ctx.inside(c) for c in cfgs], color)
             ocfg = [c for c in ctx.configs if c.has_cpt and not c.has_sft and c.size == pt.size and
-                    (c.cpt_replay == cfgs[0].cpt_replay if field == "cpt_domain" else
+                    (c.cpt_replay == cfgs[0].cpt_replay and c.pretrain == pt.pretrain if field == "cpt_domain" else
                      (c.cpt_replay, c.cpt_domain) == (cfgs[0].cpt_replay, cfgs[0].cpt_domain))]
             xs, ys = observed_ratio(ctx, ocfg, tasks, metric)
             style.draw_points(ax, [getattr(c, field) for c in xs], ys, color)
