@@ -267,15 +267,21 @@ def loss_ref(p, x):
 
 
 def _binom_tail(xp, q, k: int, thresh):
-    """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable."""
+    """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable.
+
+    The pmf by its recursion P(i+1) = P(i)·(k−i)/(i+1)·q/(1−q) from P(0) = (1−q)^k: one exp per item instead of
+    k+1. In float64 (numpy promotes float32 here: (1−q)^k reaches 1e-144 at the clip), where it cannot underflow."""
+    dtype = getattr(q, "dtype", None)
+    if xp is np and dtype == np.float32:
+        q = q.astype(np.float64)
     q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
-    log_q, log_1q = xp.log(q), xp.log1p(-q)
-    total = 0.0
-    for i in range(k + 1):
-        log_c = float(sum(np.log(np.arange(1, k + 1))) - sum(np.log(np.arange(1, i + 1))) - sum(np.log(np.arange(1, k - i + 1))))
-        step = _sigmoid(xp, (i - thresh * k - 0.5) / 0.3)  # strict majority over the threshold share
-        total = total + xp.exp(log_c + i * log_q + (k - i) * log_1q) * step
-    return total
+    ratio = q / (1.0 - q)
+    pmf = xp.exp(k * xp.log1p(-q))  # P(X = 0)
+    total = pmf * _sigmoid(xp, (0 - thresh * k - 0.5) / 0.3)  # strict majority over the threshold share
+    for i in range(k):
+        pmf = pmf * ((k - i) / (i + 1)) * ratio
+        total = total + pmf * _sigmoid(xp, (i + 1 - thresh * k - 0.5) / 0.3)
+    return total.astype(dtype) if xp is np and dtype == np.float32 else total
 
 
 def downstream_metric(p, x, xp, metric: tuple[str, int]):
