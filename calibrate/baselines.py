@@ -32,12 +32,8 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
 
 
 def start_values(scales: dict | None) -> dict[str, float]:
-    """START's values, with the token and example-epoch scales placed relative to the data's reference scales
-    as the priors place them (EvoLM's are START's own; a CPU miniature's are 10^4 times smaller)."""
-    s = forward.DEFAULT_SCALES | (scales or {})
-    return {k: v for k, (v, _) in START.items()} | dict(
-        forget_tokens=0.05 * s["D_ref"], domain_tokens=0.05 * s["D_ref"],
-        sft_scale=0.3 * s["sft_ref"], rl_scale=0.2 * s["rl_ref"])
+    """START's values, with the token and example-epoch scales where the priors centre them for this data."""
+    return {k: v for k, (v, _) in START.items()} | forward.scale_centres(scales)
 
 
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}

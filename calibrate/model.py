@@ -14,7 +14,7 @@ import pytensor.tensor as pt
 
 from dynsim import forward
 from dynsim.config import RunConfig
-from dynsim.forward import KINDS, RL_REF, SFT_REF, TaskTable
+from dynsim.forward import KINDS, TaskTable
 from dynsim.posterior import measurement_sd
 
 NOISE_FLOOR = 0.3  # percentage points: EvoLM's seed standard errors (paper Table 9) are 0.05-0.5 points
@@ -158,7 +158,7 @@ def build(obs: Observations) -> pm.Model:
     kind_of_task = np.array([KINDS.index(table.kind(t)) for t in down] or [0])
     with pm.Model(coords=coords) as model:
         p = {}
-        d_ref, measured = obs.scales["D_ref"], obs.scales["loss_ref"] is not None
+        scale_centre, measured = forward.scale_centres(obs.scales), obs.scales["loss_ref"] is not None
         if not measured:
             # Pretraining loss, Chinchilla form. Centred between Hoffmann et al. 2022 (E 1.69, A 406, α 0.34,
             # B 411, β 0.28) and Epoch's refit (Besiroglu et al. 2024: E 1.82, A 482, α 0.35, B 2085, β 0.37);
@@ -188,10 +188,10 @@ def build(obs: Observations) -> pm.Model:
         # 1.67 → 5.18 nats after 1M pure-domain tokens), so the prior widens tenfold.
         p["forget_max"] = pm.HalfNormal("forget_max", sigma=3.0 if measured else 0.3)
         # Token scales relative to the data's reference (EvoLM: D_ref 1e11 → 5e9 tokens; a miniature's 1e7 → 5e5).
-        p["forget_tokens"] = pm.LogNormal("forget_tokens", mu=np.log(0.05 * d_ref), sigma=1.0)
+        p["forget_tokens"] = pm.LogNormal("forget_tokens", mu=np.log(scale_centre["forget_tokens"]), sigma=1.0)
         p["replay_protect"] = pm.LogNormal("replay_protect", mu=np.log(15.0), sigma=0.7)
         # Domain ability grows with domain tokens with diminishing returns (D-CPT law, Que et al. 2024).
-        p["domain_tokens"] = pm.LogNormal("domain_tokens", mu=np.log(0.05 * d_ref), sigma=1.0)
+        p["domain_tokens"] = pm.LogNormal("domain_tokens", mu=np.log(scale_centre["domain_tokens"]), sigma=1.0)
         # Post-training: SFT turns a base model that cannot follow the answer format into one that can
         # (logits of gain, clearly positive); saturation scales span 1e3-1e6 example-epochs (EvoLM Figs 6-8).
         # Positive by construction: EvoLM's tables hold downstream numbers only after 100Kep1 SFT, so the data
@@ -201,9 +201,9 @@ def build(obs: Observations) -> pm.Model:
         # Saturation scales relative to the data's typical post-training budget (EvoLM: sft_ref 1e5 → 3e4,
         # rl_ref 1e6 → 2e5 example-epochs; a miniature's 1e4 and 1e3 → 3e3 and 200, so its RL budgets of
         # 128-2048 prompt-epochs can move ability at all).
-        p["sft_scale"] = pm.LogNormal("sft_scale", mu=np.log(0.3 * obs.scales.get("sft_ref", SFT_REF)), sigma=1.0)
+        p["sft_scale"] = pm.LogNormal("sft_scale", mu=np.log(scale_centre["sft_scale"]), sigma=1.0)
         p["rl_gain"] = pm.Normal("rl_gain", mu=0.5, sigma=1.0)
-        p["rl_scale"] = pm.LogNormal("rl_scale", mu=np.log(0.2 * obs.scales.get("rl_ref", RL_REF)), sigma=1.0)
+        p["rl_scale"] = pm.LogNormal("rl_scale", mu=np.log(scale_centre["rl_scale"]), sigma=1.0)
         # Overtraining erodes fine-tuning gains (Springer et al. 2025); sign fixed, size left to the data.
         p["ot_sensitivity"] = pm.HalfNormal("ot_sensitivity", sigma=0.3)
         p["epoch_decline"] = pm.HalfNormal("epoch_decline", sigma=0.3)

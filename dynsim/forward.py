@@ -164,6 +164,15 @@ def reference_scales(configs, general_losses=()) -> dict:
                 loss_ref=float(np.median(losses)) if losses.size else None)
 
 
+def scale_centres(scales: dict | None) -> dict[str, float]:
+    """Where the data's reference scales put the model's token and example-epoch scales: the priors' centres
+    (calibrate/model.py) and the least-squares starts (calibrate/baselines.py). EvoLM's: 5e9 tokens, 3e4 SFT and
+    2e5 RL example-epochs; a CPU miniature's are 10^3-10^4 times smaller."""
+    s = DEFAULT_SCALES | (scales or {})
+    return dict(forget_tokens=0.05 * s["D_ref"], domain_tokens=0.05 * s["D_ref"],
+                sft_scale=0.3 * s["sft_ref"], rl_scale=0.2 * s["rl_ref"])
+
+
 def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
            form: str = "chinchilla", scales: dict | None = None) -> dict:
     """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the arrays the forward model

@@ -71,7 +71,7 @@ class Posterior:
             corpus = np.full(len(configs), self.corpus_index(corpus))
         x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
                            self.meta.get("scales"))
-        mean = forward.predict_many(self.gathered(), x)  # float32, within ~0.002 points of forward.predict
+        mean = forward.predict_many(self.gathered(), x)  # float32, within ~0.01 points of forward.predict
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics], dtype=mean.dtype)
         out = mean * scale
         if noise:

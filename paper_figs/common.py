@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dynsim.config import RunConfig, format_config
-from dynsim.posterior import usual
+from dynsim.posterior import usual, usual_pair
 from dynsim.forward import KINDS, metric_kind
 from dynsim.results import CONFIG_DIMS, to_long
 
@@ -118,11 +118,11 @@ class Context:
         (EvoLM: 1B-160BT-8+42BT-100Kep1-100Kep8); the posterior's configurations where the data lack a stage."""
         pools = [self.configs, self.post.observed]
 
-        def mode(key, keep):
+        def mode(key, keep, rule=usual):
             for pool in pools:
                 vals = [key(c) for c in pool if keep(c)]
                 if vals:
-                    return usual(vals)
+                    return rule(vals)
             return None
 
         down = lambda c: c.has_sft  # noqa: E731
@@ -130,9 +130,8 @@ class Context:
         pretrain = (mode(lambda c: c.pretrain, lambda c: down(c) and c.size == size and c.annealed)
                     or mode(lambda c: c.pretrain, lambda c: c.annealed))
         cpt = mode(lambda c: (c.cpt_replay, c.cpt_domain), lambda c: c.has_cpt) or (0, 0)
-        sft = (mode(lambda c: c.sft_examples, lambda c: c.has_sft) or 100_000, mode(lambda c: c.sft_epochs, lambda c: c.has_sft) or 1)
-        rl = ((mode(lambda c: c.rl_examples, lambda c: c.has_rl), mode(lambda c: c.rl_epochs, lambda c: c.has_rl))
-              if any(c.has_rl for pool in pools for c in pool) else sft)
+        sft = mode(lambda c: (c.sft_examples, c.sft_epochs), lambda c: c.has_sft, usual_pair) or (100_000, 1)
+        rl = mode(lambda c: (c.rl_examples, c.rl_epochs), lambda c: c.has_rl, usual_pair) or sft
         return RunConfig(size=size, pretrain=pretrain, cpt_replay=cpt[0], cpt_domain=cpt[1],
                          sft_examples=sft[0], sft_epochs=sft[1], rl_examples=rl[0], rl_epochs=rl[1])
 
