@@ -4,5 +4,5 @@ import os
 from pathlib import Path
 
 # PyTensor's compile cache (first compile ~20 s+) lives in the project's cache folder, not ~/.pytensor.
-_cache = Path(os.environ.get("DYNSIM_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "dynsim"))
-os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={_cache / 'pytensor'}")
+CACHE = Path(os.environ.get("DYNSIM_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "dynsim"))
+os.environ.setdefault("PYTENSOR_FLAGS", f"base_compiledir={CACHE / 'pytensor'}")

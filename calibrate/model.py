@@ -130,10 +130,13 @@ def observations(ds) -> Observations:
                         corpus, corpora)
 
 
-def _pooled(name, centre, spread, dims, by=None, log=False, shift=0.0):
-    """A per-task parameter partially pooled around a centre, non-centred for NUTS:
+def _pooled(name, centre, spread, dims, by=None, log=False, shift=0.0, centred=False):
+    """A per-task parameter partially pooled around a centre:
     value = link(shift + centre[group] + spread · z), centre ~ N(*centre), spread ~ HalfNormal, z ~ N(0, 1).
-    `by` maps tasks to kinds (one centre per kind); `log` makes the parameter positive (centre on the log scale)."""
+    `by` maps tasks to kinds (one centre per kind); `log` makes the parameter positive (centre on the log scale).
+    Non-centred (z sampled) by default: right where the data say little about each member. `centred` samples
+    the member itself, N(centre, spread): right where each member is pinned by its own data, where z would be
+    pinned to (member − centre)/spread, a curved ridge in (z, spread) that forces NUTS into tiny steps."""
     tag = "log" if log else ""
     if len(pm.modelcontext(None).coords[dims]) == 1 and by is None:
         # one member: a spread around a centre is not identified (a funnel for NUTS); the prior is then the
@@ -143,8 +146,20 @@ def _pooled(name, centre, spread, dims, by=None, log=False, shift=0.0):
         return pm.Deterministic(name, pt.exp(value) if log else value, dims=dims)
     mu = pm.Normal(f"{name}_{tag}mu", mu=centre[0], sigma=centre[1], dims="kind" if by is not None else None)
     sd = pm.HalfNormal(f"{name}_{tag}sd", sigma=spread)
-    value = shift + (mu[by] if by is not None else mu) + sd * pm.Normal(f"{name}_z", 0, 1, dims=dims)
+    loc = mu[by] if by is not None else mu
+    if centred:
+        value = shift + pm.Normal(f"{name}_c", mu=loc, sigma=sd, dims=dims)
+    else:
+        value = shift + loc + sd * pm.Normal(f"{name}_z", 0, 1, dims=dims)
     return pm.Deterministic(name, pt.exp(value) if log else value, dims=dims)
+
+
+def _group_means(values, group: np.ndarray, n_groups: int):
+    """Mean of per-observation values within each group (0 for a group without observations)."""
+    weights = np.zeros((n_groups, len(group)))
+    weights[group, np.arange(len(group))] = 1.0
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    return pt.dot(weights, values)
 
 
 def build(obs: Observations) -> pm.Model:
@@ -211,19 +226,6 @@ def build(obs: Observations) -> pm.Model:
         p["greedy_sharpness"] = pm.LogNormal("greedy_sharpness", mu=np.log(1.5), sigma=0.4, dims="kind")
         # maj@k: wrong answers split their votes, so the right one wins with a minority share (~0.3).
         p["maj_threshold"] = pm.Beta("maj_threshold", alpha=3.0, beta=7.0, dims="kind")
-        # Downstream tasks, partially pooled (within their kind where a centre has dims="kind").
-        p["ability0"] = _pooled("ability0", (-3.0, 2.0), 1.0, "task", by=kind_of_task)
-        p["loss_slope"] = _pooled("loss_slope", (np.log(2.0), 0.7), 0.3, "task", log=True)
-        p["domain_weight"] = _pooled("domain_weight", (0.5, 0.5), 0.3, "task", by=kind_of_task)
-        p["item_spread"] = _pooled("item_spread", (np.log(2.0), 0.4), 0.3, "task", log=True)
-        # Upstream cloze tasks: accuracy is a sigmoid in loss (OLMo ladder, Bhagia et al. 2024), pooled.
-        p["up_slope"] = _pooled("up_slope", (np.log(3.0), 0.7), 0.5, "up_task", log=True)
-        # Midpoints around the reference loss L_ref: E + 0.6 nats where the loss is latent (then E itself only
-        # shifts abilities), the median measured loss where it is measured (forward.loss_ref).
-        p["up_mid"] = _pooled("up_mid", (forward.EXCESS_REF, 0.5), 0.5, "up_task",
-                              shift=forward.loss_ref(p, obs.scales) - forward.EXCESS_REF)
-        # Ceilings: well-built benchmarks top out near human agreement, 85-100%.
-        p["up_ceiling"] = pm.Beta("up_ceiling", alpha=10.0, beta=1.5, dims="up_task")
         if forward.measures_sft_forgetting(obs.x):
             # SFT on a narrow domain raises general-text loss (Amuro & Char 2024; Luo et al. 2023): tenths of a
             # nat at scale, several nats for a CPU miniature (2.85 → 8.0 measured here): weakly informative.
@@ -237,6 +239,31 @@ def build(obs: Observations) -> pm.Model:
             b_rest = pm.Normal("corpus_logB_rest", 0.0, 0.5, dims="corpus_rest")
             p["corpus_E"] = pm.Deterministic("corpus_E", pt.concatenate([zero, e_rest]), dims="corpus")
             p["corpus_logB"] = pm.Deterministic("corpus_logB", pt.concatenate([zero, b_rest]), dims="corpus")
+        # Downstream tasks, partially pooled (within their kind where a centre has dims="kind").
+        p["loss_slope"] = _pooled("loss_slope", (np.log(2.0), 0.7), 0.3, "task", log=True)
+        p["domain_weight"] = _pooled("domain_weight", (0.5, 0.5), 0.3, "task", by=kind_of_task)
+        p["item_spread"] = _pooled("item_spread", (np.log(2.0), 0.4), 0.3, "task", log=True)
+        # The ability the data pin down is a task's mean over its own observations, not ability0 (the ability
+        # at L_ref before CPT and post-training, a configuration the data may never show): sampling ability0
+        # left it on curved ridges with sft_gain, sft_scale, domain_weight and domain_tokens, and NUTS at tree
+        # depth 8. So the mean is sampled, and ability0 = mean − the mean shift of the task's configurations.
+        # Prior: logits of a trained model's typical score, weakly informative (±2 spans ~10-90% above chance).
+        down_rows = np.flatnonzero(np.isin(obs.x["kind"], KINDS))
+        x_down = forward._sub(obs.x, down_rows)
+        mean_ability = _pooled("ability_mean", (0.0, 2.0), 1.5, "task", by=kind_of_task, centred=len(down) > 1)
+        mean_shift = _group_means(forward.ability_shift(p, x_down, pt), x_down["task_idx"], len(coords["task"]))
+        p["ability0"] = pm.Deterministic("ability0", mean_ability - mean_shift, dims="task")
+        # Upstream cloze tasks: accuracy is a sigmoid in loss (OLMo ladder, Bhagia et al. 2024), pooled.
+        p["up_slope"] = _pooled("up_slope", (np.log(3.0), 0.7), 0.5, "up_task", log=True)
+        # Midpoints: offsets (±0.5 nats, pooled) from the mean loss of the observed cloze runs. Relative to that
+        # mean for the reason abilities are: an absolute midpoint lay on a ridge with B and the link slope.
+        up_rows = np.flatnonzero(np.isin(obs.x["kind"], ("upstream", "upstream_avg"))
+                                 & np.array([m[0] == "cloze" for m in obs.x["metric"]], dtype=bool))
+        typical_loss = (pt.mean(forward.upstream_loss(p, forward._sub(obs.x, up_rows), pt)) if up_rows.size
+                        else forward.loss_ref(p, obs.scales))
+        p["up_mid"] = _pooled("up_mid", (0.0, 0.5), 0.5, "up_task", shift=typical_loss, centred=len(up) > 1)
+        # Ceilings: well-built benchmarks top out near human agreement, 85-100%.
+        p["up_ceiling"] = pm.Beta("up_ceiling", alpha=10.0, beta=1.5, dims="up_task")
 
         pred = forward.predict(p, obs.x, pt)
         # Published numbers: a noise floor plus a learned model-discrepancy per observation group.

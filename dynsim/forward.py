@@ -35,6 +35,7 @@ measured. A posterior stores the scales it was fitted with, and predicts with th
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -221,6 +222,12 @@ def _sub(x: dict, idx: np.ndarray) -> dict:
                 [v[i] for i in idx] if isinstance(v, list) else v) for k, v in x.items()}
 
 
+def _power(xp, base: np.ndarray, exponent):
+    """base ** exponent for a positive data column and parameter draws, as exp(exponent · log base): the log is
+    taken once per column value, and numpy's exp is vectorised where its float32 pow is not (4× faster here)."""
+    return xp.exp(exponent * np.log(base))
+
+
 def _distinct(xp, f, *cols):
     """f(*cols), a term combining per-observation columns with (S, 1) draws. With numpy, f runs once per distinct
     combination of the columns and is gathered back (a grid of configurations repeats its values, and the
@@ -239,10 +246,10 @@ def general_loss(p, x, xp):
         B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
     tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
-        loss = E + p["A"] * _distinct(xp, lambda c: (c / (x["N_ref"] * x["D_ref"])) ** (-p["alpha"]), x["N"] * tokens)
+        loss = E + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
     else:
-        loss = (E + _distinct(xp, lambda n: p["A"] * (n / x["N_ref"]) ** (-p["alpha"]), x["N"])
-                + B * _distinct(xp, lambda d: (d / x["D_ref"]) ** (-p["beta"]), tokens))
+        loss = (E + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
+                + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
@@ -256,6 +263,11 @@ def general_loss(p, x, xp):
 
 def ability(p, x, xp):
     """Downstream ability logit μ per observation (before item spread)."""
+    return _take(xp, p["ability0"], x["task_idx"]) + ability_shift(p, x, xp)
+
+
+def ability_shift(p, x, xp):
+    """μ − ability0: what the configuration adds to a task's ability (general loss, CPT, post-training)."""
     g = lambda name: _take(xp, p[name], x["task_idx"])  # noqa: E731
     loss = general_loss(p, x, xp)
     domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
@@ -263,11 +275,11 @@ def ability(p, x, xp):
     def post_training(tpp, sft_ex_ep, rl_ex_ep):
         sft = p["sft_gain"] * (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"]))
         rl = p["rl_gain"] * (1.0 - xp.exp(-rl_ex_ep / p["rl_scale"]))
-        overtrained = (1.0 + tpp / TPP_OPTIMAL) ** (-p["ot_sensitivity"])
+        overtrained = _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"])
         return overtrained * (sft + rl)
     post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"])
     decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
-    return g("ability0") + g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
+    return g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
 
 
 def loss_ref(p, x):
@@ -275,48 +287,85 @@ def loss_ref(p, x):
     return p["E"] + EXCESS_REF if x.get("loss_ref") is None else x["loss_ref"]
 
 
-def _binom_tail(xp, q, k: int, thresh):
-    """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable.
+def _binom_tail(xp, q, k, thresh):
+    """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable; k an int or an
+    array broadcasting with q (observations asking for maj@k at different k).
 
     The pmf by its recursion P(i+1) = P(i)·(k−i)/(i+1)·q/(1−q) from P(0) = (1−q)^k: one exp per item instead of
-    k+1. In float64 (numpy promotes float32 here: (1−q)^k reaches 1e-144 at the clip), where it cannot underflow."""
+    k+1 (the factor is 0 once i reaches a smaller k). In float64 (numpy promotes float32 here: (1−q)^k reaches
+    1e-144 at the clip), where it cannot underflow."""
     dtype = getattr(q, "dtype", None)
     if xp is np and dtype == np.float32:
         q = q.astype(np.float64)
     q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
     ratio = q / (1.0 - q)
-    pmf = xp.exp(k * xp.log1p(-q))  # P(X = 0)
-    total = pmf * _sigmoid(xp, (0 - thresh * k - 0.5) / 0.3)  # strict majority over the threshold share
-    for i in range(k):
-        pmf = pmf * ((k - i) / (i + 1)) * ratio
-        total = total + pmf * _sigmoid(xp, (i + 1 - thresh * k - 0.5) / 0.3)
-    return total.astype(dtype) if xp is np and dtype == np.float32 else total
+    pmf = [xp.exp(k * xp.log1p(-q))]  # P(X = 0)
+    for i in range(int(np.max(k))):
+        pmf.append(pmf[-1] * (np.maximum(k - i, 0) / (i + 1)) * ratio)
+    # weight of X = i: a smooth step at a strict majority over the threshold share
+    step = lambda i: _sigmoid(xp, (i - thresh * k - 0.5) / 0.3)  # noqa: E731
+    if xp is np:  # term by term: no (…, k+1) temporary over many draws
+        total = sum(pmf_i * step(i) for i, pmf_i in enumerate(pmf))
+        return total.astype(dtype) if dtype == np.float32 else total
+    # compiled: every term at once along a last axis, so the gradient is a few kernels, not a few per term
+    i = np.arange(len(pmf), dtype=float)
+    kk = np.asarray(k, dtype=float)[..., None]
+    gammaln = np.vectorize(math.lgamma)  # on a few constants (no scipy on the prediction path)
+    log_choose = gammaln(kk + 1) - gammaln(i + 1) - gammaln(np.maximum(kk - i, 0) + 1) + np.where(i > kk, -np.inf, 0.0)
+    log_pmf = log_choose + i * xp.log(q)[..., None] + (kk - i) * xp.log1p(-q)[..., None]
+    return (xp.exp(log_pmf) * _sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
 
 
-def downstream_metric(p, x, xp, metric: tuple[str, int]):
-    """One metric for observations that all ask for it; fraction in [0, 1]."""
-    kind, k = metric
+DOWNSTREAM_METRICS = ("greedy", "mean", "pass", "maj")
+
+
+def downstream_metric(p, x, xp, mu=None):
+    """Each observation's downstream metric (x["metric"], one per row); fraction in [0, 1]. mu: the rows'
+    abilities, if already computed (they are computed once for all rows: in a compiled likelihood each repeated
+    computation is kernels of its own, and their count, not the arithmetic, sets the cost of a gradient)."""
+    names = np.array([m[0] for m in x["metric"]])
+    unknown = set(names) - set(DOWNSTREAM_METRICS)
+    if unknown:
+        raise ValueError(f"metric {sorted(unknown)[0]} is not a downstream metric")
+    mu = ability(p, x, xp) if mu is None else mu
+    present = [name for name in DOWNSTREAM_METRICS if (names == name).any()]
+    if len(present) == 1:
+        return _metric_of_kind(p, x, xp, mu, present[0])
+    rows = [np.flatnonzero(names == name) for name in present]
+    return _in_order(xp, [_metric_of_kind(p, _sub(x, r), xp, _take(xp, mu, r), name) for r, name in zip(rows, present)],
+                     rows)
+
+
+def _metric_of_kind(p, x, xp, mu, name: str):
+    """downstream_metric for rows that all ask for one kind of metric (their k may differ)."""
+    k = np.array([m[1] for m in x["metric"]], dtype=float)[:, None, None]
+    k = int(k[0, 0, 0]) if (k == k[0]).all() else k
     n_comp = int((x["comp_weight"] > 0).sum(axis=1).max())  # only the components these tasks have
-    mu = ability(p, x, xp)[..., None, None]  # (..., n, component, node)
     spread = _take(xp, p["item_spread"], x["task_idx"])[..., None, None]
     chance = x["chance"][:, :n_comp, None]
-    logit_p = mu + spread * QUAD_Z
-    if kind == "greedy":
+    logit_p = mu[..., None, None] + spread * QUAD_Z  # (..., n, component, node)
+    if name == "greedy":
         sharp = _take(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
         per_item = chance + (1 - chance) * _sigmoid(xp, sharp * logit_p)
     else:
         q = chance + (1 - chance) * _sigmoid(xp, logit_p)
-        if kind == "mean":
+        if name == "mean":
             per_item = q
-        elif kind == "pass":
+        elif name == "pass":
             per_item = 1.0 - (1.0 - q) ** k
-        elif kind == "maj":
+        else:
             tau = _take(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
             per_item = _binom_tail(xp, q, k, xp.maximum(tau, chance))
-        else:
-            raise ValueError(f"metric {kind}@{k} is not a downstream metric")
     per_component = (per_item * QUAD_W).sum(axis=-1)
     return (per_component * x["comp_weight"][:, :n_comp]).sum(axis=-1)
+
+
+def _in_order(xp, parts, rows):
+    """Per-group results (…, len(rows_g)) back in observation order."""
+    order = np.concatenate(rows)
+    inverse = np.empty(len(order), dtype=int)
+    inverse[order] = np.arange(len(order))
+    return _take(xp, xp.concatenate(parts, axis=-1), inverse)
 
 
 def measures_sft_forgetting(x) -> bool:
@@ -336,54 +385,41 @@ def upstream_loss(p, x, xp):
     return loss + p["sft_forget"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
 
 
-def cloze_accuracy(p, x, xp, up_idx):
-    """0-shot multiple-choice accuracy of upstream task(s) up_idx; fraction."""
-    loss = upstream_loss(p, x, xp)
-    g = lambda name: _take(xp, p[name], up_idx)  # noqa: E731
-    chance = x["up_chance"][up_idx]
-    return chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - loss))
+def upstream_metric(p, x, xp, loss=None):
+    """Cloze accuracy of each row's upstream task, the mean over upstream tasks for an average, or the loss
+    itself for a loss row; loss: the rows' upstream_loss, if already computed.
 
-
-def upstream_metric(p, x, xp, kinds: np.ndarray):
-    """Cloze accuracy per task, the mean over upstream tasks for averages, or the loss itself."""
-    n = len(x["N"])
-    out = cloze_accuracy(p, x, xp, x["up_idx"])
-    if (kinds == "upstream_avg").any():
-        avg = sum(cloze_accuracy(p, x, xp, np.full(n, j)) for j in range(x["n_up_tasks"])) / x["n_up_tasks"]
-        is_avg = (kinds == "upstream_avg").astype(float)
-        out = is_avg * avg + (1.0 - is_avg) * out
-    return out
+    Cloze accuracy is a sigmoid in loss (OLMo ladder): chance + (ceiling − chance)·σ(slope·(mid − loss)), here
+    for every (row, upstream task) at once, each row weighing the tasks it reads (one, or all for an average)."""
+    loss = upstream_loss(p, x, xp) if loss is None else loss
+    kinds = np.asarray(x["kind"])
+    n_up = x["n_up_tasks"]
+    is_loss = np.array([m[0] == "loss" for m in x["metric"]], dtype=bool)
+    if is_loss.all() or n_up == 0:
+        return loss
+    weight = np.zeros((len(kinds), n_up))
+    weight[np.arange(len(kinds)), x["up_idx"]] = 1.0
+    weight[kinds == "upstream_avg"] = 1.0 / n_up
+    g = lambda name: p[name][..., None, :]  # noqa: E731  (…, 1, task)
+    chance = x["up_chance"]
+    acc = chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - loss[..., None]))
+    cloze = (acc * weight).sum(axis=-1)
+    return cloze if not is_loss.any() else xp.where(is_loss, loss, cloze)
 
 
 def predict(p, x, xp=np):
     """Every observation's predicted value (fraction for accuracies, nats for loss), in observation order."""
-    n = len(x["N"])
-    groups: dict[tuple, list[int]] = {}
-    n_comp = (x["comp_weight"] > 0).sum(axis=1)
-    for i, (m, kind) in enumerate(zip(x["metric"], x["kind"])):
-        family = "down" if kind in KINDS else "loss" if m[0] == "loss" else "up"
-        key = (family, m, n_comp[i]) if family == "down" else (family, None, 0)
-        groups.setdefault(key, []).append(i)
-    parts, order = [], []
-    for (family, metric, _), idx in groups.items():
-        idx = np.array(idx)
-        sub = _sub(x, idx)
-        if family == "down":
-            parts.append(downstream_metric(p, sub, xp, metric))
-        elif family == "loss":
-            parts.append(upstream_loss(p, sub, xp))
-        else:
-            parts.append(upstream_metric(p, sub, xp, np.asarray(sub["kind"])))
-        order.append(idx)
-    order = np.concatenate(order)
-    inverse = np.empty(n, dtype=int)
-    inverse[order] = np.arange(n)
-    return _take(xp, xp.concatenate(parts, axis=-1), inverse)
+    is_down = np.isin(np.asarray(x["kind"]), KINDS)
+    if is_down.all() or not is_down.any():
+        return (downstream_metric if is_down.all() else upstream_metric)(p, x, xp)
+    rows = [np.flatnonzero(is_down), np.flatnonzero(~is_down)]
+    return _in_order(xp, [downstream_metric(p, _sub(x, rows[0]), xp), upstream_metric(p, _sub(x, rows[1]), xp)], rows)
 
 
 # -- fast prediction over many observations (numpy only) --------------------------------------------
-def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: int = 500,
-                 dtype=np.float32) -> np.ndarray:
+BLOCK = 500  # draws per block of predict_many
+def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: int = BLOCK,
+                 dtype=np.float32, finish=None) -> np.ndarray:
     """`predict` for many observations at once (numpy), within ~0.03 points of it; float32 draws (S, n).
 
     A downstream metric depends on the configuration only through the ability μ, and its item quadrature
@@ -392,7 +428,8 @@ def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: i
     evaluated once per (draw, task, metric) on nodes at most max_step logits apart spanning the draw's range,
     and each observation's value is interpolated (cubic) — the table is `downstream_metric` itself
     (`_metric_table`). A (task, metric) with fewer than min_tabulated observations is computed exactly. Blocks of
-    draws run on all cores (numpy releases the GIL) and keep temporaries small; float32 halves memory traffic."""
+    draws run on all cores (numpy releases the GIL) and keep temporaries small; float32 halves memory traffic.
+    finish(block_index, draws, values): work on each block's values in place (e.g. noise), in its thread."""
     x = {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v for k, v in x.items()}
     p = {k: v.astype(dtype) for k, v in p.items()}
     S, n = len(next(iter(p.values()))), len(x["N"])
@@ -414,29 +451,23 @@ def predict_many(p, x, max_step: float = 0.25, min_tabulated: int = 64, block: i
             lo, hi = m.min(axis=1), m.max(axis=1)
             nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
             h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
-            table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), metric, lo - h, h, nodes)
+            table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), lo - h, h, nodes)
             u = (m - lo[:, None]) / h[:, None] + 1.0
             i = np.clip(u.astype(np.intp), 1, nodes - 3)
             out[s : s + block, rows] = _catmull_rom(table, i, u - i)
+        if finish is not None:
+            finish(s // block, slice(s, s + block), out[s : s + block])
 
     with ThreadPoolExecutor(min(os.cpu_count() or 1, -(-S // block))) as pool:
         list(pool.map(fill, range(0, S, block)))
     return out
 
 
-def _metric_table(p, x1, metric, start, step, n_grid: int) -> np.ndarray:
-    """downstream_metric of one observation's task at each draw's μ = start + step·j, j < n_grid: (S, n_grid).
-
-    A design of n_grid copies of the observation, copy j reading the task's parameters from column j, with
-    ability0 set so that ability() returns exactly the grid (ability is ability0 plus terms without it)."""
-    t = int(x1["task_idx"][0])
-    xg = _sub(x1, np.zeros(n_grid, dtype=int))
-    xg["task_idx"] = np.arange(n_grid)
-    pg = {k: np.repeat(v[:, t : t + 1], n_grid, axis=1) if PARAM_GROUPS.get(k) == "task" else v for k, v in p.items()}
-    pg["ability0"] = np.zeros_like(pg["ability0"])
+def _metric_table(p, x1, start, step, n_grid: int) -> np.ndarray:
+    """downstream_metric of one observation's task and metric at each draw's μ = start + step·j, j < n_grid:
+    (S, n_grid)."""
     grid = start[:, None] + step[:, None] * np.arange(n_grid, dtype=start.dtype)
-    pg["ability0"] = grid - ability(pg, xg, np)
-    return downstream_metric(pg, xg, np, metric)
+    return downstream_metric(p, _sub(x1, np.zeros(n_grid, dtype=int)), np, mu=grid)
 
 
 def _catmull_rom(table, i, t):

@@ -71,24 +71,25 @@ class Posterior:
             corpus = np.full(len(configs), self.corpus_index(corpus))
         x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
                            self.meta.get("scales"))
-        mean = forward.predict_many(self.gathered(), x)  # float32, within ~0.01 points of forward.predict
-        scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics], dtype=mean.dtype)
-        out = mean * scale
-        if noise:
-            rng = rng or np.random.default_rng(0)
-            sd = self.noise_sd(tasks, metrics, out, n_items)
-            z = rng.standard_normal(out.shape, dtype=out.dtype)
-            nu = self.meta.get("loss_nu")  # the likelihood's Student-t tails for losses, where it had them
-            is_loss = np.array([m == "loss" for m in metrics])
-            if nu and is_loss.any():
-                z[:, is_loss] = rng.standard_t(nu, size=(out.shape[0], int(is_loss.sum())))
-            out = out + sd * z
-        return np.where(scale == 100.0, np.clip(out, 0.0, 100.0), out)
+        scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics], dtype=np.float32)
+        is_pct = scale == 100.0
 
-    def noise_sd(self, tasks, metrics, value, n_items=None) -> np.ndarray:
+        def finish(b: int, draws: slice, values: np.ndarray) -> None:  # in place, per block of draws
+            values *= scale
+            if noise:
+                values += self.noise_sd(tasks, metrics, values, n_items, draws) * _standard_noise(
+                    generators[b], values.shape, is_loss, self.meta.get("loss_nu"))
+            np.clip(values, 0.0, 100.0, out=values, where=is_pct)
+
+        is_loss = ~is_pct
+        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
+        # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
+        return forward.predict_many(self.gathered(), x, finish=finish)
+
+    def noise_sd(self, tasks, metrics, value, n_items=None, draws=slice(None)) -> np.ndarray:
         """The likelihood's standard deviation of a measurement: the draw's model discrepancy for the
         observation's group, plus the measurement noise — binomial where the item count is known, else the
-        published noise floor (0 for losses)."""
+        published noise floor (0 for losses). draws: the posterior draws `value` holds (its rows)."""
         groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
                            for t, m in zip(tasks, metrics)])
         value = np.asarray(value)
@@ -96,7 +97,7 @@ class Posterior:
         floor = measurement_sd(np.array([m == "loss" for m in metrics]),
                                value if n_items is not None else np.zeros(len(metrics)),  # else per observation
                                n_items, self.meta.get("noise_floor", 0.3)).astype(dtype)
-        return np.sqrt(self.params["discrepancy"][:, groups].astype(dtype) ** 2 + floor ** 2)
+        return np.sqrt(self.params["discrepancy"][draws][:, groups].astype(dtype) ** 2 + floor ** 2)
 
     def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The calibration's most common SFT and RL settings, (examples, epochs) each (EvoLM: 100Kep1 and
@@ -158,6 +159,14 @@ class Posterior:
                 d += 10.0 if (a == 0) != (b == 0) else abs(math.log((a + 1) / (b + 1)))
             return d + (5.0 if c.pretrain_schedule else 0.0)
         return min(self.observed, key=dist)
+
+
+def _standard_noise(rng, shape, is_loss, loss_nu) -> np.ndarray:
+    """Standard draws of the likelihood's noise: normal, Student-t(loss_nu) for losses where it had those tails."""
+    z = rng.standard_normal(shape, dtype=np.float32)
+    if loss_nu and is_loss.any():
+        z[:, is_loss] = rng.standard_t(loss_nu, size=(shape[0], int(is_loss.sum())))
+    return z
 
 
 def measurement_sd(is_loss, value, n_items, floor: float):

@@ -39,6 +39,22 @@ def test_numpy_and_pytensor_agree():
     assert np.all((expected >= 0) & (expected <= 1))
 
 
+def test_observations_asking_for_different_metrics_together_get_what_each_gets_alone():
+    """predict evaluates each metric kind once over the rows asking for it (k and task components may differ
+    within a kind): the values are those of one row at a time, in numpy and pytensor alike."""
+    import pytensor.tensor as pt
+    cfgs = [parse_config(n) for n in ["1B-160BT-8+42BT-100Kep1", "4B-80BT-0+50BT-100Kep3-100Kep8"]]
+    obs = [(c, t, m) for c in cfgs for t in ("ID_avg", "OOD_avg")
+           for m in ("greedy_pass@1", "mean@1", "pass@4", "pass@16", "maj@8", "maj@16")]
+    obs += [(cfgs[0], "HellaSwag", "0shot_acc"), (cfgs[1], "Upstream_avg", "0shot_acc")]
+    together = run(*map(list, zip(*obs)))
+    alone = [run([c], [t], [m])[0] for c, t, m in obs]
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+    symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in PARAMS.items()}
+    got = forward.predict(symbolic, forward.design(*map(list, zip(*obs)), TABLE), pt).eval()
+    np.testing.assert_allclose(got, together, rtol=1e-10)
+
+
 def test_pass_at_k_grows_with_k_and_bounds_the_others():
     c = [parse_config("1B-160BT-8+42BT-100Kep1")] * 5
     v = run(c, ["ID_avg"] * 5, ["mean@1", "pass@1", "pass@4", "pass@16", "maj@16"])
