@@ -56,6 +56,14 @@ class _CommonNoise:
         z = self.rng.standard_normal(shape[0], dtype=dtype)
         return np.broadcast_to(z.reshape((shape[0],) + (1,) * (len(shape) - 1)), shape).copy()
 
+    def standard_t(self, nu, size):
+        z = self.rng.standard_t(nu, size=size[0])
+        return np.broadcast_to(z.reshape((size[0],) + (1,) * (len(size) - 1)), size).copy()
+
+    def spawn(self, n: int) -> list["_CommonNoise"]:
+        """Independent streams for blocks of posterior draws (Posterior.predict noises each block apart)."""
+        return [_CommonNoise(g) for g in self.rng.spawn(n)]
+
 
 class Context:
     """One results Dataset and one posterior, with the lookups the figures need."""
