@@ -291,24 +291,27 @@ def _binom_tail(xp, q, k, thresh):
     """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable; k an int or an
     array broadcasting with q (observations asking for maj@k at different k).
 
-    The pmf by its recursion P(i+1) = P(i)·(k−i)/(i+1)·q/(1−q) from P(0) = (1−q)^k: one exp per item instead of
-    k+1 (the factor is 0 once i reaches a smaller k). In float64 (numpy promotes float32 here: (1−q)^k reaches
+    numpy: the pmf by its recursion P(i) = P(i−1)·(k−i+1)/i·q/(1−q) from P(0) = (1−q)^k, one exp per item
+    instead of k+1 (the factor is 0 past a smaller k); pytensor: the closed-form pmf, all terms at once. In float64 (numpy promotes float32 here: (1−q)^k reaches
     1e-144 at the clip), where it cannot underflow."""
     dtype = getattr(q, "dtype", None)
     if xp is np and dtype == np.float32:
         q = q.astype(np.float64)
     q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
-    ratio = q / (1.0 - q)
-    pmf = [xp.exp(k * xp.log1p(-q))]  # P(X = 0)
-    for i in range(int(np.max(k))):
-        pmf.append(pmf[-1] * (np.maximum(k - i, 0) / (i + 1)) * ratio)
+    n_terms = int(np.max(k)) + 1
     # weight of X = i: a smooth step at a strict majority over the threshold share
     step = lambda i: _sigmoid(xp, (i - thresh * k - 0.5) / 0.3)  # noqa: E731
     if xp is np:  # term by term: no (…, k+1) temporary over many draws
-        total = sum(pmf_i * step(i) for i, pmf_i in enumerate(pmf))
+        ratio = q / (1.0 - q)
+        pmf = np.exp(k * np.log1p(-q))  # P(X = 0)
+        total = pmf * step(0)
+        for i in range(1, n_terms):
+            pmf = pmf * (np.maximum(k - i + 1, 0) / i) * ratio
+            total = total + pmf * step(i)
         return total.astype(dtype) if dtype == np.float32 else total
-    # compiled: every term at once along a last axis, so the gradient is a few kernels, not a few per term
-    i = np.arange(len(pmf), dtype=float)
+    # compiled: every term at once along a last axis (closed-form pmf), so the gradient is a few kernels, not a
+    # few per term
+    i = np.arange(n_terms, dtype=float)
     kk = np.asarray(k, dtype=float)[..., None]
     gammaln = np.vectorize(math.lgamma)  # on a few constants (no scipy on the prediction path)
     log_choose = gammaln(kk + 1) - gammaln(i + 1) - gammaln(np.maximum(kk - i, 0) + 1) + np.where(i > kk, -np.inf, 0.0)
