@@ -291,32 +291,32 @@ def _binom_tail(xp, q, k, thresh):
     """P(X > thresh·k) for X ~ Binomial(k, q), with a smooth step so thresh stays differentiable; k an int or an
     array broadcasting with q (observations asking for maj@k at different k).
 
-    numpy: the pmf by its recursion P(i) = P(i−1)·(k−i+1)/i·q/(1−q) from P(0) = (1−q)^k, one exp per item
-    instead of k+1 (the factor is 0 past a smaller k); pytensor: the closed-form pmf, all terms at once. In float64 (numpy promotes float32 here: (1−q)^k reaches
-    1e-144 at the clip), where it cannot underflow."""
-    dtype = getattr(q, "dtype", None)
-    if xp is np and dtype == np.float32:
-        q = q.astype(np.float64)
-    q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
-    n_terms = int(np.max(k)) + 1
-    # weight of X = i: a smooth step at a strict majority over the threshold share
-    step = lambda i: _sigmoid(xp, (i - thresh * k - 0.5) / 0.3)  # noqa: E731
-    if xp is np:  # term by term: no (…, k+1) temporary over many draws
-        ratio = q / (1.0 - q)
-        pmf = np.exp(k * np.log1p(-q))  # P(X = 0)
-        total = pmf * step(0)
-        for i in range(1, n_terms):
-            pmf = pmf * (np.maximum(k - i + 1, 0) / i) * ratio
-            total = total + pmf * step(i)
-        return total.astype(dtype) if dtype == np.float32 else total
-    # compiled: every term at once along a last axis (closed-form pmf), so the gradient is a few kernels, not a
-    # few per term
-    i = np.arange(n_terms, dtype=float)
-    kk = np.asarray(k, dtype=float)[..., None]
-    gammaln = np.vectorize(math.lgamma)  # on a few constants (no scipy on the prediction path)
-    log_choose = gammaln(kk + 1) - gammaln(i + 1) - gammaln(np.maximum(kk - i, 0) + 1) + np.where(i > kk, -np.inf, 0.0)
-    log_pmf = log_choose + i * xp.log(q)[..., None] + (kk - i) * xp.log1p(-q)[..., None]
-    return (xp.exp(log_pmf) * _sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
+    The sum Σ_i step(i)·C(k, i)·q^i·(1−q)^(k−i) is a Bernstein polynomial in q with non-negative coefficients.
+    numpy evaluates it by the homogeneous Horner rule S_i = c_i·(1−q)^(k−i) + q·S_(i+1): every quantity stays
+    within [0, 2^k], so float32 serves at any k and nothing underflows (the pmf (1−q)^k does, at k = 64), four
+    multiply-adds per term and no exp. A compiled likelihood gets the closed-form pmf, every term at once along a
+    last axis: a few fused kernels, where the Horner loop's gradient compiles to a few per term."""
+    k_arr = np.asarray(k)
+    n_terms = int(k_arr.max()) + 1
+    if xp is not np:
+        i = np.arange(n_terms, dtype=float)
+        kk = k_arr.astype(float)[..., None]
+        gammaln = np.vectorize(math.lgamma)  # on a few constants
+        log_choose = gammaln(kk + 1) - gammaln(i + 1) - gammaln(np.maximum(kk - i, 0) + 1) + np.where(i > kk, -np.inf, 0.0)
+        q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
+        log_pmf = log_choose + i * xp.log(q)[..., None] + (kk - i) * xp.log1p(-q)[..., None]
+        return (xp.exp(log_pmf) * _sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
+    # weight of X = i: a strict majority (the argument clipped where float32's exp would overflow to a 0 weight)
+    step = lambda i: _sigmoid(xp, np.clip((i - thresh * k - 0.5) / 0.3, -60, 60))  # noqa: E731
+    total = power = None
+    for i in range(n_terms - 1, -1, -1):
+        choose = np.vectorize(lambda kk: math.comb(int(kk), i) if kk >= i else 0)(k_arr).astype(q.dtype)
+        if total is None:  # i = max k: (1−q)^0
+            total, power = step(i) * choose + np.zeros_like(q), 1.0
+        else:  # one more factor (1 − q), on the rows whose k exceeds i (the others have not started)
+            power = power * (1.0 - q if k_arr.ndim == 0 else 1.0 - q * (i < k_arr).astype(q.dtype))
+            total = total * q + step(i) * choose * power
+    return total
 
 
 DOWNSTREAM_METRICS = ("greedy", "mean", "pass", "maj")
@@ -331,12 +331,15 @@ def downstream_metric(p, x, xp, mu=None):
     if unknown:
         raise ValueError(f"metric {sorted(unknown)[0]} is not a downstream metric")
     mu = ability(p, x, xp) if mu is None else mu
-    present = [name for name in DOWNSTREAM_METRICS if (names == name).any()]
+    # one evaluation per (metric kind, number of chance components): a single-benchmark row is not padded to
+    # an averaged task's four components
+    n_comp = (x["comp_weight"] > 0).sum(axis=1)
+    present = sorted({(str(name), int(c)) for name, c in zip(names, n_comp)}, key=lambda g: DOWNSTREAM_METRICS.index(g[0]))
     if len(present) == 1:
-        return _metric_of_kind(p, x, xp, mu, present[0])
-    rows = [np.flatnonzero(names == name) for name in present]
-    return _in_order(xp, [_metric_of_kind(p, _sub(x, r), xp, _take(xp, mu, r), name) for r, name in zip(rows, present)],
-                     rows)
+        return _metric_of_kind(p, x, xp, mu, present[0][0])
+    rows = [np.flatnonzero((names == name) & (n_comp == c)) for name, c in present]
+    return _in_order(xp, [_metric_of_kind(p, _sub(x, r), xp, _take(xp, mu, r), name)
+                          for r, (name, _) in zip(rows, present)], rows)
 
 
 def _metric_of_kind(p, x, xp, mu, name: str):

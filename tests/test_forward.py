@@ -112,3 +112,27 @@ def test_predict_many_matches_predict_over_a_grid(name):
     metrics = {x["metric"][i] for i in np.flatnonzero(down)}
     assert down.any() == bool(post.table.downstream)  # Gadre's testbed: losses and upstream accuracies only
     assert len(obs) > 64 * len(metrics) * len(post.table.downstream)  # every downstream (task, metric) is tabulated
+
+
+@pytest.mark.parametrize("k", [1, 4, 16, 64])
+def test_majority_vote_is_the_binomial_sum_at_every_k_and_success_rate(k):
+    """maj@k's per-item probability against the binomial sum in exact rational arithmetic, at success rates up to
+    1 − 1e-9 (where (1 − q)^k underflows float64 at k = 64), in float64 and float32 (numpy) and pytensor."""
+    from fractions import Fraction
+    from math import comb
+
+    import pytensor.tensor as pt
+
+    q = np.array([1e-9, 0.01, 0.2, 0.37, 0.5, 0.81, 0.99, 1 - 1e-9])[:, None]
+    thresh = np.tile([0.25, 0.5], (len(q), 1))  # two thresholds per success rate
+    q2 = np.broadcast_to(q, thresh.shape)
+    step = lambda i, t: 1 / (1 + np.exp(-(i - t * k - 0.5) / 0.3))  # noqa: E731
+    exact = np.array([[float(sum(Fraction(comb(k, i)) * Fraction(float(qq)) ** i * (1 - Fraction(float(qq))) ** (k - i)
+                                 * Fraction(float(step(i, t))) for i in range(k + 1)))
+                       for qq, t in zip(qr, tr)] for qr, tr in zip(q2, thresh)])
+    np.testing.assert_allclose(forward._binom_tail(np, q2, k, thresh), exact, atol=1e-12)
+    f32 = forward._binom_tail(np, q2.astype(np.float32), k, thresh.astype(np.float32))
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, exact, atol=2e-6)
+    compiled = forward._binom_tail(pt, pt.as_tensor(q2), k, pt.as_tensor(thresh)).eval()
+    np.testing.assert_allclose(compiled, exact, atol=1e-8)  # the compiled path clips q to [1e-9, 1 − 1e-9]
