@@ -28,7 +28,7 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
              loss_slope=(2.0, "log"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
              up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
-             sft_forget=(0.5, "log"))
+             corpus_link=(0.0, "id"), sft_forget=(0.5, "log"))
 
 
 def start_values(scales: dict | None) -> dict[str, float]:

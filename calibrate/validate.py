@@ -271,5 +271,9 @@ def format_comparison(table) -> str:
     for name, r in table.iterrows():
         lines.append(f"  {name:<30}{r['elpd_loo']:>10.1f}{r['se']:>8.1f}{r['elpd_diff']:>9.1f}{r['dse']:>8.1f}"
                      f"{r['p_loo']:>8.1f}{r['weight']:>8.2f}  {'k̂ > 0.7 for some points' if r['warning'] else ''}")
-    lines.append("Δelpd within about 2 Δse: the data do not distinguish the forms")
+    runner_up = table.iloc[1]
+    if runner_up["elpd_diff"] > 2 * runner_up["dse"]:
+        lines.append(f"{table.index[0]} leads the next by more than 2 Δse: the data prefer it")
+    else:
+        lines.append("Δelpd within 2 Δse: the data do not distinguish the forms")
     return "\n".join(lines)

@@ -93,10 +93,11 @@ PARAMS = (
     # Only where a Dataset compares pretraining corpora (the Gadre et al. 2024 testbed trains on three):
     Param("corpus_E", "corpus", "irreducible-loss offset of each pretraining corpus (nats; first corpus 0)"),
     Param("corpus_logB", "corpus", "log multiplier of the data term per pretraining corpus (first corpus 0)"),
+    Param("corpus_link", "corpus", "validation loss a corpus's models carry at equal cloze accuracy (nats; first 0)"),
     # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
 )
-OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "sft_forget")  # absent where the data cannot inform them: read as zero
+OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget")  # absent where the data cannot inform them: read as zero
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -408,7 +409,10 @@ def upstream_metric(p, x, xp, loss=None):
     weight[kinds == "upstream_avg"] = 1.0 / n_up
     g = lambda name: p[name][..., None, :]  # noqa: E731  (…, 1, task)
     chance = x["up_chance"]
-    acc = chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - loss[..., None]))
+    # a validation set is closer to some pretraining corpora than to others (C4 to C4): their models reach a
+    # lower loss on it at the same ability, so the link reads the loss less that corpus's offset
+    link_loss = loss - _take(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
+    acc = chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - link_loss[..., None]))
     cloze = (acc * weight).sum(axis=-1)
     return cloze if not is_loss.any() else xp.where(is_loss, loss, cloze)
 
