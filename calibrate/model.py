@@ -266,7 +266,7 @@ def build(obs: Observations) -> pm.Model:
                                  & np.array([m[0] == "cloze" for m in obs.x["metric"]], dtype=bool))
         typical_loss = (pt.mean(forward.upstream_loss(p, forward._sub(obs.x, up_rows), pt)) if up_rows.size
                         else forward.loss_ref(p, obs.scales))
-        p["up_mid"] = _pooled("up_mid", (0.0, 0.5), 0.5, "up_task", shift=typical_loss, centred=len(up) > 1)
+        p["up_mid"] = _pooled("up_mid", (0.0, 1.0), 0.5, "up_task", shift=typical_loss, centred=len(up) > 1)
         # Ceilings: well-built benchmarks top out near human agreement, 85-100%.
         p["up_ceiling"] = pm.Beta("up_ceiling", alpha=10.0, beta=1.5, dims="up_task")
 
