@@ -274,7 +274,14 @@ def build(obs: Observations) -> pm.Model:
         # Published numbers: a noise floor plus a learned model-discrepancy per observation group.
         disc = pm.HalfNormal("discrepancy", sigma=np.array([2.0, 2.0, 2.0, 0.05]), dims="obs_group")
         floor = obs.measurement_sd()  # binomial where item counts are known; no floor for losses
-        sigma = pt.sqrt(floor ** 2 + disc[obs.group] ** 2)
+        variance = floor ** 2 + disc[obs.group] ** 2
+        slope = forward.cloze_loss_slope(p, obs.x, pt) if measured else None
+        if slope is not None:
+            # A run sits off the loss law by about the loss group's scale (measured), and its cloze accuracies move
+            # with it by the link's slope: extra variance that grows where the link steepens (larger models, lower
+            # loss) and that a constant discrepancy, learned where the link is flat, would leave out.
+            variance = variance + (disc[OBS_GROUPS.index("loss")] * slope * obs.scale) ** 2
+        sigma = pt.sqrt(variance)
         # Losses get Student-t tails: a training run can sit off the law (a very short run dominated by its
         # warmup, e.g. Gadre et al.'s 0.25× runs at +0.5 nats), and one such run must not set the scale of all.
         nu = np.where(obs.group == OBS_GROUPS.index("loss"), LOSS_NU, NORMAL_NU)

@@ -14,7 +14,8 @@ from dynsim.posterior import Posterior
 
 
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sd = post.noise_sd(obs.tasks, obs.metrics, obs.values, obs.n_items)
+    slope = post.loss_slope(post.design(obs.configs, obs.tasks, obs.metrics, obs.corpus))
+    sd = post.noise_sd(obs.tasks, obs.metrics, obs.values, obs.n_items, loss_slope=slope)
     ll = -0.5 * ((obs.values - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
     nu, is_loss = post.meta.get("loss_nu"), np.array([m == "loss" for m in obs.metrics])
     if nu and is_loss.any():  # the likelihood's Student-t for losses

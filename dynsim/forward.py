@@ -392,9 +392,10 @@ def upstream_loss(p, x, xp):
     return loss + p["sft_forget"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
 
 
-def upstream_metric(p, x, xp, loss=None):
+def upstream_metric(p, x, xp, loss=None, loss_slope=False):
     """Cloze accuracy of each row's upstream task, the mean over upstream tasks for an average, or the loss
-    itself for a loss row; loss: the rows' upstream_loss, if already computed.
+    itself for a loss row; loss: the rows' upstream_loss, if already computed. loss_slope: instead, how far each
+    row's number falls per nat of extra loss (fraction per nat; 0 for a loss row).
 
     Cloze accuracy is a sigmoid in loss (OLMo ladder): chance + (ceiling − chance)·σ(slope·(mid − loss)), here
     for every (row, upstream task) at once, each row weighing the tasks it reads (one, or all for an average)."""
@@ -403,7 +404,7 @@ def upstream_metric(p, x, xp, loss=None):
     n_up = x["n_up_tasks"]
     is_loss = np.array([m[0] == "loss" for m in x["metric"]], dtype=bool)
     if is_loss.all() or n_up == 0:
-        return loss
+        return 0.0 * loss if loss_slope else loss
     weight = np.zeros((len(kinds), n_up))
     weight[np.arange(len(kinds)), x["up_idx"]] = 1.0
     weight[kinds == "upstream_avg"] = 1.0 / n_up
@@ -412,9 +413,26 @@ def upstream_metric(p, x, xp, loss=None):
     # a validation set is closer to some pretraining corpora than to others (C4 to C4): their models reach a
     # lower loss on it at the same ability, so the link reads the loss less that corpus's offset
     link_loss = loss - _take(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
-    acc = chance + (g("up_ceiling") - chance) * _sigmoid(xp, g("up_slope") * (g("up_mid") - link_loss[..., None]))
-    cloze = (acc * weight).sum(axis=-1)
-    return cloze if not is_loss.any() else xp.where(is_loss, loss, cloze)
+    s = _sigmoid(xp, g("up_slope") * (g("up_mid") - link_loss[..., None]))
+    if loss_slope:
+        cloze, other = ((g("up_ceiling") - chance) * g("up_slope") * s * (1.0 - s) * weight).sum(axis=-1), 0.0
+    else:
+        cloze, other = ((chance + (g("up_ceiling") - chance) * s) * weight).sum(axis=-1), loss
+    return cloze if not is_loss.any() else xp.where(is_loss, other, cloze)
+
+
+def cloze_loss_slope(p, x, xp):
+    """−∂(number)/∂(general loss) of every observation (fraction per nat) where that is the cloze link's slope:
+    how far a run that sits off the loss law moves its cloze accuracies; 0 for losses and downstream numbers (a
+    run's deviation reaches those only through their own discrepancy)."""
+    is_down = np.isin(np.asarray(x["kind"]), KINDS)
+    if is_down.all():
+        return None
+    up = upstream_metric(p, _sub(x, np.flatnonzero(~is_down)), xp, loss_slope=True)
+    if not is_down.any():
+        return up
+    rows = [np.flatnonzero(~is_down), np.flatnonzero(is_down)]
+    return _in_order(xp, [up, 0.0 * _take(xp, up, np.zeros(len(rows[1]), dtype=int))], rows)
 
 
 def predict(p, x, xp=np):

@@ -25,6 +25,7 @@ SCHEMA = "dynsim.posterior/1"
 BUNDLED = ("evolm", "gadre2024", "gadre2024_compute", "mini")
 STUDY_CALIBRATIONS = {"mini": "studies/mini_evolm"}
 OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
+LOSS_GROUP = 3  # calibrate.model.OBS_GROUPS: upstream, ID, OOD, loss
 
 
 class PosteriorError(ValueError):
@@ -67,17 +68,15 @@ class Posterior:
 
         corpus: one pretraining corpus name for all, or per-observation indices (calibrations that compare
         corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise."""
-        if corpus is None or isinstance(corpus, str):
-            corpus = np.full(len(configs), self.corpus_index(corpus))
-        x = forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
-                           self.meta.get("scales"))
+        x = self.design(configs, tasks, metrics, corpus)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics], dtype=np.float32)
         is_pct = scale == 100.0
 
         def finish(b: int, draws: slice, values: np.ndarray) -> None:  # in place, per block of draws
             values *= scale
             if noise:
-                values += self.noise_sd(tasks, metrics, values, n_items, draws) * _standard_noise(
+                slope = self.loss_slope(x, draws)
+                values += self.noise_sd(tasks, metrics, values, n_items, draws, slope) * _standard_noise(
                     generators[b], values.shape, is_loss, self.meta.get("loss_nu"))
             np.clip(values, 0.0, 100.0, out=values, where=is_pct)
 
@@ -86,18 +85,39 @@ class Posterior:
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
         return forward.predict_many(self.gathered(), x, finish=finish)
 
-    def noise_sd(self, tasks, metrics, value, n_items=None, draws=slice(None)) -> np.ndarray:
+    def design(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], corpus=None) -> dict:
+        """The forward model's design of observations (config_i, task_i, metric_i) at this posterior's scales."""
+        if corpus is None or isinstance(corpus, str):
+            corpus = np.full(len(configs), self.corpus_index(corpus))
+        return forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
+                              self.meta.get("scales"))
+
+    def loss_slope(self, x: dict, draws=slice(None)) -> np.ndarray | None:
+        """Points each observation's number falls per nat of loss where a run's deviation from the loss law
+        enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
+        if (self.meta.get("scales") or {}).get("loss_ref") is None:
+            return None
+        p = {k: v[draws] for k, v in self.gathered().items()}
+        slope = forward.cloze_loss_slope(p, x, np)
+        return None if slope is None else 100.0 * slope
+
+    def noise_sd(self, tasks, metrics, value, n_items=None, draws=slice(None), loss_slope=None) -> np.ndarray:
         """The likelihood's standard deviation of a measurement: the draw's model discrepancy for the
         observation's group, plus the measurement noise — binomial where the item count is known, else the
-        published noise floor (0 for losses). draws: the posterior draws `value` holds (its rows)."""
-        groups = np.array([3 if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
+        published noise floor (0 for losses) — plus, given `loss_slope`, a run's deviation from the loss law
+        carried through the cloze link. draws: the posterior draws `value` holds (its rows)."""
+        groups = np.array([LOSS_GROUP if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
                            for t, m in zip(tasks, metrics)])
         value = np.asarray(value)
         dtype = np.float32 if value.dtype == np.float32 else np.float64  # float32 from predict: half the traffic
         floor = measurement_sd(np.array([m == "loss" for m in metrics]),
                                value if n_items is not None else np.zeros(len(metrics)),  # else per observation
                                n_items, self.meta.get("noise_floor", 0.3)).astype(dtype)
-        return np.sqrt(self.params["discrepancy"][draws][:, groups].astype(dtype) ** 2 + floor ** 2)
+        disc = self.params["discrepancy"][draws].astype(dtype)
+        variance = disc[:, groups] ** 2 + floor ** 2
+        if loss_slope is not None:
+            variance = variance + (disc[:, LOSS_GROUP, None] * loss_slope.astype(dtype)) ** 2
+        return np.sqrt(variance)
 
     def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """The calibration's most common SFT and RL settings, (examples, epochs) each (EvoLM: 100Kep1 and

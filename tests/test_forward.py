@@ -136,3 +136,23 @@ def test_majority_vote_is_the_binomial_sum_at_every_k_and_success_rate(k):
     np.testing.assert_allclose(f32, exact, atol=2e-6)
     compiled = forward._binom_tail(pt, pt.as_tensor(q2), k, pt.as_tensor(thresh)).eval()
     np.testing.assert_allclose(compiled, exact, atol=1e-8)  # the compiled path clips q to [1e-9, 1 − 1e-9]
+
+
+def test_cloze_loss_slope_is_the_links_derivative():
+    """The slope that carries a run's loss deviation into its cloze numbers is −∂(accuracy)/∂(loss) of the link
+    (central differences), for a task and an average; 0 for downstream numbers; the same in pytensor."""
+    import pytensor.tensor as pt
+    cfgs = [parse_config(n) for n in ["1B-160BT", "1B-20of160BT", "4B-80BT-0+50BT-100Kep3-100Kep8"]]
+    obs = [(c, t, m) for c in cfgs for t, m in [("HellaSwag", "0shot_acc"), ("Upstream_avg", "0shot_acc"),
+                                                ("ID_avg", "greedy_pass@1")]]
+    x = forward.design(*map(list, zip(*obs)), TABLE)
+    p = numpy_params()
+    slope = forward.cloze_loss_slope(p, x, np)[0]
+    up = np.flatnonzero(~np.isin(x["kind"], forward.KINDS))
+    xu = forward._sub(x, up)
+    loss, h = forward.upstream_loss(p, xu, np), 1e-5
+    numeric = (forward.upstream_metric(p, xu, np, loss=loss - h) - forward.upstream_metric(p, xu, np, loss=loss + h)) / (2 * h)
+    np.testing.assert_allclose(slope[up], numeric[0], rtol=1e-6)
+    assert (slope[up] > 0).all() and (slope[np.isin(x["kind"], forward.KINDS)] == 0).all()
+    symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in PARAMS.items()}
+    np.testing.assert_allclose(forward.cloze_loss_slope(symbolic, x, pt).eval(), slope, rtol=1e-10)
