@@ -95,7 +95,7 @@ class Posterior:
     def loss_slope(self, x: dict, draws=slice(None)) -> np.ndarray | None:
         """Points each observation's number falls per nat of loss where a run's deviation from the loss law
         enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
-        if (self.meta.get("scales") or {}).get("loss_ref") is None:
+        if not self.meta.get("cloze_loss_slope"):  # a loss latent, or a posterior fitted before the term
             return None
         p = {k: v[draws] for k, v in self.gathered().items()}
         slope = forward.cloze_loss_slope(p, x, np)
