@@ -86,7 +86,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     per-number metrics (not the derived averages, not losses: their units differ)."""
     out = []
     metrics = sorted({r["metric"] for r in rows})
-    pooled = [m for m in metrics if m not in ("loss", "avg_acc")]
+    pooled = [m for m in metrics if m not in ("loss", "avg_acc") and not m.endswith(UNSEEN)]
     for metric in metrics + (["all"] if len(pooled) > 1 else []):
         sel = [r for r in rows if r["metric"] == metric or (metric == "all" and r["metric"] in pooled)]
         err = np.array([abs(r["predicted"] - r["observed"]) for r in sel])
@@ -132,15 +132,22 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
     raise ValueError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
 
 
+UNSEEN = "*"  # marks the metric of a held-out number whose task has no number in the fit
+
+
 def interval_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float,
                   weights: np.ndarray | None = None) -> list[dict]:
-    """One row per held-out observation: observed, predicted mean and central interval from predictive draws."""
+    """One row per held-out observation: observed, predicted mean and central interval from predictive draws.
+    A task with no number left in the fit (EvoLM's GSM8K-Platinum is measured at the largest budget only) is
+    predicted from the pooled prior alone: its metric is marked UNSEEN and summarised on its own line."""
     w = np.ones(len(draws)) if weights is None else weights
+    seen = {obs.tasks[i] for i in np.flatnonzero(~held)}
     rows = []
     for j, i in enumerate(np.flatnonzero(held)):
         lo, hi = _weighted_quantile(draws[:, j], w, [(1 - level) / 2, (1 + level) / 2])
+        metric = obs.metrics[i] + ("" if obs.tasks[i] in seen else UNSEEN)
         rows.append(dict(split=split, method=method, config=obs.configs[i].name, corpus=int(obs.corpus[i]),
-                         task=obs.tasks[i], metric=obs.metrics[i], observed=float(obs.values[i]),
+                         task=obs.tasks[i], metric=metric, observed=float(obs.values[i]),
                          predicted=float(np.sum(w * draws[:, j]) / np.sum(w)), lo=float(lo), hi=float(hi)))
     return rows
 
@@ -241,6 +248,9 @@ def format_split_report(rows: list[dict], level: float) -> str:
             rel = f"{s['mean_rel_err'] * 100:7.2f}%" if "mean_rel_err" in s else ""
             lines.append(f"  {s['method']:<18}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
                          f"{s['mean_width']:>8.1f}{rel:>9}")
+    if any(r["metric"].endswith(UNSEEN) for r in rows):
+        lines.append(f"{UNSEEN}: a task with no number in the fit, predicted from the prior pooled over its kind "
+                     "(left out of 'all')")
     lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
                  "lsq-2step: loss law, then each task's link. MAE in points (nats for loss; rel err = mean |pred/obs − 1|)")
     return "\n".join(lines)

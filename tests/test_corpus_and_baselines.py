@@ -107,3 +107,22 @@ def test_bootstrap_intervals_cover_held_out_large_runs():
     assert np.mean([r["lo"] <= r["observed"] <= r["hi"] for r in rows]) >= 0.6
     text = validate.format_split_report([r | {"method": "bayes"} for r in rows] + rows, 0.9)
     assert "largest-size" in text and "lsq-2step" in text and "rel err" in text
+
+
+def test_a_task_absent_from_the_fit_is_scored_on_its_own_line():
+    """EvoLM measures GSM8K-Platinum at its largest budget only: holding that budget out leaves the task without a
+    number in the fit, so its held-out numbers are marked, summarised apart and kept out of the pooled line."""
+    from calibrate.model import observations
+
+    obs = observations(results.from_evolm_csv())
+    held = validate.split_mask(obs, "largest-pt")
+    unseen = {t for t, h in zip(obs.tasks, held) if h} - {t for t, h in zip(obs.tasks, held) if not h}
+    assert unseen == {"GSM8K-Platinum"}
+    draws = np.tile(obs.values[held], (50, 1)) + np.random.default_rng(0).normal(0, 1, (50, int(held.sum())))
+    rows = validate.interval_rows(obs, held, draws, "bayes", "largest-pt", 0.9)
+    marked = [r for r in rows if r["metric"].endswith(validate.UNSEEN)]
+    assert {r["task"] for r in marked} == unseen and len(marked) == sum(t in unseen for t in np.array(obs.tasks)[held])
+    summary = {s["metric"]: s for s in validate.summarise(rows)}
+    assert summary["all"]["n"] == len(rows) - len(marked)
+    assert "greedy_pass@1" + validate.UNSEEN in summary
+    assert "no number in the fit" in validate.format_split_report(rows, 0.9)
