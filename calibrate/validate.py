@@ -12,6 +12,8 @@ import numpy as np
 
 from dynsim.posterior import Posterior
 
+UNSEEN = "*"  # marks the metric of a held-out number whose task has no number in the fit
+
 
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     slope = post.loss_slope(post.design(obs.configs, obs.tasks, obs.metrics, obs.corpus))
@@ -130,9 +132,6 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
         n = np.array([c.size for c in obs.configs])
         return n >= (size_from if size_from else n.max())
     raise ValueError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
-
-
-UNSEEN = "*"  # marks the metric of a held-out number whose task has no number in the fit
 
 
 def interval_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float,

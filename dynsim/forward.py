@@ -309,13 +309,14 @@ def _binom_tail(xp, q, k, thresh):
         return (xp.exp(log_pmf) * _sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
     # weight of X = i: a strict majority (the argument clipped where float32's exp would overflow to a 0 weight)
     step = lambda i: _sigmoid(xp, np.clip((i - thresh * k - 0.5) / 0.3, -60, 60))  # noqa: E731
+    one_minus_q = 1.0 - q
     total = power = None
     for i in range(n_terms - 1, -1, -1):
         choose = np.vectorize(lambda kk: math.comb(int(kk), i) if kk >= i else 0)(k_arr).astype(q.dtype)
         if total is None:  # i = max k: (1−q)^0
             total, power = step(i) * choose + np.zeros_like(q), 1.0
         else:  # one more factor (1 − q), on the rows whose k exceeds i (the others have not started)
-            power = power * (1.0 - q if k_arr.ndim == 0 else 1.0 - q * (i < k_arr).astype(q.dtype))
+            power = power * (one_minus_q if k_arr.ndim == 0 else 1.0 - q * (i < k_arr).astype(q.dtype))
             total = total * q + step(i) * choose * power
     return total
 
