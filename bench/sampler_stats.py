@@ -1,0 +1,44 @@
+"""What a NUTS fit of a bundled calibration spends its time on: wall time, diagnostics, leapfrog steps per draw
+and the adapted step size, for one sampler setting. The fit-time levers of session 7 were compared with it.
+
+Usage: python bench/sampler_stats.py [--calibration evolm] [--target-accept 0.95] [--chains 4]
+                                     [--draws 1000] [--tune 1000] [--dense-mass]
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from calibrate import fit
+from calibrate.model import build, observations
+from dynsim import cli
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--calibration", default="evolm", choices=["evolm", "gadre2024"])
+ap.add_argument("--target-accept", type=float, default=0.95)
+ap.add_argument("--chains", type=int, default=4)
+ap.add_argument("--draws", type=int, default=1000)
+ap.add_argument("--tune", type=int, default=1000)
+ap.add_argument("--dense-mass", action="store_true", help="numpyro's dense mass matrix adaptation")
+args = ap.parse_args()
+
+ds = cli._dataset(argparse.Namespace(data=None, calibration=args.calibration))
+obs = observations(ds)
+if args.calibration == "gadre2024":  # the bundled fit's runs: below 1B parameters (its held-out rule)
+    obs = obs.subset(np.array([c.size < 1e9 for c in obs.configs]))
+obs = obs.rescaled()
+fit._configure_backends(args.chains)
+from pymc.sampling.jax import sample_jax_nuts  # noqa: E402  (after the XLA device count is set)
+
+t = time.perf_counter()
+idata = sample_jax_nuts(draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
+                        random_seed=0, model=build(obs), progressbar=False, chain_method="parallel",
+                        compute_convergence_checks=False, nuts_sampler="numpyro",
+                        nuts_kwargs={"dense_mass": args.dense_mass})
+wall = time.perf_counter() - t
+d, stats = fit.diagnostics(idata), idata.sample_stats
+print(f"{args.calibration}: {wall:.1f} s wall; R-hat max {d['rhat_max']:.4f}, ESS bulk min {d['ess_bulk_min']:.0f}, "
+      f"tail min {d['ess_tail_min']:.0f}, divergences {d['divergences']}; leapfrog steps per draw "
+      f"{float(stats.n_steps.mean()):.1f} (tree depth {float(stats.tree_depth.mean()):.2f}), "
+      f"step size {float(stats.step_size.mean()):.4f}")
