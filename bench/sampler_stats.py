@@ -1,8 +1,9 @@
 """What a NUTS fit of a bundled calibration spends its time on: wall time, diagnostics, leapfrog steps per draw
 and the adapted step size, for one sampler setting. The fit-time levers of session 7 were compared with it.
 
-Usage: python bench/sampler_stats.py [--calibration evolm] [--target-accept 0.95] [--chains 4]
-                                     [--draws 1000] [--tune 1000] [--dense-mass]
+Usage: python bench/sampler_stats.py [--calibration evolm|gadre2024|gadre2024_compute|mini] [--target-accept 0.95]
+                                     [--chains 4] [--draws 1000] [--tune 1000] [--dense-mass] [--save IDATA.nc]
+The data and held-out runs are those of `dynsim fit --calibration NAME`.
 """
 
 import argparse
@@ -15,18 +16,23 @@ from calibrate.model import build, observations
 from dynsim import cli
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--calibration", default="evolm", choices=["evolm", "gadre2024"])
+ap.add_argument("--calibration", default="evolm", choices=sorted(cli.BUNDLED_DATA))
 ap.add_argument("--target-accept", type=float, default=0.95)
 ap.add_argument("--chains", type=int, default=4)
 ap.add_argument("--draws", type=int, default=1000)
 ap.add_argument("--tune", type=int, default=1000)
+ap.add_argument("--save", help="write the InferenceData here (netCDF)")
 ap.add_argument("--dense-mass", action="store_true", help="numpyro's dense mass matrix adaptation")
 args = ap.parse_args()
 
-ds = cli._dataset(argparse.Namespace(data=None, calibration=args.calibration))
-obs = observations(ds)
-if args.calibration == "gadre2024":  # the bundled fit's runs: below 1B parameters (its held-out rule)
-    obs = obs.subset(np.array([c.size < 1e9 for c in obs.configs]))
+# the data and held-out runs of `dynsim fit --calibration NAME`
+fit_args = argparse.Namespace(data=None, calibration=args.calibration, hold_out_size_from=None, hold_out_study=None,
+                              hold_out=None)
+form = "compute" if args.calibration.endswith("_compute") else "chinchilla"  # as `dynsim fit`
+obs = observations(cli._dataset(fit_args)).with_form(form)
+held_out = cli._hold_out(fit_args, obs)
+if held_out:
+    obs = obs.subset(np.array([c.name not in held_out["configs"] for c in obs.configs]))
 obs = obs.rescaled()
 fit._configure_backends(args.chains)
 from pymc.sampling.jax import sample_jax_nuts  # noqa: E402  (after the XLA device count is set)
@@ -42,3 +48,5 @@ print(f"{args.calibration}: {wall:.1f} s wall; R-hat max {d['rhat_max']:.4f}, ES
       f"tail min {d['ess_tail_min']:.0f}, divergences {d['divergences']}; leapfrog steps per draw "
       f"{float(stats.n_steps.mean()):.1f} (tree depth {float(stats.tree_depth.mean()):.2f}), "
       f"step size {float(stats.step_size.mean()):.4f}")
+if args.save:
+    idata.to_netcdf(args.save)
