@@ -28,8 +28,8 @@ trials (as if the known values were typical of the prior):
   P(Binomial(16, 0.9) ≤ 11) = 1.7% for (a); 1 − 0.999¹⁶ = 1.6% for (b); ≤ 3.3% together (union bound).
 The naive "≥ 80%" would need ≥ 13 of 16 and alarm 6.8% of the time; "every one inside 99.5%" another 7.7%.
 Correlated parameters (A, α, B, β) widen the spread of the count, so the true rate is somewhat higher.
-Both seeds are fixed, yet two runs on this machine can differ (XLA's parallel chains: R-hat 1.0088 and 1.0117
-from the same seeds), so the draws are enough that R-hat's own noise stays below the gate's margin. A real bug (a formula in the likelihood that differs from the one that
+Both seeds are fixed, yet two runs on this machine can differ (R-hat 1.0088 and 1.0117 from the same seeds;
+the cause, likely in XLA's parallel execution, is not established), so the draws are enough that R-hat's own noise stays below the gate's margin. A real bug (a formula in the likelihood that differs from the one that
 simulated, a unit slip, a mis-indexed task) shifts several parameters by many posterior widths and fails (a) or (b).
 
 Weakly identified globals (their posterior ≈ prior on this design) pass trivially and carry no
