@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from calibrate import fit
-from calibrate.model import build, observations
+from calibrate.model import observations
 from dynsim import cli
 
 ap = argparse.ArgumentParser()
@@ -34,14 +34,10 @@ held_out = cli._hold_out(fit_args, obs)
 if held_out:
     obs = obs.subset(np.array([c.name not in held_out["configs"] for c in obs.configs]))
 obs = obs.rescaled()
-fit._configure_backends(args.chains)
-from pymc.sampling.jax import sample_jax_nuts  # noqa: E402  (after the XLA device count is set)
 
 t = time.perf_counter()
-idata = sample_jax_nuts(draws=args.draws, tune=args.tune, chains=args.chains, target_accept=args.target_accept,
-                        random_seed=0, model=build(obs), progressbar=False, chain_method="parallel",
-                        compute_convergence_checks=False, nuts_sampler="numpyro",
-                        nuts_kwargs={"dense_mass": args.dense_mass})
+idata = fit.sample(obs, args.draws, args.tune, args.chains, args.target_accept, seed=0, progress=False,
+                   nuts_kwargs={"dense_mass": args.dense_mass})
 wall = time.perf_counter() - t
 d, stats = fit.diagnostics(idata), idata.sample_stats
 print(f"{args.calibration}: {wall:.1f} s wall; R-hat max {d['rhat_max']:.4f}, ESS bulk min {d['ess_bulk_min']:.0f}, "

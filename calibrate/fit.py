@@ -33,7 +33,7 @@ def _configure_backends(chains: int):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def sample(obs, draws=1000, tune=1000, chains=4, target_accept=0.95, seed=0, progress=True):
+def sample(obs, draws=1000, tune=1000, chains=4, target_accept=0.95, seed=0, progress=True, nuts_kwargs=None):
     """NUTS by numpyro on the PyMC model (straight to PyMC's numpyro bridge: `pm.sample` would first build the
     model's symbolic gradient to choose step methods, a minute of graph work that the JAX sampler never uses)."""
     _configure_backends(chains)
@@ -43,7 +43,7 @@ def sample(obs, draws=1000, tune=1000, chains=4, target_accept=0.95, seed=0, pro
 
     return sample_jax_nuts(draws=draws, tune=tune, chains=chains, target_accept=target_accept, random_seed=seed,
                            model=build(obs), progressbar=progress, chain_method="parallel",
-                           compute_convergence_checks=False, nuts_sampler="numpyro")
+                           compute_convergence_checks=False, nuts_sampler="numpyro", nuts_kwargs=nuts_kwargs)
 
 
 def diagnostics(idata) -> dict:

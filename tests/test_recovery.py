@@ -29,7 +29,8 @@ trials (as if the known values were typical of the prior):
 The naive "≥ 80%" would need ≥ 13 of 16 and alarm 6.8% of the time; "every one inside 99.5%" another 7.7%.
 Correlated parameters (A, α, B, β) widen the spread of the count, so the true rate is somewhat higher.
 Both seeds are fixed, yet two runs on this machine can differ (R-hat 1.0088 and 1.0117 from the same seeds;
-the cause, likely in XLA's parallel execution, is not established), so the draws are enough that R-hat's own noise stays below the gate's margin. A real bug (a formula in the likelihood that differs from the one that
+the cause, likely in XLA's parallel execution, is not established), so the draws are enough that R-hat's own
+noise stays below the gate's margin. A real bug (a formula in the likelihood that differs from the one that
 simulated, a unit slip, a mis-indexed task) shifts several parameters by many posterior widths and fails (a) or (b).
 
 Weakly identified globals (their posterior ≈ prior on this design) pass trivially and carry no
@@ -48,9 +49,9 @@ import pytest
 SIM_SEED, FIT_SEED = 20241, 1
 DRAWS, TUNE, CHAINS = 1000, 500, 4
 # 1000 draws: at 300/300 R-hat max was 1.012 (> 1.01); with each task's mean success sampled (session 7,
-# calibrate/model.py), 500/500 ended at R-hat 1.0088 in one run and 1.0117 in CI's, at target_accept 0.995. The fit's own retry ladder, starting at 0.97: on
-# this design 0.9 left 4 divergences (one run, 500/500 draws), as it did for the bundled fit, and each
-# rung costs a full fit.
+# calibrate/model.py), 500/500 ended at R-hat 1.0088 in one run and 1.0117 in CI's, at target_accept 0.995.
+# The fit's own retry ladder, starting at 0.97: on this design 0.9 left 4 divergences (one run, 500/500
+# draws), as it did for the bundled fit, and each rung costs a full fit.
 TARGET_ACCEPTS = (0.97, 0.995)
 MIN_INSIDE_90 = 12  # of 16; see the false-alarm arithmetic above
 
