@@ -38,6 +38,7 @@ import dataclasses
 import math
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from statistics import NormalDist
 
@@ -195,9 +196,11 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     x["is_ood"] = np.array([k == "OOD" for k in kinds], dtype=float)
     chance = np.zeros((n, MAX_COMPONENTS))
     weight = np.zeros((n, MAX_COMPONENTS))
-    for i, t in enumerate(tasks):
+    for i, t in enumerate(tasks):  # components with the same chance are one (EvoLM's ID_avg: two at 0%)
         cs = table.chance[table.names.index(t)]
-        chance[i, : len(cs)], weight[i, : len(cs)] = cs, 1.0 / len(cs)
+        distinct = list(dict.fromkeys(cs))
+        chance[i, : len(distinct)] = distinct
+        weight[i, : len(distinct)] = [cs.count(c) / len(cs) for c in distinct]
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
     x["form"] = form
@@ -217,6 +220,22 @@ def _take(xp, p, idx):
     return xp.take(p, idx, axis=-1)
 
 
+def _param(xp, p, idx):
+    """A grouped parameter (…, groups) per observation. numpy keeps one column where every observation reads the
+    same group (it broadcasts: a prediction for one task needs no full-size gather)."""
+    if xp is np and len(idx) > 1 and (idx == idx[0]).all():
+        return p[..., idx[:1]]
+    return _take(xp, p, idx)
+
+
+def _full(xp, v, n: int):
+    """v with its observation axis at full length n (numpy terms that were the same for every observation
+    stay one broadcasting column until a result leaves the model)."""
+    if xp is not np or np.shape(v)[-1] == n:
+        return v
+    return np.broadcast_to(v, np.shape(v)[:-1] + (n,)).copy()
+
+
 def _sub(x: dict, idx: np.ndarray) -> dict:
     """The design restricted to some observations."""
     return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(x["N"]) else
@@ -232,29 +251,47 @@ def _power(xp, base: np.ndarray, exponent):
 def _distinct(xp, f, *cols):
     """f(*cols), a term combining per-observation columns with (S, 1) draws. With numpy, f runs once per distinct
     combination of the columns and is gathered back (a grid of configurations repeats its values, and the
-    transcendental functions dominate the cost); pytensor gets f(*cols)."""
+    transcendental functions dominate the cost), or left one broadcasting column where all rows share one
+    combination; pytensor gets f(*cols)."""
     if xp is not np or len(cols[0]) < 2:
         return f(*cols)
-    distinct, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-    return np.take(f(*distinct.T.astype(cols[0].dtype)), inverse.ravel(), axis=-1)
+    distinct, inverse = _unique_rows(np.stack(cols, axis=1))
+    values = f(*distinct.T)
+    return values if len(distinct) == 1 else np.take(values, inverse, axis=-1)
+
+
+_UNIQUE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_UNIQUE_LOCK = threading.Lock()
+
+
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(a, axis=0, return_inverse=True), remembered by content: predict_many asks for the same design
+    columns in every block of draws, and np.unique along an axis costs ~1 ms where a lookup costs µs."""
+    key = (a.shape, a.dtype.str, a.tobytes())
+    with _UNIQUE_LOCK:  # blocks of draws run in threads
+        if key not in _UNIQUE_CACHE:
+            if len(_UNIQUE_CACHE) >= 64:
+                _UNIQUE_CACHE.pop(next(iter(_UNIQUE_CACHE)))
+            distinct, inverse = np.unique(a, axis=0, return_inverse=True)
+            _UNIQUE_CACHE[key] = distinct, inverse.ravel()
+        return _UNIQUE_CACHE[key]
 
 
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
     E, B = p["E"], p["B"]
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
-        E = E + _take(xp, p["corpus_E"], x["corpus_idx"])
-        B = B * xp.exp(_take(xp, p["corpus_logB"], x["corpus_idx"]))
-    tokens = x["D"] + x["D_rep"]
-    if x.get("form") == "compute":
-        loss = E + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
-    else:
-        loss = (E + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
-                + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
+        E = E + _param(xp, p["corpus_E"], x["corpus_idx"])
+        B = B * xp.exp(_param(xp, p["corpus_logB"], x["corpus_idx"]))
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
-    lr_left = 0.5 * (1.0 + np.cos(np.pi * frac))
-    loss = loss + p["anneal_gap"] * lr_left
+    loss = E + _distinct(xp, lambda f: p["anneal_gap"] * 0.5 * (1.0 + np.cos(np.pi * f)), frac)
+    tokens = x["D"] + x["D_rep"]
+    if x.get("form") == "compute":
+        loss = loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
+    else:
+        loss = (loss + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
+                + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
 
     def forgetting(dom, rep):
         onset = 1.0 - xp.exp(-dom / p["forget_tokens"])
@@ -264,12 +301,12 @@ def general_loss(p, x, xp):
 
 def ability(p, x, xp):
     """Downstream ability logit μ per observation (before item spread)."""
-    return _take(xp, p["ability0"], x["task_idx"]) + ability_shift(p, x, xp)
+    return _full(xp, _param(xp, p["ability0"], x["task_idx"]) + ability_shift(p, x, xp), len(x["task_idx"]))
 
 
 def ability_shift(p, x, xp):
     """μ − ability0: what the configuration adds to a task's ability (general loss, CPT, post-training)."""
-    g = lambda name: _take(xp, p[name], x["task_idx"])  # noqa: E731
+    g = lambda name: _param(xp, p[name], x["task_idx"])  # noqa: E731
     loss = general_loss(p, x, xp)
     domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
 
@@ -279,7 +316,7 @@ def ability_shift(p, x, xp):
         overtrained = _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"])
         return overtrained * (sft + rl)
     post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"])
-    decline = p["epoch_decline"] * x["is_ood"] * np.log(np.maximum(x["sft_ep"], 1.0))
+    decline = _distinct(xp, lambda ood, ep: p["epoch_decline"] * ood * np.log(np.maximum(ep, 1.0)), x["is_ood"], x["sft_ep"])
     return g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
 
 
@@ -310,14 +347,15 @@ def _binom_tail(xp, q, k, thresh):
     # weight of X = i: a strict majority (the argument clipped where float32's exp would overflow to a 0 weight)
     step = lambda i: _sigmoid(xp, np.clip((i - thresh * k - 0.5) / 0.3, -60, 60))  # noqa: E731
     one_minus_q = 1.0 - q
-    total = power = None
-    for i in range(n_terms - 1, -1, -1):
-        choose = np.vectorize(lambda kk: math.comb(int(kk), i) if kk >= i else 0)(k_arr).astype(q.dtype)
-        if total is None:  # i = max k: (1−q)^0
-            total, power = step(i) * choose + np.zeros_like(q), 1.0
-        else:  # one more factor (1 − q), on the rows whose k exceeds i (the others have not started)
-            power = power * (one_minus_q if k_arr.ndim == 0 else 1.0 - q * (i < k_arr).astype(q.dtype))
-            total = total * q + step(i) * choose * power
+    total = np.zeros(np.broadcast_shapes(q.shape, np.shape(thresh)), dtype=q.dtype)
+    power = np.ones_like(total)
+    for i in range(n_terms - 1, -1, -1):  # in place: the tables of predict_many run this loop per block of draws
+        choose = (np.array([math.comb(int(kk), i) if kk >= i else 0 for kk in k_arr.ravel()], dtype=q.dtype)
+                  .reshape(k_arr.shape))
+        if i < n_terms - 1:  # one more factor (1 − q), on the rows whose k exceeds i (the others have not started)
+            power *= one_minus_q if k_arr.ndim == 0 else 1.0 - q * (i < k_arr).astype(q.dtype)
+            total *= q
+        total += power * (step(i) * choose).astype(q.dtype)
     return total
 
 
@@ -349,11 +387,12 @@ def _metric_of_kind(p, x, xp, mu, name: str):
     k = np.array([m[1] for m in x["metric"]], dtype=float)[:, None, None]
     k = int(k[0, 0, 0]) if (k == k[0]).all() else k
     n_comp = int((x["comp_weight"] > 0).sum(axis=1).max())  # only the components these tasks have
-    spread = _take(xp, p["item_spread"], x["task_idx"])[..., None, None]
+    spread = _param(xp, p["item_spread"], x["task_idx"])[..., None, None]
     chance = x["chance"][:, :n_comp, None]
-    logit_p = mu[..., None, None] + spread * QUAD_Z  # (..., n, component, node)
+    z, w = (QUAD_Z.astype(mu.dtype), QUAD_W.astype(mu.dtype)) if xp is np else (QUAD_Z, QUAD_W)  # float32 stays so
+    logit_p = mu[..., None, None] + spread * z  # (..., n, component, node)
     if name == "greedy":
-        sharp = _take(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
+        sharp = _param(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
         per_item = chance + (1 - chance) * _sigmoid(xp, sharp * logit_p)
     else:
         q = chance + (1 - chance) * _sigmoid(xp, logit_p)
@@ -362,9 +401,9 @@ def _metric_of_kind(p, x, xp, mu, name: str):
         elif name == "pass":
             per_item = 1.0 - (1.0 - q) ** k
         else:
-            tau = _take(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
+            tau = _param(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
             per_item = _binom_tail(xp, q, k, xp.maximum(tau, chance))
-    per_component = (per_item * QUAD_W).sum(axis=-1)
+    per_component = (per_item * w).sum(axis=-1)
     return (per_component * x["comp_weight"][:, :n_comp]).sum(axis=-1)
 
 
@@ -387,7 +426,7 @@ def upstream_loss(p, x, xp):
     general text (Amuro & Char; a miniature's SFT on math took it from 2.85 to 8.0 nats), saturating on SFT's
     example-epoch clock. Downstream ability reads general_loss, the loss before SFT: SFT's own effect on
     downstream tasks is its gain."""
-    loss = general_loss(p, x, xp)
+    loss = _full(xp, general_loss(p, x, xp), len(x["N"]))
     if "sft_forget" not in p:
         return loss
     return loss + p["sft_forget"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
@@ -413,7 +452,7 @@ def upstream_metric(p, x, xp, loss=None, loss_slope=False):
     chance = x["up_chance"]
     # a validation set is closer to some pretraining corpora than to others (C4 to C4): their models reach a
     # lower loss on it at the same ability, so the link reads the loss less that corpus's offset
-    link_loss = loss - _take(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
+    link_loss = loss - _param(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
     s = _sigmoid(xp, g("up_slope") * (g("up_mid") - link_loss[..., None]))
     if loss_slope:
         cloze, other = ((g("up_ceiling") - chance) * g("up_slope") * s * (1.0 - s) * weight).sum(axis=-1), 0.0
@@ -446,7 +485,7 @@ def predict(p, x, xp=np):
 
 
 # -- fast prediction over many observations (numpy only) --------------------------------------------
-BLOCK = 500  # draws per block of predict_many
+BLOCK = 250  # draws per block of predict_many: measured best here (1 MB float32 temporaries for 1,000 observations)
 def predict_many(p, x, max_step: float = 0.35, min_tabulated: int = 64, block: int = BLOCK,
                  dtype=np.float32, finish=None) -> np.ndarray:
     """`predict` for many observations at once (numpy), within ~0.03 points of it; float32 draws (S, n).
@@ -481,9 +520,10 @@ def predict_many(p, x, max_step: float = 0.35, min_tabulated: int = 64, block: i
             nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
             h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
             table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), lo - h, h, nodes)
-            u = (m - lo[:, None]) / h[:, None] + 1.0
-            i = np.clip(u.astype(np.intp), 1, nodes - 3)
-            out[s : s + block, rows] = _catmull_rom(table, i, u - i)
+            u = m - lo[:, None]  # position on the grid, in nodes
+            u *= (1.0 / h)[:, None]
+            u += 1.0
+            out[s : s + block, rows] = _catmull_rom(table, u)
         if finish is not None:
             finish(s // block, slice(s, s + block), out[s : s + block])
 
@@ -499,12 +539,18 @@ def _metric_table(p, x1, start, step, n_grid: int) -> np.ndarray:
     return downstream_metric(p, _sub(x1, np.zeros(n_grid, dtype=int)), np, mu=grid)
 
 
-def _catmull_rom(table, i, t):
-    """Cubic (Catmull–Rom) interpolation of each row of `table` between nodes i and i+1 (per element) at
-    fraction t; error O(step⁴). The cubic's coefficients are formed per interval of the table (small), so each
-    element costs one gather and a Horner step."""
+def _catmull_rom(table, u):
+    """Cubic (Catmull–Rom) interpolation of each row of `table` (S, nodes) at positions u (S, n), in nodes, with
+    1 ≤ u ≤ nodes − 2; error O(step⁴). The cubic's coefficients are formed per interval of the table (small),
+    so each element costs four gathers and a Horner step, in place and in the table's dtype."""
     p0, p1, p2, p3 = table[:, :-3], table[:, 1:-2], table[:, 2:-1], table[:, 3:]
-    coef = np.stack([p1, 0.5 * (p2 - p0), p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, 1.5 * (p1 - p2) + 0.5 * (p3 - p0)], -1)
-    rows, intervals = coef.shape[:2]
-    c = np.take(coef.reshape(-1, 4), (i - 1) + intervals * np.arange(rows)[:, None], axis=0)  # (rows, n, 4)
-    return c[..., 0] + t * (c[..., 1] + t * (c[..., 2] + t * c[..., 3]))
+    coefs = (p1, 0.5 * (p2 - p0), p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, 1.5 * (p1 - p2) + 0.5 * (p3 - p0))
+    rows, intervals = p1.shape
+    i = np.clip(u.astype(np.int32), 1, intervals, dtype=np.int32)
+    t = u - i.astype(u.dtype)  # fraction within the interval
+    i += (intervals * np.arange(rows, dtype=np.int32) - 1)[:, None]  # flat index of the interval
+    value = np.take(np.ascontiguousarray(coefs[3]).ravel(), i)
+    for c in coefs[2::-1]:  # Horner
+        value *= t
+        value += np.take(np.ascontiguousarray(c).ravel(), i)
+    return value
