@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynsim.forward import AVERAGE_MIN_TASKS
 from dynsim.posterior import Posterior
 
 UNSEEN = "*"  # marks the metric of a held-out number whose task has no number in the fit
@@ -176,9 +177,6 @@ def lsq_holdout(obs, held: np.ndarray, split: str, level=0.9, n_boot=30, seed=0,
     return interval_rows(obs, held, draws, method, split, level) + average_rows(obs, held, draws, method, split, level)
 
 
-AVERAGE_MIN_TASKS = 10  # a run evaluated on this many upstream tasks also gets its average accuracy scored
-
-
 def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float) -> list[dict]:
     """The average accuracy over a held-out run's upstream tasks (Gadre et al.'s downstream target), scored
     from the draws of the per-task predictions — so its interval carries the tasks' joint uncertainty."""
@@ -188,7 +186,7 @@ def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: s
     rows = []
     for key in sorted(set(k for k, a in zip(keys, is_acc) if a)):
         cols = np.array([k == key and a for k, a in zip(keys, is_acc)])
-        if cols.sum() < AVERAGE_MIN_TASKS:
+        if cols.sum() < AVERAGE_MIN_TASKS:  # a run evaluated on this many upstream tasks has its average scored
             continue
         avg = draws[:, cols].mean(axis=1)
         lo, hi = np.quantile(avg, [(1 - level) / 2, (1 + level) / 2])

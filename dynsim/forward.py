@@ -49,6 +49,7 @@ N_REF, D_REF = 1e9, 1e11  # default reference size/data: Chinchilla terms are na
 TPP_OPTIMAL = 20.0  # tokens per parameter, Chinchilla-optimal: the overtraining clock starts here
 KINDS = ("ID", "OOD")  # downstream task kinds; upstream tasks use the cloze link
 UPSTREAM_KINDS = ("upstream", "upstream_avg", "text")
+AVERAGE_MIN_TASKS = 10  # upstream tasks from which their average is scored (validate) and added to a table (fit)
 MAX_COMPONENTS = 4  # averaged tasks (EvoLM's OOD_avg) mix up to four benchmarks with their own chance
 
 # Items of a task as 24 equally likely difficulty strata at the normal quantile midpoints: an exact
@@ -437,28 +438,30 @@ def upstream_metric(p, x, xp, loss=None, loss_slope=False):
     itself for a loss row; loss: the rows' upstream_loss, if already computed. loss_slope: instead, how far each
     row's number falls per nat of extra loss (fraction per nat; 0 for a loss row).
 
-    Cloze accuracy is a sigmoid in loss (OLMo ladder): chance + (ceiling − chance)·σ(slope·(mid − loss)), here
-    for every (row, upstream task) at once, each row weighing the tasks it reads (one, or all for an average)."""
+    Cloze accuracy is a sigmoid in loss (OLMo ladder): chance + (ceiling − chance)·σ(slope·(mid − loss)), with
+    each row's task's link (parameters gathered per row: a Dataset with 46 tasks costs no more per row than one
+    with 1), and for an average row the mean of every task's link."""
     loss = upstream_loss(p, x, xp) if loss is None else loss
     kinds = np.asarray(x["kind"])
-    n_up = x["n_up_tasks"]
     is_loss = np.array([m[0] == "loss" for m in x["metric"]], dtype=bool)
-    if is_loss.all() or n_up == 0:
+    if is_loss.all() or x["n_up_tasks"] == 0:
         return 0.0 * loss if loss_slope else loss
-    weight = np.zeros((len(kinds), n_up))
-    weight[np.arange(len(kinds)), x["up_idx"]] = 1.0
-    weight[kinds == "upstream_avg"] = 1.0 / n_up
-    g = lambda name: p[name][..., None, :]  # noqa: E731  (…, 1, task)
-    chance = x["up_chance"]
     # a validation set is closer to some pretraining corpora than to others (C4 to C4): their models reach a
     # lower loss on it at the same ability, so the link reads the loss less that corpus's offset
     link_loss = loss - _param(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
-    s = _sigmoid(xp, g("up_slope") * (g("up_mid") - link_loss[..., None]))
-    if loss_slope:
-        cloze, other = ((g("up_ceiling") - chance) * g("up_slope") * s * (1.0 - s) * weight).sum(axis=-1), 0.0
-    else:
-        cloze, other = ((chance + (g("up_ceiling") - chance) * s) * weight).sum(axis=-1), loss
-    return cloze if not is_loss.any() else xp.where(is_loss, other, cloze)
+
+    def link(at_loss, slope, mid, ceiling, chance):
+        s = _sigmoid(xp, slope * (mid - at_loss))
+        return (ceiling - chance) * slope * s * (1.0 - s) if loss_slope else chance + (ceiling - chance) * s
+    idx = x["up_idx"]
+    cloze = link(link_loss, *(_param(xp, p[name], idx) for name in ("up_slope", "up_mid", "up_ceiling")),
+                 x["up_chance"][idx])
+    is_avg = kinds == "upstream_avg"
+    if is_avg.any():
+        g = lambda name: p[name][..., None, :]  # noqa: E731  (…, 1, task)
+        mean = link(link_loss[..., None], g("up_slope"), g("up_mid"), g("up_ceiling"), x["up_chance"]).mean(axis=-1)
+        cloze = mean if is_avg.all() else xp.where(is_avg, mean, cloze)
+    return cloze if not is_loss.any() else xp.where(is_loss, 0.0 if loss_slope else loss, cloze)
 
 
 def cloze_loss_slope(p, x, xp):

@@ -75,12 +75,26 @@ class Posterior:
         def finish(b: int, draws: slice, values: np.ndarray) -> None:  # in place, per block of draws
             values *= scale
             if noise:
-                slope = self.loss_slope(x, draws)
-                values += self.noise_sd(tasks, metrics, values, n_items, draws, slope) * _standard_noise(
-                    generators[b], values.shape, is_loss, self.meta.get("loss_nu"))
+                gen, nu, slope = generators[b], self.meta.get("loss_nu"), self.loss_slope(x, draws)
+                sd = self.noise_sd(tasks, metrics, values, n_items, draws)
+                if slope is None:
+                    values += sd * _standard_noise(gen, values.shape, is_loss, nu)
+                else:
+                    # A run's deviation from the loss law is one number per run (configuration and corpus): its
+                    # loss carries it (Student-t, as in the likelihood) and each of its cloze numbers moves with
+                    # it by the link's slope. The likelihood sees each number's variance alone; an average over
+                    # a run's tasks needs them to move together.
+                    values += np.where(is_loss, 0.0, sd) * gen.standard_normal(values.shape, dtype=np.float32)
+                    z = gen.standard_normal((len(values), n_runs), dtype=np.float32)
+                    deviation = (self.params["discrepancy"][draws, LOSS_GROUP, None] * z)[:, run]  # nats
+                    values -= slope * deviation
+                    t = np.sqrt(gen.chisquare(nu, (len(values), n_runs)) / nu)[:, run] if nu else 1.0
+                    values += np.where(is_loss, deviation / t, 0.0)
             np.clip(values, 0.0, 100.0, out=values, where=is_pct)
 
         is_loss = ~is_pct
+        run = np.unique([f"{c.name}/{k}" for c, k in zip(configs, x["corpus_idx"])], return_inverse=True)[1].ravel()
+        n_runs = int(run.max()) + 1 if len(run) else 0
         generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
         return forward.predict_many(self.gathered(), x, finish=finish)

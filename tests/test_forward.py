@@ -156,3 +156,25 @@ def test_cloze_loss_slope_is_the_links_derivative():
     assert (slope[up] > 0).all() and (slope[np.isin(x["kind"], forward.KINDS)] == 0).all()
     symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in PARAMS.items()}
     np.testing.assert_allclose(forward.cloze_loss_slope(symbolic, x, pt).eval(), slope, rtol=1e-10)
+
+
+def test_many_upstream_tasks_get_their_average_predicted_as_the_mean_of_their_links():
+    """Gadre et al.'s per-task table (46 evaluations, no average) gains avg46, predicted as the tasks' mean."""
+    from calibrate.model import observations
+    from dynsim import results
+
+    obs = observations(results.from_gadre_csv(per_task=True))
+    table = obs.table
+    assert table.kind("avg46") == "upstream_avg" and len(table.upstream) == 46
+    rng = np.random.default_rng(0)
+    n_up = len(table.upstream)
+    p = dict(E=np.full((3, 1), 1.8), A=np.full((3, 1), 0.3), alpha=np.full((3, 1), 0.3), B=np.full((3, 1), 0.3),
+             beta=np.full((3, 1), 0.3), anneal_gap=np.zeros((3, 1)), forget_max=np.zeros((3, 1)),
+             forget_tokens=np.ones((3, 1)), replay_protect=np.ones((3, 1)),
+             up_slope=rng.uniform(1, 4, (3, n_up)), up_mid=rng.uniform(2, 4, (3, n_up)),
+             up_ceiling=rng.uniform(0.6, 1.0, (3, n_up)))
+    cfg = obs.configs[0]
+    x = forward.design([cfg] * (n_up + 1), table.upstream + ["avg46"], ["acc"] * (n_up + 1), table,
+                       scales=obs.scales)
+    pred = forward.predict(p, x, np)
+    np.testing.assert_allclose(pred[:, -1], pred[:, :-1].mean(axis=1), rtol=1e-12)

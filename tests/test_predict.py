@@ -120,3 +120,24 @@ def test_mini_calibration_predicts_from_the_repository(capsys):
             and len(line.split()) >= 3 and line.split()[0] != "task"}
     assert 2.0 < rows[("general_text", "loss")] < 5.0 and ("domain_text", "loss") not in rows
     assert 0 <= rows[("arith", "greedy_pass@1")] <= 100
+
+
+def test_a_runs_deviation_from_the_loss_law_moves_its_loss_and_its_cloze_numbers_together():
+    """Measured-loss calibrations (Gadre et al.'s): one deviation per run, in its loss and, through the link,
+    against its accuracies; another run's draws are independent of it; each number's spread is the likelihood's."""
+    import numpy as np
+
+    from dynsim import posterior
+    from dynsim.config import parse_config
+
+    post = posterior.load(posterior.bundled_path("gadre2024"))
+    a, b = parse_config("0.4B-8BT"), parse_config("0.1B-20BT")
+    configs, tasks, metrics = [a, a, b], ["c4_val", "avg46", "avg46"], ["loss", "acc", "acc"]
+    noisy = post.predict(configs, tasks, metrics, rng=np.random.default_rng(1)).astype(float)
+    mean = post.predict(configs, tasks, metrics, noise=False).astype(float)
+    dev = noisy - mean
+    same_run, other_run = np.corrcoef(dev[:, 0], dev[:, 1])[0, 1], np.corrcoef(dev[:, 0], dev[:, 2])[0, 1]
+    assert same_run < -0.2 and abs(other_run) < 0.08
+    x = post.design(configs, tasks, metrics)
+    sd = post.noise_sd(tasks, metrics, mean, draws=slice(None), loss_slope=post.loss_slope(x))
+    np.testing.assert_allclose(dev[:, 1:].std(axis=0), np.sqrt((sd[:, 1:] ** 2).mean(axis=0)), rtol=0.06)
