@@ -2,7 +2,8 @@
 and the adapted step size, for one sampler setting. The fit-time levers of session 7 were compared with it.
 
 Usage: python bench/sampler_stats.py [--calibration evolm|gadre2024|gadre2024_compute|mini] [--target-accept 0.95]
-                                     [--chains 4] [--draws 1000] [--tune 1000] [--dense-mass] [--save IDATA.nc]
+                                     [--chains 4] [--draws 1000] [--tune 1000] [--dense-mass] [--seed 0]
+                                     [--save IDATA.nc]
 The data and held-out runs are those of `dynsim fit --calibration NAME`.
 """
 
@@ -21,6 +22,7 @@ ap.add_argument("--target-accept", type=float, default=0.95)
 ap.add_argument("--chains", type=int, default=4)
 ap.add_argument("--draws", type=int, default=1000)
 ap.add_argument("--tune", type=int, default=1000)
+ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--save", help="write the InferenceData here (netCDF)")
 ap.add_argument("--dense-mass", action="store_true", help="numpyro's dense mass matrix adaptation")
 args = ap.parse_args()
@@ -36,7 +38,7 @@ if held_out:
 obs = obs.rescaled()
 
 t = time.perf_counter()
-idata = fit.sample(obs, args.draws, args.tune, args.chains, args.target_accept, seed=0, progress=False,
+idata = fit.sample(obs, args.draws, args.tune, args.chains, args.target_accept, seed=args.seed, progress=False,
                    nuts_kwargs={"dense_mass": args.dense_mass})
 wall = time.perf_counter() - t
 d, stats = fit.diagnostics(idata), idata.sample_stats
