@@ -105,3 +105,20 @@ def test_compare_refuses_a_posterior_of_other_runs(capsys):
     from dynsim.cli import main
     assert main(["validate", "--calibration", "gadre2024", "--compare", "evolm"]) == 2
     assert "fitted on other runs" in capsys.readouterr().err
+
+
+def test_a_failed_r_hat_names_the_parameters_whose_chains_disagree():
+    """Chains in separate modes (one chain apart from three): the gate's log names that parameter first, with
+    its per-chain means; a well-mixed parameter does not lead."""
+    import arviz as az
+    import numpy as np
+
+    from calibrate import fit
+
+    rng = np.random.default_rng(0)
+    mode = np.where(np.arange(4) == 0, 0.35, 3.9)[:, None] + 0.001 * rng.standard_normal((4, 500))
+    idata = az.from_dict(posterior={"forget_max": mode, "E": rng.standard_normal((4, 500)),
+                                    "loss_slope": rng.standard_normal((4, 500, 3))})
+    lines = fit.worst_mixing(idata, k=2)
+    assert lines[0].startswith("forget_max: R-hat") and "chain means 0.35, 3.9, 3.9, 3.9" in lines[0]
+    assert not lines[1].startswith("forget_max")
