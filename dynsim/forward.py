@@ -14,7 +14,8 @@ The chain of the model, stage by stage (priors and their sources live in calibra
   domain ability        g_dom = log(1 + D_dom / domain_tokens)                      (D-CPT-like, diminishing)
   after SFT, as measured L_up  = L_gen + sft_forget · (1 − e^(−SFT ex·ep / sft_scale))   (SFT forgets general text)
   upstream accuracy     acc   = chance + (ceiling − chance) · σ(slope · (mid − L_up))    (OLMo-ladder link)
-  downstream ability    μ     = ability0 + loss_slope · (L_ref − L_gen) + domain_weight · g_dom
+  downstream ability    μ     = ability0 + loss_slope · (L_ref − L_down) + domain_weight · g_dom
+                                with L_down = L_pt + forget_reach · (L_gen − L_pt)  (the share of forgetting it feels)
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
@@ -75,6 +76,7 @@ PARAMS = (
     Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)"),
     Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)"),
     Param("forget_tokens", "global", "domain tokens over which forgetting sets in"),
+    Param("forget_reach", "kind", "share of CPT's general-text forgetting that downstream ability feels (0-1)"),
     Param("replay_protect", "global", "how fast the replay share removes forgetting"),
     Param("domain_tokens", "global", "domain tokens at which domain ability has grown by log 2"),
     Param("sft_gain", "global", "ability logits added by saturated SFT"),
@@ -99,7 +101,8 @@ PARAMS = (
     # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
 )
-OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget")  # absent where the data cannot inform them: read as zero
+OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them: read as zero
+                   "forget_reach")  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -280,6 +283,12 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
+    return pretrain_loss(p, x, xp) + cpt_forgetting(p, x, xp)
+
+
+def pretrain_loss(p, x, xp):
+    """Loss on general text after pretraining: Chinchilla form + un-annealed gap (replay tokens count as
+    pretraining tokens: they are the same distribution)."""
     E, B = p["E"], p["B"]
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
         E = E + _param(xp, p["corpus_E"], x["corpus_idx"])
@@ -289,15 +298,17 @@ def general_loss(p, x, xp):
     loss = E + _distinct(xp, lambda f: p["anneal_gap"] * 0.5 * (1.0 + np.cos(np.pi * f)), frac)
     tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
-        loss = loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
-    else:
-        loss = (loss + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
-                + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
+        return loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
+    return (loss + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
+            + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
 
+
+def cpt_forgetting(p, x, xp):
+    """The general-text loss CPT adds: rising with domain tokens, removed by the replay share."""
     def forgetting(dom, rep):
         onset = 1.0 - xp.exp(-dom / p["forget_tokens"])
         return p["forget_max"] * onset * xp.exp(-p["replay_protect"] * rep / np.maximum(rep + dom, 1.0))
-    return loss + _distinct(xp, forgetting, x["D_dom"], x["D_rep"])
+    return _distinct(xp, forgetting, x["D_dom"], x["D_rep"])
 
 
 def ability(p, x, xp):
@@ -308,7 +319,12 @@ def ability(p, x, xp):
 def ability_shift(p, x, xp):
     """μ − ability0: what the configuration adds to a task's ability (general loss, CPT, post-training)."""
     g = lambda name: _param(xp, p[name], x["task_idx"])  # noqa: E731
-    loss = general_loss(p, x, xp)
+    # a downstream task feels only part of the general text CPT forgets (a miniature forgot 3.5 nats of
+    # WordNet glosses on math CPT and kept its maths): the share is learned per kind, ID and OOD
+    forgetting = cpt_forgetting(p, x, xp)
+    if "forget_reach" in p:
+        forgetting = _param(xp, p["forget_reach"], x["kind_idx"]) * forgetting
+    loss = pretrain_loss(p, x, xp) + forgetting
     domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
 
     def post_training(tpp, sft_ex_ep, rl_ex_ep):
@@ -425,7 +441,7 @@ def measures_sft_forgetting(x) -> bool:
 def upstream_loss(p, x, xp):
     """The general-text loss as measured, which upstream readouts see: fine-tuning on the domain also forgets
     general text (Amuro & Char; a miniature's SFT on math took it from 2.85 to 8.0 nats), saturating on SFT's
-    example-epoch clock. Downstream ability reads general_loss, the loss before SFT: SFT's own effect on
+    example-epoch clock. Downstream ability reads the loss before SFT (and only its share of CPT forgetting): SFT's own effect on
     downstream tasks is its gain."""
     loss = _full(xp, general_loss(p, x, xp), len(x["N"]))
     if "sft_forget" not in p:

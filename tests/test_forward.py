@@ -11,7 +11,7 @@ TABLE = forward.TaskTable(["HellaSwag", "Winogrande", "Upstream_avg", "ID_avg", 
                           ["upstream", "upstream", "upstream_avg", "ID", "OOD"],
                           [[0.25], [0.5], [0.0], [0.0], [0.0, 0.333, 0.0, 0.5]])
 PARAMS = dict(E=1.8, A=0.35, alpha=0.34, B=0.25, beta=0.3, anneal_gap=0.05, forget_max=0.3, forget_tokens=5e9,
-              replay_protect=15.0, domain_tokens=5e9, sft_gain=3.0, sft_scale=3e4, rl_gain=1.0, rl_scale=2e5,
+              forget_reach=[0.3, 0.8], replay_protect=15.0, domain_tokens=5e9, sft_gain=3.0, sft_scale=3e4, rl_gain=1.0, rl_scale=2e5,
               ot_sensitivity=0.1, epoch_decline=0.2, greedy_sharpness=[1.5, 1.3], maj_threshold=[0.3, 0.3],
               ability0=[-5.0, -4.0], loss_slope=[2.0, 1.5], domain_weight=[0.8, 0.2], item_spread=[3.0, 3.0],
               up_slope=[3.0, 2.0], up_mid=[2.5, 2.2], up_ceiling=[0.9, 0.85])
@@ -53,6 +53,24 @@ def test_observations_asking_for_different_metrics_together_get_what_each_gets_a
     symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in PARAMS.items()}
     got = forward.predict(symbolic, forward.design(*map(list, zip(*obs)), TABLE), pt).eval()
     np.testing.assert_allclose(got, together, rtol=1e-10)
+
+
+def test_downstream_ability_feels_its_kinds_share_of_cpt_forgetting():
+    """μ falls by loss_slope × forget_reach[kind] × the general-text loss CPT added (which upstream readouts see
+    whole); a posterior without forget_reach (fitted before it existed) feels all of it."""
+    cfgs = [parse_config(n) for n in ["1B-160BT-0+50BT-100Kep1", "1B-160BT-8+42BT-100Kep1", "1B-160BT-100Kep1"]]
+    tasks = ["ID_avg", "OOD_avg", "ID_avg"]
+    x = forward.design(cfgs, tasks, ["greedy_pass@1"] * 3, TABLE)
+    kept = numpy_params(forget_max=0.0)
+    forgot = forward.general_loss(numpy_params(), x, np)[0] - forward.general_loss(kept, x, np)[0]
+    assert forgot[0] > forgot[1] > 0 and forgot[2] == 0  # replay protects; no CPT, no forgetting
+    reach = np.array([PARAMS["forget_reach"][forward.KINDS.index(TABLE.kind(t))] for t in tasks])
+    slope = np.array([PARAMS["loss_slope"][TABLE.downstream.index(t)] for t in tasks])
+    drop = forward.ability(kept, x, np)[0] - forward.ability(numpy_params(), x, np)[0]
+    np.testing.assert_allclose(drop, slope * reach * forgot, rtol=1e-12)
+    whole = {k: v for k, v in numpy_params().items() if k != "forget_reach"}
+    np.testing.assert_allclose(forward.ability(kept, x, np)[0] - forward.ability(whole, x, np)[0], slope * forgot,
+                               rtol=1e-12)
 
 
 def test_pass_at_k_grows_with_k_and_bounds_the_others():
