@@ -53,12 +53,17 @@ class _CommonNoise:
         self.rng = np.random.default_rng(seed)
 
     def standard_normal(self, shape, dtype=np.float64):
-        z = self.rng.standard_normal(shape[0], dtype=dtype)
-        return np.broadcast_to(z.reshape((shape[0],) + (1,) * (len(shape) - 1)), shape).copy()
+        return self._shared(self.rng.standard_normal(shape[0], dtype=dtype), shape)
 
     def standard_t(self, nu, size):
-        z = self.rng.standard_t(nu, size=size[0])
-        return np.broadcast_to(z.reshape((size[0],) + (1,) * (len(size) - 1)), size).copy()
+        return self._shared(self.rng.standard_t(nu, size=size[0]), size)
+
+    def chisquare(self, df, size):  # a run's Student-t deviation from the loss law (Posterior.predict)
+        return self._shared(self.rng.chisquare(df, size=size[0]), size)
+
+    @staticmethod
+    def _shared(z, shape):
+        return np.broadcast_to(z.reshape((shape[0],) + (1,) * (len(shape) - 1)), shape).copy()
 
     def spawn(self, n: int) -> list["_CommonNoise"]:
         """Independent streams for blocks of posterior draws (Posterior.predict noises each block apart)."""

@@ -113,6 +113,16 @@ def test_a_dataset_without_data_for_a_figure_shows_the_prediction_alone(post, tm
     assert all(p.exists() for p in r.files)
 
 
+def test_a_calibration_with_measured_losses_draws_its_figures(tmp_path):
+    """The miniature study's posterior measures losses, so its predictive draws a run's deviation from the loss
+    law (Student-t, through the figures' shared-noise rng): the figures of its loss and cloze panels draw."""
+    mini = thinned(posterior.load(posterior.bundled_path("mini")), 48)
+    ds = results.load(posterior.study_dir("mini") / "results.nc")
+    for name in ("fig4", "forgetting"):
+        r = paper_figs.module(name).make(ds, mini, tmp_path)
+        assert r.n_observed > 0 and all(p.exists() for p in r.files)
+
+
 def test_cli_draws_one_figure_from_a_data_file_and_posterior(post, drawn, tmp_path, capsys):
     ds, _, _ = drawn
     data = results.save(ds, tmp_path / "sim.nc")

@@ -158,7 +158,30 @@ def main(argv=None) -> int:
 
     print("\n### 7. Forgetting across task families (MRC, Amuro & Char) after math fine-tuning\n")
     print(mrc(s))
+    if s.post is not None:
+        print("\n### The posterior's parameters the findings quote (median and 90% interval)\n")
+        print(parameters(s.post))
     return 0
+
+
+QUOTED = ("alpha", "beta", "forget_max", "forget_tokens", "replay_protect", "forget_reach", "domain_tokens",
+          "sft_gain", "sft_scale", "epoch_decline", "rl_gain", "rl_scale", "ot_sensitivity", "sft_forget")
+
+
+def parameters(post) -> str:
+    """Median and central 90% interval of the global and per-kind parameters the verdicts quote."""
+    from dynsim import forward
+
+    rows = ["| parameter | median [90%] | what it is |", "|---|---|---|"]
+    for param in forward.PARAMS:
+        if param.name not in QUOTED or param.name not in post.params:
+            continue
+        draws = post.params[param.name].reshape(post.n_draws, -1)
+        labels = [""] if draws.shape[1] == 1 else [f"[{k}]" for k in forward.KINDS]
+        for label, d in zip(labels, draws.T):
+            lo, mid, hi = np.quantile(d, [0.05, 0.5, 0.95])
+            rows.append(f"| {param.name}{label} | {mid:.3g} [{lo:.3g}, {hi:.3g}] | {param.doc} |")
+    return "\n".join(rows)
 
 
 def mrc(s: Study) -> str:
