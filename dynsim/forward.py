@@ -505,7 +505,7 @@ def predict(p, x, xp=np):
 
 # -- fast prediction over many observations (numpy only) --------------------------------------------
 BLOCK = 250  # draws per block of predict_many: measured best here (1 MB float32 temporaries for 1,000 observations)
-def predict_many(p, x, max_step: float = 0.35, min_tabulated: int = 64, block: int = BLOCK,
+def predict_many(p, x, max_step: float = 0.3, min_tabulated: int = 64, block: int = BLOCK,
                  dtype=np.float32, finish=None) -> np.ndarray:
     """`predict` for many observations at once (numpy), within ~0.03 points of it; float32 draws (S, n).
 
