@@ -441,8 +441,8 @@ def measures_sft_forgetting(x) -> bool:
 def upstream_loss(p, x, xp):
     """The general-text loss as measured, which upstream readouts see: fine-tuning on the domain also forgets
     general text (Amuro & Char; a miniature's SFT on math took it from 2.85 to 8.0 nats), saturating on SFT's
-    example-epoch clock. Downstream ability reads the loss before SFT (and only its share of CPT forgetting): SFT's own effect on
-    downstream tasks is its gain."""
+    example-epoch clock. Downstream ability reads the loss before SFT (and only its share of CPT forgetting):
+    SFT's own effect on downstream tasks is its gain."""
     loss = _full(xp, general_loss(p, x, xp), len(x["N"]))
     if "sft_forget" not in p:
         return loss

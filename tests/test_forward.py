@@ -11,8 +11,8 @@ TABLE = forward.TaskTable(["HellaSwag", "Winogrande", "Upstream_avg", "ID_avg", 
                           ["upstream", "upstream", "upstream_avg", "ID", "OOD"],
                           [[0.25], [0.5], [0.0], [0.0], [0.0, 0.333, 0.0, 0.5]])
 PARAMS = dict(E=1.8, A=0.35, alpha=0.34, B=0.25, beta=0.3, anneal_gap=0.05, forget_max=0.3, forget_tokens=5e9,
-              forget_reach=[0.3, 0.8], replay_protect=15.0, domain_tokens=5e9, sft_gain=3.0, sft_scale=3e4, rl_gain=1.0, rl_scale=2e5,
-              ot_sensitivity=0.1, epoch_decline=0.2, greedy_sharpness=[1.5, 1.3], maj_threshold=[0.3, 0.3],
+              forget_reach=[0.3, 0.8], replay_protect=15.0, domain_tokens=5e9, sft_gain=3.0, sft_scale=3e4,
+              rl_gain=1.0, rl_scale=2e5, ot_sensitivity=0.1, epoch_decline=0.2, greedy_sharpness=[1.5, 1.3], maj_threshold=[0.3, 0.3],
               ability0=[-5.0, -4.0], loss_slope=[2.0, 1.5], domain_weight=[0.8, 0.2], item_spread=[3.0, 3.0],
               up_slope=[3.0, 2.0], up_mid=[2.5, 2.2], up_ceiling=[0.9, 0.85])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynsim import forward
 from dynsim import posterior as posteriors
 from dynsim import results
 from dynsim.config import parse_config
@@ -170,8 +171,6 @@ QUOTED = ("alpha", "beta", "forget_max", "forget_tokens", "replay_protect", "for
 
 def parameters(post) -> str:
     """Median and central 90% interval of the global and per-kind parameters the verdicts quote."""
-    from dynsim import forward
-
     rows = ["| parameter | median [90%] | what it is |", "|---|---|---|"]
     for param in forward.PARAMS:
         if param.name not in QUOTED or param.name not in post.params:
