@@ -10,6 +10,7 @@ alternative to `dynsim fit`'s numpyro measured in session 10.
 """
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -54,7 +55,7 @@ else:
     compiled = nutpie.compile_pymc_model(build(obs), backend="numba")
     print(f"nutpie: model compiled by numba in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    idata = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=args.chains, cores=min(args.chains, 2),
+    idata = nutpie.sample(compiled, draws=args.draws, tune=args.tune, chains=args.chains, cores=min(args.chains, os.cpu_count() or 1),
                           target_accept=args.target_accept, seed=args.seed, progress_bar=False)
 wall = time.perf_counter() - t
 d, stats = fit.diagnostics(idata), idata.sample_stats
