@@ -5,7 +5,7 @@ functions both share are used (exp, log, log1p, maximum, take, concatenate, and 
 arrive per draw: a global parameter has shape (S, 1) in numpy and () in pytensor; a per-task or per-kind
 parameter (S, T) / (T,) and is gathered per observation with `take(..., axis=-1)`.
 
-The chain of the model, stage by stage (priors and their sources live in calibrate/priors.py):
+The chain of the model, stage by stage (priors and their sources live in calibrate/model.py):
 
   pretraining loss      L_pt  = E + A·(N/N_ref)^−α + B·((D + D_replay)/D_ref)^−β    (Chinchilla form at reference scales)
                                 + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
@@ -129,6 +129,11 @@ class TaskTable:
     names: list[str]
     kinds: list[str]
     chance: list[list[float]]  # per task, one chance per component
+    n_benchmarks: list[int] | None = None  # per task, how many benchmarks its number averages (default 1 each)
+
+    def __post_init__(self):
+        if self.n_benchmarks is None:
+            self.n_benchmarks = [1] * len(self.names)
 
     @property
     def downstream(self) -> list[str]:
@@ -142,11 +147,12 @@ class TaskTable:
         return self.kinds[self.names.index(task)]
 
     @classmethod
-    def from_meta(cls, names, kinds, chances) -> TaskTable:
+    def from_meta(cls, names, kinds, chances, n_benchmarks=None) -> TaskTable:
         def parse(c: str) -> list[float]:
             return [float(x) / 100 for x in str(c).split(";") if x.strip()] or [0.0]
 
-        return cls(list(names), list(kinds), [parse(c) for c in chances])
+        n = None if n_benchmarks is None else [int(k) for k in n_benchmarks]
+        return cls(list(names), list(kinds), [parse(c) for c in chances], n)
 
 
 FORMS = ("chinchilla", "compute")

@@ -5,7 +5,8 @@ sft_epochs, rl_examples, rl_epochs`, all exact counts; 0 = stage not run), `task
 Missing combinations are NaN. Variables: `value` (accuracy in percent, or loss in nats/token — the
 `metric_units` coordinate says which) and, for runs that recorded them, `n_items` / `n_correct`.
 Task metadata are coordinates on `task`: `task_kind` (upstream, upstream_avg, ID, OOD, text), `task_chance`
-and `task_n_items` (';'-separated per component for averaged tasks, percent / items).
+and `task_n_items` (';'-separated per component for averaged tasks, percent / items), and `task_n_benchmarks`
+(how many benchmarks a single number averages: 46 for Gadre et al.'s average, else 1; absent in older files).
 
 Imported from result records (`train_runs` writes one JSON per run and seed) or from the EvoLM CSV;
 stored as netCDF (h5netcdf), written atomically. This module imports xarray: it is not on the
@@ -97,6 +98,7 @@ def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Datas
         task_kind=("task", [m.get("kind", "unknown") for m in meta]),
         task_chance=("task", [str(m.get("chance", "")) for m in meta]),
         task_n_items=("task", [str(m.get("n_items", "")) for m in meta]),
+        task_n_benchmarks=("task", [int(m.get("n_benchmarks", 1)) for m in meta]),
         metric_units=("metric", [metric_unit(m) for m in coords["metric"]]),
     )
     ds.attrs.update({k: v for k, v in attrs.items() if k != "corpus_order"})
@@ -182,7 +184,8 @@ def from_gadre_csv(path=None, per_task: bool = False) -> xr.Dataset:
                          corpus=corpus))
     if averages:
         chances = {c for accs in averages.values() for c in [np.mean([b for _, b in accs])]}
-        tasks[GADRE_AVG_TASK] = dict(kind="upstream", chance=f"{min(chances):.4g}", n_items="")
+        n_bench = {len(accs) for accs in averages.values()}
+        tasks[GADRE_AVG_TASK] = dict(kind="upstream", chance=f"{min(chances):.4g}", n_items="", n_benchmarks=max(n_bench))
     return from_rows(rows, tasks, {
         "title": "Gadre et al. 2024 scaling testbed",
         "source": f"{path.name} (104 open_lm runs, C4 validation loss and 46 downstream accuracies)",

@@ -1,6 +1,8 @@
 """Datasets that compare pretraining corpora (the Gadre et al. 2024 testbed), the compute-only model form,
 measurement noise from item counts, and the least-squares baselines."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,25 @@ def test_gadre_testbed_imports_with_its_corpora_and_counts():
     assert obs.n_items is not None and np.isfinite(obs.n_items[np.array(obs.metrics) == "acc"]).all()
     loss = obs.values[np.array(obs.metrics) == "loss"]
     assert 2.0 < loss.min() and loss.max() < 7.0  # nats/token on C4 validation
+
+
+def test_an_average_of_many_benchmarks_gets_a_ceiling_near_the_benchmarks_mean(tmp_path):
+    """Gadre et al.'s target averages 46 benchmarks: its ceiling is the mean of theirs, whose prior spread shrinks
+    as 1/√46, while a single benchmark keeps the wide prior (the marking survives netCDF)."""
+    import pymc as pm
+
+    from calibrate.model import build
+
+    avg = results.load(results.save(results.from_gadre_csv(), tmp_path / "gadre.nc"))
+    assert dict(zip(avg.task.values, avg.task_n_benchmarks.values.tolist())) == {results.GADRE_AVG_TASK: 46, "c4_val": 1}
+    obs = observations(avg)
+    draws = {}
+    for name, table in (("average", obs.table), ("single", dataclasses.replace(obs.table, n_benchmarks=None))):
+        sub = dataclasses.replace(obs, table=table).subset(np.arange(0, len(obs), 4))
+        draws[name] = pm.draw(build(sub)["up_ceiling"], draws=4000, random_seed=0)[:, 0]
+    for d in draws.values():
+        assert np.mean(d) == pytest.approx(10 / 11.5, abs=0.01)  # the same centre, 0.87
+    assert np.std(draws["single"]) > 0.07 and np.std(draws["average"]) < 0.02  # sd 0.085 vs 0.085/√46 ≈ 0.0146
 
 
 def test_corpus_offsets_move_only_their_corpus():
