@@ -184,8 +184,8 @@ def from_gadre_csv(path=None, per_task: bool = False) -> xr.Dataset:
                          corpus=corpus))
     if averages:
         chances = {c for accs in averages.values() for c in [np.mean([b for _, b in accs])]}
-        n_bench = {len(accs) for accs in averages.values()}
-        tasks[GADRE_AVG_TASK] = dict(kind="upstream", chance=f"{min(chances):.4g}", n_items="", n_benchmarks=max(n_bench))
+        tasks[GADRE_AVG_TASK] = dict(kind="upstream", chance=f"{min(chances):.4g}", n_items="",
+                                     n_benchmarks=max(len(accs) for accs in averages.values()))
     return from_rows(rows, tasks, {
         "title": "Gadre et al. 2024 scaling testbed",
         "source": f"{path.name} (104 open_lm runs, C4 validation loss and 46 downstream accuracies)",
