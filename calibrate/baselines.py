@@ -115,14 +115,14 @@ class Fitter:
 
     def _residuals(self, theta, rows, group_sd):
         p = {k: (v[None] if np.ndim(v) else np.array([[v]])) for k, v in self.unpack(theta).items()}
-        x = forward._sub(self.obs.x, rows)
+        x = self.obs.x.subset(rows)
         pred = forward.predict(p, x, np)[0] * self.obs.scale[rows]
         sd = np.sqrt(self.meas[rows] ** 2 + group_sd[self.group[rows]] ** 2)
         return (pred - self.obs.values[rows]) / sd
 
     def _sparsity(self, rows):
         """Which parameters each residual depends on (per-task parameters touch only their task's numbers)."""
-        x = forward._sub(self.obs.x, rows)
+        x = self.obs.x.subset(rows)
         kinds = np.asarray(x["kind"])
         m = lil_matrix((len(rows), len(self.theta0)), dtype=int)
         for k in self.names:

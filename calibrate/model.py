@@ -277,7 +277,7 @@ def build(obs: Observations) -> pm.Model:
         # left 14 divergences at target_accept 0.95; sampled as μ / √(1 + πs²/8), none.
         # Prior: logits of a trained model's typical score, weakly informative (±2 spans ~10-90% above chance).
         down_rows = np.flatnonzero(np.isin(obs.x["kind"], KINDS))
-        x_down = forward._sub(obs.x, down_rows)
+        x_down = obs.x.subset(down_rows)
         mean_success = _pooled("success_mean", (0.0, 2.0), 1.5, "task", by=kind_of_task, centred=len(down) > 1)
         mean_ability = mean_success * pt.sqrt(1.0 + np.pi / 8 * p["item_spread"] ** 2)
         mean_shift = _group_means(forward.ability_shift(p, x_down, pt), x_down["task_idx"], len(coords["task"]))
@@ -288,7 +288,7 @@ def build(obs: Observations) -> pm.Model:
         # mean for the reason abilities are: an absolute midpoint lay on a ridge with B and the link slope.
         up_rows = np.flatnonzero(np.isin(obs.x["kind"], ("upstream", "upstream_avg"))
                                  & np.array([m[0] == "cloze" for m in obs.x["metric"]], dtype=bool))
-        typical_loss = (pt.mean(forward.upstream_loss(p, forward._sub(obs.x, up_rows), pt)) if up_rows.size
+        typical_loss = (pt.mean(forward.upstream_loss(p, obs.x.subset(up_rows), pt)) if up_rows.size
                         else forward.loss_ref(p, obs.scales))
         p["up_mid"] = _pooled("up_mid", (0.0, 1.0), 0.5, "up_task", shift=typical_loss, centred=len(up) > 1)
         # Ceilings: well-built benchmarks top out near human agreement, 85-100%: Beta(10, 1.5), mean 0.87. A number

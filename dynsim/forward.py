@@ -186,9 +186,57 @@ def scale_centres(scales: dict | None) -> dict[str, float]:
                 sft_scale=0.3 * s["sft_ref"], rl_scale=0.2 * s["rl_ref"])
 
 
+@dataclasses.dataclass(frozen=True)
+class Design:
+    """Observations as the arrays the forward model reads, kept in two kinds apart:
+
+    rows   one entry per observation (configuration columns in SI units, task / kind / metric indices, chance
+           components): `subset` picks among them;
+    fixed  what every observation shares: per-task tables (`up_chance`, one entry per upstream task), the model
+           form and the reference scales. A subset keeps them whole, however many rows it has.
+
+    `x["N"]` reads either kind, so the formulas read one namespace."""
+
+    rows: dict
+    fixed: dict
+
+    def __post_init__(self):
+        lengths = {k: len(v) for k, v in self.rows.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"design rows of unequal length: {lengths}")
+        both = set(self.rows) & set(self.fixed)
+        if both:
+            raise ValueError(f"design entries both per row and fixed: {sorted(both)}")
+
+    def __len__(self) -> int:
+        return len(self.rows["N"])
+
+    def __getitem__(self, key: str):
+        return self.rows[key] if key in self.rows else self.fixed[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows or key in self.fixed
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+    def subset(self, idx) -> Design:
+        """The design of some observations (indices, or a boolean mask over the rows), in that order."""
+        idx = np.asarray(idx)
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(int)
+        return Design({k: v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx] for k, v in self.rows.items()},
+                      self.fixed)
+
+    def astype(self, dtype) -> Design:
+        """float64 arrays (rows and tables) in `dtype`; indices and labels as they are."""
+        cast = lambda d: {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v  # noqa: E731
+                          for k, v in d.items()}
+        return Design(cast(self.rows), cast(self.fixed))
+
+
 def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
-           form: str = "chinchilla", scales: dict | None = None) -> dict:
-    """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the arrays the forward model
+           form: str = "chinchilla", scales: dict | None = None) -> Design:
+    """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the Design the forward model
     reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given)."""
     if form not in FORMS:
         raise ValueError(f"unknown model form '{form}': choose one of {', '.join(FORMS)}")
@@ -200,9 +248,9 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     kinds = [table.kind(t) for t in tasks]
     down, up = table.downstream, table.upstream
     x["kind"] = np.array(kinds, dtype=object)
-    x["task_idx"] = np.array([down.index(t) if k in KINDS else 0 for t, k in zip(tasks, kinds)])
-    x["up_idx"] = np.array([up.index(t) if k == "upstream" else 0 for t, k in zip(tasks, kinds)])
-    x["kind_idx"] = np.array([KINDS.index(k) if k in KINDS else 0 for k in kinds])
+    x["task_idx"] = np.array([down.index(t) if k in KINDS else 0 for t, k in zip(tasks, kinds)], dtype=int)
+    x["up_idx"] = np.array([up.index(t) if k == "upstream" else 0 for t, k in zip(tasks, kinds)], dtype=int)
+    x["kind_idx"] = np.array([KINDS.index(k) if k in KINDS else 0 for k in kinds], dtype=int)
     x["is_ood"] = np.array([k == "OOD" for k in kinds], dtype=float)
     chance = np.zeros((n, MAX_COMPONENTS))
     weight = np.zeros((n, MAX_COMPONENTS))
@@ -213,17 +261,18 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
         weight[i, : len(distinct)] = [cs.count(c) / len(cs) for c in distinct]
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
-    x["form"] = form
-    x |= DEFAULT_SCALES | (scales or {})
     x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
-    x["n_up_tasks"] = len(up)
-    x["up_chance"] = np.array([table.chance[table.names.index(t)][0] for t in up])
-    return x
+    fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]))
+    return Design(x, fixed | DEFAULT_SCALES | (scales or {}))
 
 
 # -- the model ---------------------------------------------------------------------------------------
 def _sigmoid(xp, v):
-    return 1.0 / (1.0 + xp.exp(-v))
+    """The logistic function without overflow at any argument (1/(1 + e^−v) overflows e^−v below v ≈ −89 in
+    float32): tanh's form in numpy, pytensor's own stable sigmoid in a compiled graph."""
+    if xp is np:
+        return 0.5 + 0.5 * np.tanh(0.5 * v)
+    return xp.sigmoid(v)
 
 
 def _take(xp, p, idx):
@@ -244,12 +293,6 @@ def _full(xp, v, n: int):
     if xp is not np or np.shape(v)[-1] == n:
         return v
     return np.broadcast_to(v, np.shape(v)[:-1] + (n,)).copy()
-
-
-def _sub(x: dict, idx: np.ndarray) -> dict:
-    """The design restricted to some observations."""
-    return {k: (v[idx] if isinstance(v, np.ndarray) and v.ndim and len(v) == len(x["N"]) else
-                [v[i] for i in idx] if isinstance(v, list) else v) for k, v in x.items()}
 
 
 def _power(xp, base: np.ndarray, exponent):
@@ -401,7 +444,7 @@ def downstream_metric(p, x, xp, mu=None):
     if len(present) == 1:
         return _metric_of_kind(p, x, xp, mu, present[0][0])
     rows = [np.flatnonzero((names == name) & (n_comp == c)) for name, c in present]
-    return _in_order(xp, [_metric_of_kind(p, _sub(x, r), xp, _take(xp, mu, r), name)
+    return _in_order(xp, [_metric_of_kind(p, x.subset(r), xp, _take(xp, mu, r), name)
                           for r, (name, _) in zip(rows, present)], rows)
 
 
@@ -493,7 +536,7 @@ def cloze_loss_slope(p, x, xp):
     is_down = np.isin(np.asarray(x["kind"]), KINDS)
     if is_down.all():
         return None
-    up = upstream_metric(p, _sub(x, np.flatnonzero(~is_down)), xp, loss_slope=True)
+    up = upstream_metric(p, x.subset(np.flatnonzero(~is_down)), xp, loss_slope=True)
     if not is_down.any():
         return up
     rows = [np.flatnonzero(~is_down), np.flatnonzero(is_down)]
@@ -506,7 +549,7 @@ def predict(p, x, xp=np):
     if is_down.all() or not is_down.any():
         return (downstream_metric if is_down.all() else upstream_metric)(p, x, xp)
     rows = [np.flatnonzero(is_down), np.flatnonzero(~is_down)]
-    return _in_order(xp, [downstream_metric(p, _sub(x, rows[0]), xp), upstream_metric(p, _sub(x, rows[1]), xp)], rows)
+    return _in_order(xp, [downstream_metric(p, x.subset(rows[0]), xp), upstream_metric(p, x.subset(rows[1]), xp)], rows)
 
 
 # -- fast prediction over many observations (numpy only) --------------------------------------------
@@ -523,16 +566,16 @@ def predict_many(p, x, max_step: float = 0.3, min_tabulated: int = 64, block: in
     (`_metric_table`). A (task, metric) with fewer than min_tabulated observations is computed exactly. Blocks of
     draws run on all cores (numpy releases the GIL) and keep temporaries small; float32 halves memory traffic.
     finish(block_index, draws, values): work on each block's values in place (e.g. noise), in its thread."""
-    x = {k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v for k, v in x.items()}
+    x = x.astype(dtype)
     p = {k: v.astype(dtype) for k, v in p.items()}
     S, n = len(next(iter(p.values()))), len(x["N"])
     groups: dict[tuple, list[int]] = {}
     for i in np.flatnonzero(np.isin(np.asarray(x["kind"]), KINDS)):
         groups.setdefault((int(x["task_idx"][i]), x["metric"][i]), []).append(i)
-    tabulated = {key: (np.asarray(rows), _sub(x, np.asarray(rows))) for key, rows in groups.items()
+    tabulated = {key: (np.asarray(rows), x.subset(rows)) for key, rows in groups.items()
                  if len(rows) >= min_tabulated}
     exact = np.setdiff1d(np.arange(n), np.concatenate([rows for rows, _ in tabulated.values()] + [np.zeros(0, int)]))
-    x_exact = _sub(x, exact)
+    x_exact = x.subset(exact)
     out = np.empty((S, n), dtype=dtype)
 
     def fill(s: int) -> None:
@@ -544,7 +587,7 @@ def predict_many(p, x, max_step: float = 0.3, min_tabulated: int = 64, block: in
             lo, hi = m.min(axis=1), m.max(axis=1)
             nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
             h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
-            table = _metric_table(pb, _sub(xg, np.zeros(1, dtype=int)), lo - h, h, nodes)
+            table = _metric_table(pb, xg.subset(np.zeros(1, dtype=int)), lo - h, h, nodes)
             u = m - lo[:, None]  # position on the grid, in nodes
             u *= (1.0 / h)[:, None]
             u += 1.0
@@ -561,7 +604,7 @@ def _metric_table(p, x1, start, step, n_grid: int) -> np.ndarray:
     """downstream_metric of one observation's task and metric at each draw's μ = start + step·j, j < n_grid:
     (S, n_grid)."""
     grid = start[:, None] + step[:, None] * np.arange(n_grid, dtype=start.dtype)
-    return downstream_metric(p, _sub(x1, np.zeros(n_grid, dtype=int)), np, mu=grid)
+    return downstream_metric(p, x1.subset(np.zeros(n_grid, dtype=int)), np, mu=grid)
 
 
 def _catmull_rom(table, u):

@@ -167,7 +167,7 @@ def test_cloze_loss_slope_is_the_links_derivative():
     p = numpy_params()
     slope = forward.cloze_loss_slope(p, x, np)[0]
     up = np.flatnonzero(~np.isin(x["kind"], forward.KINDS))
-    xu = forward._sub(x, up)
+    xu = x.subset(up)
     loss, h = forward.upstream_loss(p, xu, np), 1e-5
     numeric = (forward.upstream_metric(p, xu, np, loss=loss - h) - forward.upstream_metric(p, xu, np, loss=loss + h)) / (2 * h)
     np.testing.assert_allclose(slope[up], numeric[0], rtol=1e-6)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from dynsim.cli import main
 
@@ -141,3 +142,48 @@ def test_a_runs_deviation_from_the_loss_law_moves_its_loss_and_its_cloze_numbers
     x = post.design(configs, tasks, metrics)
     sd = post.noise_sd(tasks, metrics, mean, draws=slice(None), loss_slope=post.loss_slope(x))
     np.testing.assert_allclose(dev[:, 1:].std(axis=0), np.sqrt((sd[:, 1:] ** 2).mean(axis=0)), rtol=0.06)
+
+
+EVOLM_ROWS = [(c, t, m) for c in ("1B-80BT", "4B-160BT-8+42BT", "1B-160BT-100Kep1", "4B-80BT-8+42BT-100Kep1-100Kep8")
+              for t, m in (("ARC-Challenge", "0shot_acc"), ("ARC-Easy", "0shot_acc"), ("HellaSwag", "0shot_acc"),
+                           ("OBQA", "0shot_acc"), ("PIQA", "0shot_acc"), ("Winogrande", "0shot_acc"),
+                           ("Upstream_avg", "0shot_acc"), ("ID_avg", "greedy_pass@1"), ("MATH-Level2", "maj@16"),
+                           ("OOD_avg", "pass@16"))]
+
+
+@pytest.fixture(scope="module")
+def evolm_posterior():
+    from dynsim import posterior
+
+    return posterior.load(posterior.bundled_path("evolm"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(EVOLM_ROWS), min_size=1, max_size=12))
+def test_any_mix_of_rows_gets_what_each_row_gets_alone(evolm_posterior, rows):
+    """A request's per-row arrays are never confused with the calibration's per-task tables, whatever the number
+    of rows (EvoLM has six upstream tasks: six rows once read OBQA's link for a downstream row's)."""
+    import numpy as np
+
+    from dynsim.config import parse_config
+
+    cfgs, tasks, metrics = [parse_config(c) for c, _, _ in rows], [t for _, t, _ in rows], [m for _, _, m in rows]
+    together = evolm_posterior.predict(cfgs, tasks, metrics, noise=False)
+    alone = np.concatenate([evolm_posterior.predict([c], [t], [m], noise=False) for c, t, m in zip(cfgs, tasks, metrics)],
+                           axis=1)
+    np.testing.assert_allclose(together, alone, atol=1e-3)  # percent; float32
+
+
+def test_five_cloze_rows_and_one_downstream_row_keep_each_tasks_link(evolm_posterior):
+    from dynsim.config import parse_config
+
+    base, post = parse_config("1B-160BT"), parse_config("1B-160BT-100Kep1")
+    tasks = ["ARC-Challenge", "ARC-Easy", "HellaSwag", "OBQA", "PIQA", "ID_avg"]
+    together = evolm_posterior.predict([base] * 5 + [post], tasks, ["0shot_acc"] * 5 + ["greedy_pass@1"], noise=False)
+    obqa = evolm_posterior.predict([base], ["OBQA"], ["0shot_acc"], noise=False)
+    assert abs(float(together[:, 3].mean()) - float(obqa.mean())) < 1e-3
+
+
+def test_predict_prints_nothing_on_stderr():
+    r = run_cli("predict", "--pretrain", "320BT", "--cpt", "8+42BT")
+    assert r.returncode == 0 and r.stderr == ""
