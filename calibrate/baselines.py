@@ -18,7 +18,7 @@ from scipy.optimize import least_squares
 from scipy.sparse import lil_matrix
 
 from dynsim import forward
-from dynsim.posterior import measurement_sd
+from dynsim.observation import OBS_GROUPS
 
 # Starting values (the centres of calibrate/model.py's priors) and the scale each parameter is optimised on.
 START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log"), beta=(0.32, "log"),
@@ -26,7 +26,7 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              replay_protect=(15.0, "log"), domain_tokens=(5e9, "log"), sft_gain=(3.0, "id"), sft_scale=(3e4, "log"),
              rl_gain=(0.5, "id"), rl_scale=(2e5, "log"), ot_sensitivity=(0.1, "log"), epoch_decline=(0.1, "log"),
              greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
-             loss_slope=(2.0, "log"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
+             loss_slope=(2.0, "log"), size_ability=(0.3, "id"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
              up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
              corpus_link=(0.0, "id"), sft_forget=(0.5, "log"))
 
@@ -43,7 +43,8 @@ INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v
 
 def _sizes(obs) -> dict[str, int]:
     n = {"global": 1, "task": len(obs.table.downstream), "up_task": len(obs.table.upstream), "kind": len(forward.KINDS),
-         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x))}
+         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x)),
+         "base_run": 0, "run_scale": 0}  # least squares has no random effects: one per checkpoint would fit noise
     return {p.name: n[p.group] for p in forward.PARAMS
             if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)}
 
@@ -153,7 +154,7 @@ class Fitter:
     def _fit(self, rows, theta, group_sd) -> LSQFit:
         sparsity = self._sparsity(rows)
         # two passes: equal weights, then weights from the first pass's residual scale per group
-        sd = np.full(len(forward_groups()), 1.0) if group_sd is None else group_sd
+        sd = np.full(len(OBS_GROUPS), 1.0) if group_sd is None else group_sd
         for _ in range(1 if group_sd is not None else 2):
             with np.errstate(all="ignore"):  # the optimiser probes extreme parameters (0/0, e^1e3) on its way
                 res = least_squares(self._residuals, theta, args=(rows, sd), jac_sparsity=sparsity, x_scale="jac",
@@ -205,12 +206,6 @@ class TwoStepFitter:
         return LSQFit(acc_fit.params, sd, np.concatenate([loss_fit.residuals, acc_fit.residuals])[order],
                       np.concatenate([loss_fit.groups, acc_fit.groups])[order], (loss_fit.theta, acc_fit.theta),
                       self.obs.scales)
-
-
-def forward_groups():
-    from calibrate.model import OBS_GROUPS
-
-    return OBS_GROUPS
 
 
 def bootstrap_predict(fitter: Fitter, train_rows: np.ndarray, test, n_boot: int = 30, seed: int = 0,

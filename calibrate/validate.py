@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynsim import observation
 from dynsim.forward import AVERAGE_MIN_TASKS
 from dynsim.posterior import Posterior
 
@@ -17,15 +18,10 @@ UNSEEN = "*"  # marks the metric of a held-out number whose task has no number i
 
 
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log p(y_i | θ_s) under the observation model (dynsim/observation.py), and its scales."""
     slope = post.loss_slope(post.design(obs.configs, obs.tasks, obs.metrics, obs.corpus))
-    sd = post.noise_sd(obs.tasks, obs.metrics, obs.values, obs.n_items, loss_slope=slope)
-    ll = -0.5 * ((obs.values - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
-    nu, is_loss = post.meta.get("loss_nu"), np.array([m == "loss" for m in obs.metrics])
-    if nu and is_loss.any():  # the likelihood's Student-t for losses
-        from scipy.stats import t
-
-        ll[:, is_loss] = t.logpdf(obs.values[is_loss], nu, loc=mean[:, is_loss], scale=sd[:, is_loss])
-    return ll, sd
+    sd = post.noise_sd(obs.group, obs.values, obs.n_items, loss_slope=slope, run_groups=obs.run_group)
+    return observation.log_density(obs.values, mean, sd, obs.scale == 1.0, post.meta["loss_nu"]), sd
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, qs) -> np.ndarray:
@@ -74,9 +70,10 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
         else:
             mean_f, sd_f, w_f = mean, sd, w
         for i in np.flatnonzero(held):
-            draws = mean_f[:, i] + sd_f[:, i] * rng.standard_normal(len(w_f))
             if obs.scale[i] == 100.0:
-                draws = np.clip(draws, 0, 100)
+                draws = np.clip(mean_f[:, i] + sd_f[:, i] * rng.standard_normal(len(w_f)), 0, 100)
+            else:  # a loss: relative Student-t deviation (observation model)
+                draws = mean_f[:, i] * np.exp(sd_f[:, i] * rng.standard_t(post.meta["loss_nu"], len(w_f)))
             lo, hi = _weighted_quantile(draws, w_f, [(1 - level) / 2, (1 + level) / 2])
             pred = float(np.sum(w_f * draws) / np.sum(w_f))
             rows.append(dict(config=name, task=obs.tasks[i], metric=obs.metrics[i], observed=float(obs.values[i]),

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim import forward
+from dynsim import forward, observation
 from dynsim.config import RunConfig, format_size, format_tokens, parse_config
 
-SCHEMA = "dynsim.posterior/1"
+SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
 # Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (gadre2024_compute: the compute-only
 # form, kept for comparison), and those fitted to a study run here, kept beside its spec in the repository's
 # studies/ folder (posterior.npz and results.nc; `pip install -e .` from a clone finds them).
 BUNDLED = ("evolm", "gadre2024", "gadre2024_compute", "mini")
 STUDY_CALIBRATIONS = {"mini": "studies/mini_evolm"}
-OBS_GROUP_OF_KIND = {"upstream": 0, "upstream_avg": 0, "ID": 1, "OOD": 2}
-LOSS_GROUP = 3  # calibrate.model.OBS_GROUPS: upstream, ID, OOD, loss
 
 
 class PosteriorError(ValueError):
@@ -58,79 +56,95 @@ class Posterior:
         return out
 
     # -- prediction ----------------------------------------------------------------------------------
-    def gathered(self) -> dict[str, np.ndarray]:
-        """Parameters shaped for the forward model: global (S, 1), grouped (S, T)."""
-        return {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
+    def gathered(self, x: forward.Design | None = None, rng=None) -> dict[str, np.ndarray]:
+        """Parameters shaped for the forward model: global (S, 1), grouped (S, T). Given a design, the run effects
+        of checkpoints the fit did not see follow the fitted ones: a draw from N(0, the effect's scale) per
+        checkpoint with `rng`, else 0 (their median)."""
+        p = {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
+        n_new = 0 if x is None else len(x["base_runs"]) - x["n_known_runs"]
+        for effect, scale in forward.RUN_EFFECTS.items():
+            if effect in p and n_new:
+                new = np.zeros((self.n_draws, n_new)) if rng is None else p[scale] * rng.standard_normal((self.n_draws, n_new))
+                p[effect] = np.concatenate([p[effect], new], axis=1)
+        return p
 
     def predict(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], rng=None,
                 noise: bool = True, corpus=None, n_items=None) -> np.ndarray:
         """Draws (S, n) of each observation (config_i, task_i, metric_i), in percent (nats for loss).
 
         corpus: one pretraining corpus name for all, or per-observation indices (calibrations that compare
-        corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise."""
+        corpora); n_items: items per observation (NaN if unknown) — a known count adds its binomial noise.
+        Noise is the observation model's (dynsim/observation.py)."""
         x = self.design(configs, tasks, metrics, corpus)
-        scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics], dtype=np.float32)
-        is_pct = scale == 100.0
+        is_loss = np.array([m == "loss" for m in metrics], dtype=bool)
+        scale = np.where(is_loss, 1.0, 100.0).astype(np.float32)
+        groups = self.groups(configs, tasks, metrics)
+        run_group = observation.loss_group(configs)  # where a run's deviation from the loss law is drawn
 
         def finish(b: int, draws: slice, values: np.ndarray) -> None:  # in place, per block of draws
             values *= scale
             if noise:
-                gen, nu, slope = generators[b], self.meta.get("loss_nu"), self.loss_slope(x, draws)
-                sd = self.noise_sd(tasks, metrics, values, n_items, draws)
-                if slope is None:
-                    values += sd * _standard_noise(gen, values.shape, is_loss, nu)
-                else:
-                    # A run's deviation from the loss law is one number per run (configuration and corpus): its
-                    # loss carries it (Student-t, as in the likelihood) and each of its cloze numbers moves with
-                    # it by the link's slope. The likelihood sees each number's variance alone; an average over
-                    # a run's tasks needs them to move together.
-                    values += np.where(is_loss, 0.0, sd) * gen.standard_normal(values.shape, dtype=np.float32)
-                    z = gen.standard_normal((len(values), n_runs), dtype=np.float32)
-                    deviation = (self.params["discrepancy"][draws, LOSS_GROUP, None] * z)[:, run]  # nats
-                    values -= slope * deviation
-                    t = np.sqrt(gen.chisquare(nu, (len(values), n_runs)) / nu)[:, run] if nu else 1.0
-                    values += np.where(is_loss, deviation / t, 0.0)
-            np.clip(values, 0.0, 100.0, out=values, where=is_pct)
+                gen, nu = generators[b], self.meta["loss_nu"]
+                sd = self.noise_sd(groups, values, n_items, draws)
+                values += np.where(is_loss, 0.0, sd) * gen.standard_normal(values.shape, dtype=np.float32)
+                slope = self.loss_slope(x, draws)
+                if is_loss.any() or slope is not None:
+                    # A run's relative deviation from the loss law: one draw per run (configuration and corpus),
+                    # Student-t as in the likelihood, carried by its loss and, by the link's slope, its cloze
+                    # numbers (the likelihood sees each number alone; an average over a run's tasks needs them
+                    # to move together).
+                    disc = self.params["discrepancy"][draws][:, run_group].astype(np.float32)
+                    deviation = disc * gen.standard_normal((len(values), n_runs), dtype=np.float32)[:, run]
+                    if slope is not None:
+                        values -= slope * deviation
+                    t = np.sqrt(gen.chisquare(nu, (len(values), n_runs)) / nu)[:, run].astype(np.float32)
+                    values *= np.where(is_loss, np.exp(deviation / t), 1.0).astype(np.float32)
+            np.clip(values, 0.0, 100.0, out=values, where=~is_loss)
 
-        is_loss = ~is_pct
         run = np.unique([f"{c.name}/{k}" for c, k in zip(configs, x["corpus_idx"])], return_inverse=True)[1].ravel()
         n_runs = int(run.max()) + 1 if len(run) else 0
-        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
+        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK) + 1) if noise else None
+        params = self.gathered(x, generators.pop() if noise else None)  # new checkpoints' run effects drawn
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
-        return forward.predict_many(self.gathered(), x, finish=finish)
+        return forward.predict_many(params, x, finish=finish)
+
+    def groups(self, configs, tasks, metrics) -> np.ndarray:
+        """Each observation's discrepancy group (observation.OBS_GROUPS)."""
+        return observation.groups(configs, [self.table.kind(t) for t in tasks], metrics)
 
     def design(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], corpus=None) -> dict:
         """The forward model's design of observations (config_i, task_i, metric_i) at this posterior's scales."""
         if corpus is None or isinstance(corpus, str):
             corpus = np.full(len(configs), self.corpus_index(corpus))
         return forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
-                              self.meta.get("scales"))
+                              self.meta.get("scales"), self.meta.get("base_runs", ()))
 
-    def loss_slope(self, x: dict, draws=slice(None)) -> np.ndarray | None:
-        """Points each observation's number falls per nat of loss where a run's deviation from the loss law
-        enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
-        if not self.meta.get("cloze_loss_slope"):  # a loss latent, or a posterior fitted before the term
+    def loss_slope(self, x: forward.Design, draws=slice(None)) -> np.ndarray | None:
+        """Points each observation's number falls per unit of relative deviation from the loss law where that
+        deviation enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
+        if not self.meta.get("cloze_loss_slope"):  # the loss is latent
             return None
-        p = {k: v[draws] for k, v in self.gathered().items()}
+        p = {k: v[draws] for k, v in self.gathered(x).items()}
         slope = forward.cloze_loss_slope(p, x, np)
         return None if slope is None else 100.0 * slope
 
-    def noise_sd(self, tasks, metrics, value, n_items=None, draws=slice(None), loss_slope=None) -> np.ndarray:
-        """The likelihood's standard deviation of a measurement: the draw's model discrepancy for the
-        observation's group, plus the measurement noise — binomial where the item count is known, else the
-        published noise floor (0 for losses) — plus, given `loss_slope`, a run's deviation from the loss law
-        carried through the cloze link. draws: the posterior draws `value` holds (its rows)."""
-        groups = np.array([LOSS_GROUP if m == "loss" else OBS_GROUP_OF_KIND.get(self.table.kind(t), 0)
-                           for t, m in zip(tasks, metrics)])
+    def noise_sd(self, groups, value, n_items=None, draws=slice(None), loss_slope=None, run_groups=None) -> np.ndarray:
+        """The observation model's scale of each measurement (draws × observations): for an accuracy the standard
+        deviation in points — the draw's discrepancy for its group, the measurement noise (binomial where the
+        item count is known, else the noise floor) and, given `loss_slope`, its run's deviation from the loss
+        law carried through the cloze link; for a loss the relative (log-scale) Student-t scale.
+        groups: observation groups (`groups`); run_groups: the loss group of each observation's run
+        (observation.loss_group; needed with loss_slope); draws: the posterior draws `value` holds (its rows)."""
+        groups = np.asarray(groups)
         value = np.asarray(value)
+        is_loss = (groups == observation.PRETRAINED_LOSS) | (groups == observation.TUNED_LOSS)
         dtype = np.float32 if value.dtype == np.float32 else np.float64  # float32 from predict: half the traffic
-        floor = measurement_sd(np.array([m == "loss" for m in metrics]),
-                               value if n_items is not None else np.zeros(len(metrics)),  # else per observation
-                               n_items, self.meta.get("noise_floor", 0.3)).astype(dtype)
+        floor = observation.measurement_sd(is_loss, value if n_items is not None else np.zeros(len(groups)),
+                                           n_items, self.meta["noise_floor"]).astype(dtype)
         disc = self.params["discrepancy"][draws].astype(dtype)
         variance = disc[:, groups] ** 2 + floor ** 2
         if loss_slope is not None:
-            variance = variance + (disc[:, LOSS_GROUP, None] * loss_slope.astype(dtype)) ** 2
+            variance = variance + (disc[:, run_groups] * loss_slope.astype(dtype)) ** 2
         return np.sqrt(variance)
 
     def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -195,30 +209,6 @@ class Posterior:
         return min(self.observed, key=dist)
 
 
-def _standard_noise(rng, shape, is_loss, loss_nu) -> np.ndarray:
-    """Standard draws of the likelihood's noise: normal, Student-t(loss_nu) for losses where it had those tails."""
-    z = rng.standard_normal(shape, dtype=np.float32)
-    if loss_nu and is_loss.any():
-        z[:, is_loss] = rng.standard_t(loss_nu, size=(shape[0], int(is_loss.sum())))
-    return z
-
-
-def measurement_sd(is_loss, value, n_items, floor: float):
-    """Measurement noise of each number (percentage points; 0 for losses): the binomial standard error
-    100·sqrt(p(1−p)/n) where the item count n is known (the normal approximation of a likelihood on correct
-    counts), else `floor` (a published average's seed-to-seed noise). p is clipped to [1/n, 1−1/n] so a
-    task at 0% or 100% keeps some noise."""
-    is_loss = np.asarray(is_loss, dtype=bool)
-    sd = np.where(is_loss, 0.0, floor) * np.ones(np.shape(value))
-    if n_items is None:
-        return sd
-    n = np.asarray(n_items, dtype=float)
-    known = np.isfinite(n) & (n > 0) & ~is_loss
-    n_safe = np.where(known, n, 1.0)
-    p = np.clip(np.asarray(value) / 100.0, 1.0 / n_safe, 1.0 - 1.0 / n_safe)
-    return np.where(known, 100.0 * np.sqrt(p * (1.0 - p) / n_safe), sd)
-
-
 def load(path) -> Posterior:
     path = Path(path)
     if not path.exists():
@@ -230,7 +220,9 @@ def load(path) -> Posterior:
     except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
         raise PosteriorError(f"{path}: not a readable dynsim posterior ({type(e).__name__})") from None
     if meta.get("schema") != SCHEMA:
-        raise PosteriorError(f"{path}: not a {SCHEMA} file")
+        older = str(meta.get("schema", "")).startswith("dynsim.posterior/")
+        raise PosteriorError(f"{path}: " + (f"written by an older dynsim ({meta['schema']}, this one reads {SCHEMA}): "
+                                            "refit it with `dynsim fit`" if older else f"not a {SCHEMA} file"))
     missing = [p.name for p in forward.PARAMS if p.name not in params and p.name not in forward.OPTIONAL_PARAMS]
     if missing:
         raise PosteriorError(f"{path}: posterior lacks parameters {', '.join(missing)}")

@@ -10,7 +10,7 @@ from calibrate import baselines, validate
 from calibrate.model import observations
 from dynsim import forward, results
 from dynsim.config import RunConfig
-from dynsim.posterior import measurement_sd
+from dynsim.observation import measurement_sd
 
 TABLE = forward.TaskTable(["c4_val", "arc_easy"], ["text", "upstream"], [[0.0], [0.25]])
 TRUE = dict(E=1.9, A=0.4, alpha=0.3, B=0.3, beta=0.28, up_slope=[3.0], up_mid=[2.9], up_ceiling=[0.9],

@@ -128,7 +128,7 @@ def test_a_runs_deviation_from_the_loss_law_moves_its_loss_and_its_cloze_numbers
     against its accuracies; another run's draws are independent of it; each number's spread is the likelihood's."""
     import numpy as np
 
-    from dynsim import posterior
+    from dynsim import observation, posterior
     from dynsim.config import parse_config
 
     post = posterior.load(posterior.bundled_path("gadre2024"))
@@ -140,7 +140,8 @@ def test_a_runs_deviation_from_the_loss_law_moves_its_loss_and_its_cloze_numbers
     same_run, other_run = np.corrcoef(dev[:, 0], dev[:, 1])[0, 1], np.corrcoef(dev[:, 0], dev[:, 2])[0, 1]
     assert same_run < -0.2 and abs(other_run) < 0.08
     x = post.design(configs, tasks, metrics)
-    sd = post.noise_sd(tasks, metrics, mean, draws=slice(None), loss_slope=post.loss_slope(x))
+    sd = post.noise_sd(post.groups(configs, tasks, metrics), mean, loss_slope=post.loss_slope(x),
+                       run_groups=observation.loss_group(configs))
     np.testing.assert_allclose(dev[:, 1:].std(axis=0), np.sqrt((sd[:, 1:] ** 2).mean(axis=0)), rtol=0.06)
 
 
@@ -187,3 +188,23 @@ def test_five_cloze_rows_and_one_downstream_row_keep_each_tasks_link(evolm_poste
 def test_predict_prints_nothing_on_stderr():
     r = run_cli("predict", "--pretrain", "320BT", "--cpt", "8+42BT")
     assert r.returncode == 0 and r.stderr == ""
+
+
+def test_a_new_checkpoint_draws_its_run_effect_and_a_known_one_keeps_its_fitted_one(evolm_posterior):
+    """Descendants of a fitted checkpoint read its fitted run effect; an unseen checkpoint gets one draw from
+    N(0, the effect's scale) per posterior draw, shared by all its descendants' rows."""
+    import numpy as np
+
+    from dynsim.config import parse_config
+
+    post = evolm_posterior
+    known = post.meta["base_runs"]
+    cfgs = [parse_config(c) for c in ("1B-160BT-8+42BT-100Kep1", "1B-240BT-100Kep1", "1B-240BT-100Kep1-100Kep8")]
+    x = post.design(cfgs, ["ID_avg"] * 3, ["greedy_pass@1"] * 3)
+    assert x["base_runs"] == known + ["1B-240BT"] and list(x["base_idx"]) == [known.index("1B-160BT"), len(known)] * 1 + [len(known)]
+    p = post.gathered(x, np.random.default_rng(0))
+    for effect, scale in (("run_ability", "run_ability_sd"), ("run_loss", "run_loss_sd")):
+        np.testing.assert_array_equal(p[effect][:, : len(known)], post.params[effect])
+        new = p[effect][:, len(known)]
+        assert abs(new.std() / np.sqrt(np.mean(post.params[scale] ** 2)) - 1) < 0.1
+    assert post.gathered(post.design(cfgs[:1], ["ID_avg"], ["greedy_pass@1"]))["run_ability"].shape == post.params["run_ability"].shape
