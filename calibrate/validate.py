@@ -78,12 +78,26 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
             pred = float(np.sum(w_f * draws) / np.sum(w_f))
             rows.append(dict(config=name, task=obs.tasks[i], metric=obs.metrics[i], observed=float(obs.values[i]),
                              predicted=pred, lo=float(lo), hi=float(hi), khat=float(k)))
-    return dict(rows=rows, khat=khat, refitted=refitted, level=level, summary=summarise(rows))
+    return dict(rows=rows, khat=khat, refitted=refitted, level=level, summary=summarise(rows, level))
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Per metric: MAE, coverage, mean width (and, for losses, the mean relative error). 'all' pools the
-    per-number metrics (not the derived averages, not losses: their units differ)."""
+def interval_score(lo, hi, observed, alpha: float) -> np.ndarray:
+    """The interval score of central (1 − alpha) intervals [lo, hi] (Gneiting & Raftery 2007, "Strictly proper
+    scoring rules, prediction, and estimation", JASA 102:359–378, eq. 43):
+
+        (hi − lo) + (2/alpha)·(lo − y)·1[y < lo] + (2/alpha)·(y − hi)·1[y > hi]
+
+    The width, plus a penalty for every unit the observation falls outside. Lower is better, and in expectation
+    it is lowest for the true alpha/2 and 1 − alpha/2 quantiles: an interval gains nothing by being narrow and
+    missing, or wide and covering. Same units as the observations."""
+    lo, hi, y = np.asarray(lo, float), np.asarray(hi, float), np.asarray(observed, float)
+    return (hi - lo) + (2 / alpha) * np.maximum(lo - y, 0) + (2 / alpha) * np.maximum(y - hi, 0)
+
+
+def summarise(rows: list[dict], level: float = 0.9) -> list[dict]:
+    """Per metric: MAE, coverage, mean width, width / MAE, the mean interval score at alpha = 1 − level (and, for
+    losses, the mean relative error). 'all' pools the per-number metrics (not the derived averages, not losses:
+    their units differ)."""
     out = []
     metrics = sorted({r["metric"] for r in rows})
     pooled = [m for m in metrics if m not in ("loss", "avg_acc") and not m.endswith(UNSEEN)]
@@ -92,8 +106,12 @@ def summarise(rows: list[dict]) -> list[dict]:
         err = np.array([abs(r["predicted"] - r["observed"]) for r in sel])
         cover = np.array([r["lo"] <= r["observed"] <= r["hi"] for r in sel])
         width = np.array([r["hi"] - r["lo"] for r in sel])
+        score = interval_score([r["lo"] for r in sel], [r["hi"] for r in sel], [r["observed"] for r in sel], 1 - level)
         s = dict(metric=metric, n=len(sel), mae=float(err.mean()), coverage=float(cover.mean()),
-                 mean_width=float(width.mean()))
+                 mean_width=float(width.mean()), interval_score=float(score.mean()))
+        # how many mean errors an interval spans: 4.1 for a calibrated 90% interval of normal errors (2·1.645σ
+        # over the mean absolute error 0.80σ); far below, too narrow to cover; far above, too wide to inform
+        s["width_to_mae"] = s["mean_width"] / s["mae"] if s["mae"] > 0 else float("inf")
         if metric == "loss":
             s["mean_rel_err"] = float(np.mean([abs(r["predicted"] / r["observed"] - 1) for r in sel]))
             s["max_rel_err"] = float(np.max([abs(r["predicted"] / r["observed"] - 1) for r in sel]))
@@ -107,22 +125,42 @@ def format_report(report: dict) -> str:
     bad = [n for n, k in report["khat"].items() if k > 0.7 and n not in refitted]
     method = "PSIS-LOGO" + (f"; {len(refitted)} refitted exactly by NUTS" if refitted else "")
     lines = [f"leave-one-configuration-out over {len(report['khat'])} configurations ({method})",
-             f"{'metric':<16}{'n':>4}{'MAE':>8}{f'{level:g}% cover':>12}{'mean width':>12}"]
+             f"{'metric':<16}{'n':>4}{'MAE':>8}{f'{level:g}% cover':>12}{'mean width':>12}{'width/MAE':>11}"
+             f"{'int. score':>12}"]
     for s in report["summary"]:
-        lines.append(f"{s['metric']:<16}{s['n']:>4}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%{s['mean_width']:>12.1f}")
+        lines.append(f"{s['metric']:<16}{s['n']:>4}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%{s['mean_width']:>12.1f}"
+                     f"{s['width_to_mae']:>11.1f}{s['interval_score']:>12.2f}")
     lines.append(f"Pareto k̂ > 0.7 (reweighting unreliable) and not refitted: {len(bad)} of {len(report['khat'])} "
                  "configurations" + (f": {', '.join(bad)} (use --refit)" if bad else ""))
-    lines.append("MAE and widths in percentage points (nats for loss)")
+    alpha = 1 - report["level"]
+    lines.append(f"MAE, widths and interval scores (Gneiting & Raftery 2007, alpha = {alpha:.2g}: width + "
+                 f"{2 / alpha:.0f} × the miss) in percentage points (nats for loss)")
     return "\n".join(lines)
 
 
-# -- held-out splits: extrapolation in tokens and in size -----------------------------------------------
-SPLITS = ("loco", "largest-pt", "largest-size")
+# -- held-out splits: extrapolation in tokens, in size, and to post-training ----------------------------
+SPLITS = ("loco", "largest-pt", "largest-size", "descendants")
+DESCENDANTS_MIN_HELD = 10  # held-out numbers the descendants split gathers base runs for
+
+
+def base_run(c):
+    """The run a configuration's post-training starts from: its pretraining (+ CPT) prefix."""
+    return c.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
 
 
 def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
     """Which observations a split holds out: every run at the largest pretraining budget (extrapolation in
-    tokens), at the largest model size — or, with size_from, every size ≥ size_from (extrapolation in size)."""
+    tokens), at the largest model size — or, with size_from, every size ≥ size_from (extrapolation in size) —
+    or the post-training descendants of some base runs (prediction of SFT / RL from the base run's own
+    evaluations, which stay in the fit).
+
+    descendants: the base runs (pretraining + CPT prefixes) that have post-trained descendants in the data are
+    ordered by size, then pretraining tokens, then CPT tokens, largest first; every one at the largest such size is
+    chosen, then the next ones in that order while fewer than DESCENDANTS_MIN_HELD numbers are held out — but never
+    so many that no post-trained run stays in the fit. Every SFT and SFT+RL run of a chosen base is held out. One
+    split, one NUTS refit (EvoLM: the descendants of 4B-80BT-8+42BT, 12 numbers)."""
+    if split == "descendants":
+        return _descendants_mask(obs)
     if split == "largest-pt":
         d = np.array([c.pretrain for c in obs.configs])
         return d == d.max()
@@ -132,11 +170,30 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
     raise ValueError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
 
 
+def _descendants_mask(obs) -> np.ndarray:
+    bases = np.array([base_run(c).name for c in obs.configs])
+    post_trained = np.array([c.has_sft for c in obs.configs])
+    order = sorted({base_run(c) for c in obs.configs if c.has_sft},
+                   key=lambda b: (b.size, b.pretrain, b.cpt_replay + b.cpt_domain, b.name), reverse=True)
+    held_of = lambda chosen: post_trained & np.isin(bases, [b.name for b in chosen])  # noqa: E731
+    chosen = []
+    for b in order:
+        if held_of(chosen + [b]).sum() == post_trained.sum():
+            break  # it would leave the fit no post-trained run to learn post-training from
+        if b.size < order[0].size and held_of(chosen).sum() >= DESCENDANTS_MIN_HELD:
+            break
+        chosen.append(b)
+    if not chosen:
+        raise ValueError("split 'descendants' needs post-trained descendants of at least two base runs")
+    return held_of(chosen)
+
+
 def interval_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float,
-                  weights: np.ndarray | None = None) -> list[dict]:
-    """One row per held-out observation: observed, predicted mean and central interval from predictive draws.
-    A task with no number left in the fit (EvoLM's GSM8K-Platinum is measured at the largest budget only) is
-    predicted from the pooled prior alone: its metric is marked UNSEEN and summarised on its own line."""
+                  weights: np.ndarray | None = None, point: np.ndarray | None = None) -> list[dict]:
+    """One row per held-out observation: observed, predicted (the draws' mean unless a point prediction is
+    given) and central interval from predictive draws. A task with no number left in the fit (EvoLM's
+    GSM8K-Platinum is measured at the largest budget only) is predicted from the pooled prior alone: its metric is
+    marked UNSEEN and summarised on its own line."""
     w = np.ones(len(draws)) if weights is None else weights
     seen = {obs.tasks[i] for i in np.flatnonzero(~held)}
     rows = []
@@ -145,7 +202,8 @@ def interval_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: 
         metric = obs.metrics[i] + ("" if obs.tasks[i] in seen else UNSEEN)
         rows.append(dict(split=split, method=method, config=obs.configs[i].name, corpus=int(obs.corpus[i]),
                          task=obs.tasks[i], metric=metric, observed=float(obs.values[i]),
-                         predicted=float(np.sum(w * draws[:, j]) / np.sum(w)), lo=float(lo), hi=float(hi)))
+                         predicted=float(np.sum(w * draws[:, j]) / np.sum(w) if point is None else point[j]),
+                         lo=float(lo), hi=float(hi)))
     return rows
 
 
@@ -174,9 +232,11 @@ def lsq_holdout(obs, held: np.ndarray, split: str, level=0.9, n_boot=30, seed=0,
     return interval_rows(obs, held, draws, method, split, level) + average_rows(obs, held, draws, method, split, level)
 
 
-def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float) -> list[dict]:
+def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: str, level: float,
+                 point: np.ndarray | None = None) -> list[dict]:
     """The average accuracy over a held-out run's upstream tasks (Gadre et al.'s downstream target), scored
-    from the draws of the per-task predictions — so its interval carries the tasks' joint uncertainty."""
+    from the draws of the per-task predictions — so its interval carries the tasks' joint uncertainty; the
+    prediction is the mean of the tasks' point predictions where those are given."""
     idx = np.flatnonzero(held)
     is_acc = np.array([obs.metrics[i] != "loss" and obs.table.kind(obs.tasks[i]) == "upstream" for i in idx])
     keys = [(obs.configs[i].name, int(obs.corpus[i])) for i in idx]
@@ -188,19 +248,20 @@ def average_rows(obs, held: np.ndarray, draws: np.ndarray, method: str, split: s
         avg = draws[:, cols].mean(axis=1)
         lo, hi = np.quantile(avg, [(1 - level) / 2, (1 + level) / 2])
         rows.append(dict(split=split, method=method, config=key[0], corpus=key[1], task=f"average of {cols.sum()}",
-                         metric="avg_acc", observed=float(obs.values[idx[cols]].mean()), predicted=float(avg.mean()),
+                         metric="avg_acc", observed=float(obs.values[idx[cols]].mean()),
+                         predicted=float(avg.mean() if point is None else point[cols].mean()),
                          lo=float(lo), hi=float(hi)))
     return rows
 
 
-def summarise_by(rows: list[dict], keys=("split", "method")) -> list[dict]:
-    """MAE / coverage / width per (split, method, metric), plus an 'all' line per (split, method)."""
+def summarise_by(rows: list[dict], keys=("split", "method"), level: float = 0.9) -> list[dict]:
+    """summarise's lines per (split, method, metric), plus an 'all' line per (split, method)."""
     out = []
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
     for key, sel in groups.items():
-        for s in summarise(sel):
+        for s in summarise(sel, level):
             out.append(dict(zip(keys, key)) | s)
     return out
 
@@ -224,10 +285,30 @@ def lsq_loco(obs, level=0.9, n_boot=0, seed=0) -> list[dict]:
     return rows
 
 
+def naive_holdout(obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
+    """The naive baselines (calibrate.naive: carry-forward, loglinear) on a split, beside least squares."""
+    from calibrate import naive
+
+    train, test = np.flatnonzero(~held), np.flatnonzero(held)
+    rows = []
+    for method, predict in naive.METHODS.items():
+        point, draws = predict(obs, train, test)
+        rows += (interval_rows(obs, held, draws, method, split, level, point=point) +
+                 average_rows(obs, held, draws, method, split, level, point=point))
+    return rows
+
+
+def naive_loco(obs, level=0.9) -> list[dict]:
+    """Leave-one-configuration-out for the naive baselines: each configuration predicted from all the others."""
+    names = np.array([c.name for c in obs.configs])
+    return [r for name in sorted(set(names)) for r in naive_holdout(obs, names == name, "loco", level)]
+
+
 def format_split_report(rows: list[dict], level: float) -> str:
-    """Per split: one line per method and metric — MAE, coverage of the central interval, mean width."""
+    """Per split: one line per method and metric — MAE, coverage of the central interval, mean width, width / MAE,
+    mean interval score."""
     lines = []
-    summary = summarise_by(rows)
+    summary = summarise_by(rows, level=level)
     for split in dict.fromkeys(r["split"] for r in summary):
         sel = [s for s in summary if s["split"] == split]
         bayes = [r for r in rows if r["split"] == split and r["method"].startswith("bayes")]
@@ -237,16 +318,20 @@ def format_split_report(rows: list[dict], level: float) -> str:
             fold = f" (Bayesian fold: R-hat max {bayes[0]['rhat_max']:.3f}, {bayes[0]['divergences']} divergences)"
         lines.append(f"split {split}: {n_cfg} held-out configurations{fold}")
         lines.append(f"  {'method':<18}{'metric':<15}{'n':>5}{'MAE':>8}{f'{level * 100:g}% cover':>12}{'width':>8}"
-                     f"{'rel err':>9}")
+                     f"{'width/MAE':>10}{'int. score':>11}{'rel err':>9}")
         for s in sel:
             rel = f"{s['mean_rel_err'] * 100:7.2f}%" if "mean_rel_err" in s else ""
             lines.append(f"  {s['method']:<18}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
-                         f"{s['mean_width']:>8.1f}{rel:>9}")
+                         f"{s['mean_width']:>8.1f}{s['width_to_mae']:>10.1f}{s['interval_score']:>11.2f}{rel:>9}")
     if any(r["metric"].endswith(UNSEEN) for r in rows):
         lines.append(f"{UNSEEN}: a task with no number in the fit, predicted from the prior pooled over its kind "
                      "(left out of 'all')")
     lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
-                 "lsq-2step: loss law, then each task's link. MAE in points (nats for loss; rel err = mean |pred/obs − 1|)")
+                 "lsq-2step: loss law, then each task's link; carry-forward: the same number at the nearest training "
+                 "run, interval from its leave-one-run-out errors; loglinear: a line in log tokens and log size "
+                 "through the training runs of the same stages, its prediction interval.")
+    lines.append(f"MAE, width and int. score (Gneiting & Raftery 2007: width + {2 / (1 - level):.0f} × the miss; "
+                 "lower is better) in points (nats for loss); rel err = mean |pred/obs − 1|")
     return "\n".join(lines)
 
 

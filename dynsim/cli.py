@@ -256,6 +256,8 @@ def cmd_validate(args) -> int:
         log(f"{split}: {len(held_out['configs'])} configurations; least-squares baseline with {args.boot} bootstraps")
         rows = validate.bayes_holdout(post, obs, held, split, level, refit=False)
         rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=True)
+        if args.baselines:
+            rows += validate.naive_holdout(obs, held, split, level)
         print(validate.format_split_report(rows, level))
         return 0
     splits = list(validate.SPLITS) if args.split == "all" else [args.split]
@@ -270,9 +272,13 @@ def cmd_validate(args) -> int:
             log(f"{split}: refitting NUTS without {len({c.name for c, h in zip(obs.configs, held) if h})} configurations")
             rows += validate.bayes_holdout(post, obs, held, split, level)
         if args.baselines:
-            log(f"{split}: least-squares baseline with {args.boot} bootstraps")
-            rows += (validate.lsq_loco(obs, level) if split == "loco" else
-                     validate.lsq_holdout(obs, validate.split_mask(obs, split), split, level, n_boot=args.boot))
+            log(f"{split}: least-squares baseline with {args.boot} bootstraps; carry-forward and loglinear")
+            if split == "loco":
+                rows += validate.lsq_loco(obs, level) + validate.naive_loco(obs, level)
+            else:
+                held = validate.split_mask(obs, split)
+                rows += (validate.lsq_holdout(obs, held, split, level, n_boot=args.boot) +
+                         validate.naive_holdout(obs, held, split, level))
     if args.baselines or args.split != "loco":
         print(validate.format_split_report(rows, level))
     return 0
@@ -416,11 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--interval", type=float, default=90.0)
     q.add_argument("--refit", action="store_true",
                    help="hold out exactly (NUTS refit) every configuration whose PSIS Pareto k̂ > 0.7 (minutes each)")
-    q.add_argument("--split", default="loco", choices=["loco", "largest-pt", "largest-size", "all"],
-                   help="leave-one-config-out (PSIS), or hold out the largest pretraining budget / model size "
-                        "(NUTS refit, minutes); a posterior fitted with held-out runs is scored on those")
+    # calibrate.validate.SPLITS, spelled out here so that building the parser imports no calibrate module
+    q.add_argument("--split", default="loco", choices=["loco", "largest-pt", "largest-size", "descendants", "all"],
+                   help="leave-one-config-out (PSIS), or hold out the largest pretraining budget / model size, or "
+                        "the SFT/RL descendants of the largest base runs (NUTS refit, minutes); a posterior fitted "
+                        "with held-out runs is scored on those")
     q.add_argument("--baselines", action="store_true",
-                   help="also score least-squares fits of the same model with bootstrap intervals")
+                   help="also score least-squares fits of the same model with bootstrap intervals, and the naive "
+                        "carry-forward (nearest training run) and loglinear (a line in log tokens and size)")
     q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines on held-out splits (default 20; "
                         "leave-one-out folds use residuals only)")
     q.add_argument("--compare", metavar="POSTERIOR",

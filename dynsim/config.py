@@ -13,6 +13,7 @@ One extension to EvoLM's grammar: an un-annealed intermediate checkpoint (EvoLM 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -108,6 +109,23 @@ class RunConfig:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+COUNT_FIELDS = ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs", "rl_examples",
+                "rl_epochs")  # what config_distance compares
+
+
+def config_distance(a: RunConfig, b: RunConfig) -> float:
+    """How far apart two runs are: |log| ratios of their counts (+1, so an absent stage's 0 is a count), 10 for
+    each count one run has and the other lacks (a stage present in one only outweighs any difference of
+    budget), and 5 when one is an un-annealed checkpoint and the other is not.
+
+    Shared by `validate`'s carry-forward baseline (the nearest training run) and the nearest calibrated run
+    that `predict` names (Posterior.nearest_observed still holds its own copy, which charges the 5 to an
+    un-annealed candidate alone; it is to switch to this one)."""
+    d = 0.0
+    for field in COUNT_FIELDS:
+        x, y = getattr(a, field), getattr(b, field)
+        d += 10.0 if (x == 0) != (y == 0) else abs(math.log((x + 1) / (y + 1)))
+    return d + (5.0 if a.annealed != b.annealed else 0.0)
 
 
 # -- numbers with units -----------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The run-config language: parse ⇄ format are exact inverses; malformed names get one clear error."""
 
+import math
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -66,3 +68,12 @@ def test_rl_without_sft_is_rejected():
         config_from_flags("1B", "160BT", rl="100Kep8")
     with pytest.raises(ConfigError, match="RL without SFT"):
         RunConfig(size=10**9, pretrain=10**9, rl_examples=10, rl_epochs=1)
+
+
+def test_config_distance_weighs_stage_presence_over_budgets():
+    from dynsim.config import config_distance
+
+    base, sft = parse_config("1B-160BT"), parse_config("1B-160BT-100Kep1")
+    assert config_distance(base, base) == 0 and config_distance(base, sft) == config_distance(sft, base) == 20.0
+    assert config_distance(base, parse_config("4B-20BT")) < config_distance(base, sft)  # far budgets, same stages
+    assert config_distance(base, parse_config("1B-20of160BT")) == pytest.approx(5 + math.log((160e9 + 1) / (20e9 + 1)))
