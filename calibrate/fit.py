@@ -136,7 +136,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
                    chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
-        corpora=list(obs.corpora), form=obs.form, scales=obs.scales, base_runs=list(obs.x["base_runs"]),
+        corpora=list(obs.corpora), form=obs.form, scales=obs.scales,
         cloze_loss_slope=obs.scales.get("loss_ref") is not None,  # calibrate.model.build's likelihood had the term
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})

@@ -177,8 +177,7 @@ def build(obs: Observations) -> pm.Model:
     down, up = table.downstream, table.upstream
     coords = {"task": down or ["none"], "up_task": up or ["none"], "kind": list(KINDS),
               "obs_group": list(OBS_GROUPS),
-              "obs_acc": np.flatnonzero(obs.scale != 1.0), "obs_loss": np.flatnonzero(obs.scale == 1.0),
-              "base_run": obs.x["base_runs"]}
+              "obs_acc": np.flatnonzero(obs.scale != 1.0), "obs_loss": np.flatnonzero(obs.scale == 1.0)}
     if len(obs.corpora) > 1:
         coords |= {"corpus": obs.corpora, "corpus_rest": obs.corpora[1:]}
     kind_of_task = np.array([KINDS.index(table.kind(t)) for t in down] or [0])
@@ -266,21 +265,8 @@ def build(obs: Observations) -> pm.Model:
         # Size beyond loss: at equal general-text loss a larger model gains more from fine-tuning (Zhang et al.
         # 2024, "When Scaling Meets LLM Finetuning": model size helps fine-tuning more than pretraining data does).
         # Per e-fold of size, per kind; centred a little above 0 by that finding, wide enough that a 4x larger
-        # model's gain spans -0.7 to +1.6 logits (90%): where one run at a new size is all the evidence, its run
-        # effect (below) takes its share and the size term moves only as far as one run allows.
+        # model's gain spans -0.7 to +1.6 logits (90%).
         p["size_ability"] = pm.Normal("size_ability", mu=0.3, sigma=0.5, dims="kind")
-        # A pretrained checkpoint's own offsets, shared by its descendants: a run that sits off the law (EvoLM's
-        # 4B-80BT scores below 1B-80BT upstream) does so in all its numbers at once, and its 19 downstream rows
-        # are one run's evidence, not 19 independent residuals. Non-centred; scales weakly informative: a few
-        # tenths of a logit of ability, a few hundredths of a nat of loss (Gadre et al.'s runs scatter about the
-        # law by ~1%, 0.03-0.04 nats).
-        has_down = np.isin(obs.x["kind"], KINDS).any()
-        has_cloze = np.isin(obs.x["kind"], ("upstream", "upstream_avg")).any()
-        for effect, wanted, sigma in (("run_ability", has_down, 0.5), ("run_loss", has_cloze and not measured, 0.05)):
-            if wanted:
-                sd = p[forward.RUN_EFFECTS[effect]] = pm.HalfNormal(forward.RUN_EFFECTS[effect], sigma=sigma)
-                p[effect] = pm.Deterministic(effect, sd * pm.Normal(f"{effect}_z", 0.0, 1.0, dims="base_run"),
-                                             dims="base_run")
         p["domain_weight"] = _pooled("domain_weight", (0.5, 0.5), 0.3, "task", by=kind_of_task)
         p["item_spread"] = _pooled("item_spread", (np.log(2.0), 0.4), 0.3, "task", log=True)
         # The ability the data pin down is a task's mean over its own observations, not ability0 (the ability

@@ -143,7 +143,7 @@ SPLITS = ("loco", "largest-pt", "largest-size", "descendants")
 DESCENDANTS_MIN_HELD = 10  # held-out numbers the descendants split gathers base runs for
 
 
-def base_run(c):
+def post_training_base(c):
     """The run a configuration's post-training starts from: its pretraining (+ CPT) prefix."""
     return c.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
 
@@ -171,9 +171,9 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
 
 
 def _descendants_mask(obs) -> np.ndarray:
-    bases = np.array([base_run(c).name for c in obs.configs])
+    bases = np.array([post_training_base(c).name for c in obs.configs])
     post_trained = np.array([c.has_sft for c in obs.configs])
-    order = sorted({base_run(c) for c in obs.configs if c.has_sft},
+    order = sorted({post_training_base(c) for c in obs.configs if c.has_sft},
                    key=lambda b: (b.size, b.pretrain, b.cpt_replay + b.cpt_domain, b.name), reverse=True)
     held_of = lambda chosen: post_trained & np.isin(bases, [b.name for b in chosen])  # noqa: E731
     chosen = []

@@ -119,8 +119,7 @@ def config_distance(a: RunConfig, b: RunConfig) -> float:
     budget), and 5 when one is an un-annealed checkpoint and the other is not.
 
     Shared by `validate`'s carry-forward baseline (the nearest training run) and the nearest calibrated run
-    that `predict` names (Posterior.nearest_observed still holds its own copy, which charges the 5 to an
-    un-annealed candidate alone; it is to switch to this one)."""
+    that `predict` names (Posterior.nearest_observed)."""
     d = 0.0
     for field in COUNT_FIELDS:
         x, y = getattr(a, field), getattr(b, field)

@@ -9,7 +9,6 @@ The chain of the model, stage by stage (priors and their sources live in calibra
 
   pretraining loss      L_pt  = E + A·(N/N_ref)^−α + B·((D + D_replay)/D_ref)^−β    (Chinchilla form at reference scales)
                                 + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
-                                + run_loss[checkpoint]                              (its own deviation; latent loss only)
   CPT forgetting        L_gen = L_pt + forget_max · (1 − e^(−D_dom/forget_tokens)) · e^(−replay_protect · r)
                                 with r = D_replay / (D_replay + D_dom)              (replay mitigates)
   domain ability        g_dom = log(1 + D_dom / domain_tokens)                      (D-CPT-like, diminishing)
@@ -19,7 +18,6 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                                 with L_down = L_pt + forget_reach · (L_gen − L_pt)  (the share of forgetting it feels)
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                                 + size_ability[kind] · log(N/N_ref)                 (size beyond the loss)
-                                + run_ability[checkpoint]                           (its own offset)
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
   metrics from p_i      sampled@1 = E[q], pass@k = 1 − E[(1 − q)^k], maj@k = E[P(Binom(k, q) > τ k)],
@@ -27,8 +25,6 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                         with q = chance + (1 − chance) · p_i (guessing on closed-form answers).
 
 The expectation over items is Gauss–Hermite quadrature, so every metric is a smooth function of μ.
-A checkpoint is a pretrained model (`base_run_key`): its run effects are shared by every number measured on it
-and on its CPT / SFT / RL descendants, so one run's many rows count as one run's evidence.
 
 Scales (`reference_scales`): N_ref and D_ref are the decades nearest the fitted runs' typical size and tokens
 (EvoLM's: 1e9 and 1e11, the scales the priors were written at; a CPU miniature's: 1e5 and 1e7), so A and B are
@@ -106,17 +102,9 @@ PARAMS = (
     Param("corpus_link", "corpus", "validation loss a corpus's models carry at equal cloze accuracy (nats; first 0)"),
     # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
-    # A pretrained checkpoint's own deviation, one per base run (`base_run_key`), shared by every number of it
-    # and of its CPT / SFT / RL descendants; a new checkpoint's is drawn from N(0, its scale):
-    Param("run_ability", "base_run", "a checkpoint's downstream ability offset (logits)"),
-    Param("run_ability_sd", "run_scale", "spread of checkpoints' ability offsets (logits)"),
-    Param("run_loss", "base_run", "a checkpoint's deviation from the loss law (nats; where the loss is latent)"),
-    Param("run_loss_sd", "run_scale", "spread of checkpoints' loss deviations (nats)"),
 )
-OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them:
-                   "run_ability", "run_ability_sd", "run_loss", "run_loss_sd",  # read as zero
+OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them: read as zero
                    "forget_reach")  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
-RUN_EFFECTS = {"run_ability": "run_ability_sd", "run_loss": "run_loss_sd"}  # effect → its scale
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -248,17 +236,10 @@ class Design:
         return Design(cast(self.rows), cast(self.fixed))
 
 
-def base_run_key(config, corpus_idx: int = 0) -> str:
-    """The pretrained checkpoint a number's run descends from, as the name its run effects are stored under."""
-    name = config.pretrained().name
-    return name if not corpus_idx else f"{name}@{corpus_idx}"
-
-
 def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
-           form: str = "chinchilla", scales: dict | None = None, base_runs=()) -> Design:
+           form: str = "chinchilla", scales: dict | None = None) -> Design:
     """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the Design the forward model
-    reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given). base_runs: the checkpoints
-    whose run effects are known (a posterior's, in its order); others follow them in `fixed["base_runs"]`."""
+    reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given)."""
     if form not in FORMS:
         raise ValueError(f"unknown model form '{form}': choose one of {', '.join(FORMS)}")
     n = len(configs)
@@ -283,15 +264,9 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
     x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
-    keys = [base_run_key(c, k) for c, k in zip(configs, x["corpus_idx"])]
-    known = list(base_runs)
-    runs = known + [k for k in dict.fromkeys(keys) if k not in set(known)]
-    position = {k: i for i, k in enumerate(runs)}
-    x["base_idx"] = np.array([position[k] for k in keys], dtype=int)
     scales = DEFAULT_SCALES | (scales or {})
     x["log_size"] = np.log(x["N"] / scales["N_ref"])
-    fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]),
-                 base_runs=runs, n_known_runs=len(known))
+    fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]))
     return Design(x, fixed | scales)
 
 
@@ -374,8 +349,6 @@ def pretrain_loss(p, x, xp):
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
     loss = E + _distinct(xp, lambda f: p["anneal_gap"] * 0.5 * (1.0 + np.cos(np.pi * f)), frac)
-    if "run_loss" in p:  # the checkpoint's own deviation from the law, inherited by its descendants
-        loss = loss + _param(xp, p["run_loss"], x["base_idx"])
     tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
         return loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
@@ -417,8 +390,6 @@ def ability_shift(p, x, xp):
     shift = g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
     if "size_ability" in p:  # a larger model gains more from post-training than its loss alone says
         shift = shift + _param(xp, p["size_ability"], x["kind_idx"]) * x["log_size"]
-    if "run_ability" in p:  # the checkpoint's own ability offset, inherited by its descendants
-        shift = shift + _param(xp, p["run_ability"], x["base_idx"])
     return shift
 
 

@@ -8,7 +8,6 @@ each draw plus that draw's model discrepancy and the noise floor, so intervals a
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from dynsim import forward, observation
-from dynsim.config import RunConfig, format_size, format_tokens, parse_config
+from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
 # Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (gadre2024_compute: the compute-only
@@ -56,17 +55,9 @@ class Posterior:
         return out
 
     # -- prediction ----------------------------------------------------------------------------------
-    def gathered(self, x: forward.Design | None = None, rng=None) -> dict[str, np.ndarray]:
-        """Parameters shaped for the forward model: global (S, 1), grouped (S, T). Given a design, the run effects
-        of checkpoints the fit did not see follow the fitted ones: a draw from N(0, the effect's scale) per
-        checkpoint with `rng`, else 0 (their median)."""
-        p = {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
-        n_new = 0 if x is None else len(x["base_runs"]) - x["n_known_runs"]
-        for effect, scale in forward.RUN_EFFECTS.items():
-            if effect in p and n_new:
-                new = np.zeros((self.n_draws, n_new)) if rng is None else p[scale] * rng.standard_normal((self.n_draws, n_new))
-                p[effect] = np.concatenate([p[effect], new], axis=1)
-        return p
+    def gathered(self) -> dict[str, np.ndarray]:
+        """Parameters shaped for the forward model: global (S, 1), grouped (S, T)."""
+        return {k: v[:, None] if v.ndim == 1 else v for k, v in self.params.items()}
 
     def predict(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], rng=None,
                 noise: bool = True, corpus=None, n_items=None) -> np.ndarray:
@@ -103,10 +94,9 @@ class Posterior:
 
         run = np.unique([f"{c.name}/{k}" for c, k in zip(configs, x["corpus_idx"])], return_inverse=True)[1].ravel()
         n_runs = int(run.max()) + 1 if len(run) else 0
-        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK) + 1) if noise else None
-        params = self.gathered(x, generators.pop() if noise else None)  # new checkpoints' run effects drawn
+        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
-        return forward.predict_many(params, x, finish=finish)
+        return forward.predict_many(self.gathered(), x, finish=finish)
 
     def groups(self, configs, tasks, metrics) -> np.ndarray:
         """Each observation's discrepancy group (observation.OBS_GROUPS)."""
@@ -117,14 +107,14 @@ class Posterior:
         if corpus is None or isinstance(corpus, str):
             corpus = np.full(len(configs), self.corpus_index(corpus))
         return forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
-                              self.meta.get("scales"), self.meta.get("base_runs", ()))
+                              self.meta.get("scales"))
 
     def loss_slope(self, x: forward.Design, draws=slice(None)) -> np.ndarray | None:
         """Points each observation's number falls per unit of relative deviation from the loss law where that
         deviation enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
         if not self.meta.get("cloze_loss_slope"):  # the loss is latent
             return None
-        p = {k: v[draws] for k, v in self.gathered(x).items()}
+        p = {k: v[draws] for k, v in self.gathered().items()}
         slope = forward.cloze_loss_slope(p, x, np)
         return None if slope is None else 100.0 * slope
 
@@ -199,14 +189,8 @@ class Posterior:
         return out
 
     def nearest_observed(self, cfg: RunConfig) -> RunConfig:
-        """The calibrated configuration closest to cfg in log-counts (stage presence weighs most)."""
-        def dist(c: RunConfig) -> float:
-            d = 0.0
-            for f in ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs", "rl_examples", "rl_epochs"):
-                a, b = getattr(cfg, f), getattr(c, f)
-                d += 10.0 if (a == 0) != (b == 0) else abs(math.log((a + 1) / (b + 1)))
-            return d + (5.0 if c.pretrain_schedule else 0.0)
-        return min(self.observed, key=dist)
+        """The calibrated configuration closest to cfg (config_distance: log-counts, stage presence weighs most)."""
+        return min(self.observed, key=lambda c: config_distance(cfg, c))
 
 
 def load(path) -> Posterior:

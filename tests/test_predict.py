@@ -189,22 +189,3 @@ def test_predict_prints_nothing_on_stderr():
     r = run_cli("predict", "--pretrain", "320BT", "--cpt", "8+42BT")
     assert r.returncode == 0 and r.stderr == ""
 
-
-def test_a_new_checkpoint_draws_its_run_effect_and_a_known_one_keeps_its_fitted_one(evolm_posterior):
-    """Descendants of a fitted checkpoint read its fitted run effect; an unseen checkpoint gets one draw from
-    N(0, the effect's scale) per posterior draw, shared by all its descendants' rows."""
-    import numpy as np
-
-    from dynsim.config import parse_config
-
-    post = evolm_posterior
-    known = post.meta["base_runs"]
-    cfgs = [parse_config(c) for c in ("1B-160BT-8+42BT-100Kep1", "1B-240BT-100Kep1", "1B-240BT-100Kep1-100Kep8")]
-    x = post.design(cfgs, ["ID_avg"] * 3, ["greedy_pass@1"] * 3)
-    assert x["base_runs"] == known + ["1B-240BT"] and list(x["base_idx"]) == [known.index("1B-160BT"), len(known)] * 1 + [len(known)]
-    p = post.gathered(x, np.random.default_rng(0))
-    for effect, scale in (("run_ability", "run_ability_sd"), ("run_loss", "run_loss_sd")):
-        np.testing.assert_array_equal(p[effect][:, : len(known)], post.params[effect])
-        new = p[effect][:, len(known)]
-        assert abs(new.std() / np.sqrt(np.mean(post.params[scale] ** 2)) - 1) < 0.1
-    assert post.gathered(post.design(cfgs[:1], ["ID_avg"], ["greedy_pass@1"]))["run_ability"].shape == post.params["run_ability"].shape
