@@ -28,7 +28,7 @@ START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log
              greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
              loss_slope=(2.0, "log"), size_ability=(0.3, "id"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
              up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
-             corpus_link=(0.0, "id"), sft_forget=(0.5, "log"))
+             corpus_link=(0.0, "id"), sft_forget=(0.5, "log"), smoothmax_k=(2.0, "log"))
 
 
 def start_values(scales: dict | None) -> dict[str, float]:
@@ -43,10 +43,10 @@ INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v
 
 def _sizes(obs) -> dict[str, int]:
     n = {"global": 1, "task": len(obs.table.downstream), "up_task": len(obs.table.upstream), "kind": len(forward.KINDS),
-         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x)),
-         "base_run": 0, "run_scale": 0}  # least squares has no random effects: one per checkpoint would fit noise
+         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x))}
     return {p.name: n[p.group] for p in forward.PARAMS
-            if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)}
+            if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)
+            and (p.name != "smoothmax_k" or obs.form == "smoothmax")}
 
 
 @dataclasses.dataclass

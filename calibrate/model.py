@@ -118,6 +118,21 @@ def _with_average_task(table: TaskTable) -> TaskTable:
                      table.n_benchmarks + [1])  # derived from its tasks' links: no ceiling of its own
 
 
+def _averages_scored_once(df, table: TaskTable):
+    """df without the published averages whose every component is scored beside them (same run, metric, seed,
+    corpus): the model predicts an average as the mean of its tasks' links, so scoring it too would count the
+    same evidence twice (EvoLM prints Upstream_avg beside its six tasks). An average printed alone (EvoLM's
+    intermediate checkpoints) is kept."""
+    up = set(table.upstream)
+    if not up:
+        return df
+    keys = [c for c in df.columns if c not in ("task", "value", "n_items", "n_correct")]
+    scored = df[df.task.isin(up)].groupby(keys, dropna=False).task.nunique()
+    is_avg = df.task.map(table.kind).eq("upstream_avg").to_numpy()
+    complete = df[keys].apply(tuple, axis=1).map(scored.to_dict()).fillna(0).to_numpy() == len(up)
+    return df[~(is_avg & complete)]
+
+
 def observations(ds) -> Observations:
     """A results Dataset → Observations (the long table of its non-NaN cells)."""
     from dynsim import results
@@ -130,6 +145,7 @@ def observations(ds) -> Observations:
             & df.metric.map(_modelled_metric)]
     table = _free_form_where_below_chance(table, df)
     table = _with_average_task(table)
+    df = _averages_scored_once(df, table)
     cfgs = [RunConfig(**{d: int(r[d]) for d in results.CONFIG_DIMS}) for r in df.to_dict("records")]
     corpora = [str(c) for c in ds.corpus.values] if "corpus" in ds.dims else []
     corpus = df.corpus.map(corpora.index).to_numpy(int) if corpora else None
@@ -204,6 +220,12 @@ def build(obs: Observations) -> pm.Model:
             p["alpha"] = pm.TruncatedNormal("alpha", mu=0.34, sigma=0.1, lower=0.05, upper=0.8)
             p["B"] = pm.LogNormal("B", mu=np.log(0.25), sigma=1.5)
             p["beta"] = pm.TruncatedNormal("beta", mu=0.32, sigma=0.1, lower=0.05, upper=0.8)
+        if obs.form == "smoothmax":
+            # How the size and data terms combine, (a^k + b^k)^(1/k): Hoffmann et al. 2022 add them (k = 1);
+            # Kaplan et al. 2020's L(N, D) is this form with k = 1/α_D ≈ 10, near their maximum, where a model
+            # limited by its size gains little from more tokens. log(k − 1) ~ N(0, 1.5): median 2, 90% 1.1-13.
+            excess = pm.LogNormal("smoothmax_excess", mu=0.0, sigma=1.5)
+            p["smoothmax_k"] = pm.Deterministic("smoothmax_k", 1.0 + excess)
         # Learning-rate decay lowers loss by a few hundredths of a nat to ~0.1 at these scales (Hägele et al.
         # 2024, WSD cooldowns): a checkpoint taken before the decay carries that gap.
         p["anneal_gap"] = pm.HalfNormal("anneal_gap", sigma=0.1)

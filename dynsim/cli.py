@@ -403,9 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--chains", type=int, default=4)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
-    q.add_argument("--form", default=None, choices=["chinchilla", "compute"],
-                   help="how scale enters: size and tokens apart (default), or compute 6ND alone (the default "
-                        "for a bundled NAME_compute calibration)")
+    q.add_argument("--form", default=None, choices=["chinchilla", "smoothmax", "compute"],
+                   help="how scale enters: size and tokens as added terms (default), the same terms as a smooth "
+                        "maximum (each size saturates in data), or compute 6ND alone (the default for a bundled "
+                        "NAME_compute calibration)")
     q.add_argument("--min-tokens-per-param", type=float, default=None, metavar="X",
                    help="leave out runs with fewer pretraining tokens per parameter than X (runs too short for "
                         "the loss law, e.g. warmup-dominated); default: keep every run")

@@ -7,7 +7,8 @@ parameter (S, T) / (T,) and is gathered per observation with `take(..., axis=-1)
 
 The chain of the model, stage by stage (priors and their sources live in calibrate/model.py):
 
-  pretraining loss      L_pt  = E + A·(N/N_ref)^−α + B·((D + D_replay)/D_ref)^−β    (Chinchilla form at reference scales)
+  pretraining loss      L_pt  = E + A·(N/N_ref)^−α + B·((D + D_replay)/D_ref)^−β    (Chinchilla form at reference scales;
+                                  the smoothmax form takes the k-norm of the two terms instead of their sum)
                                 + anneal_gap · lr_left(D / D_schedule)              (un-annealed checkpoint)
   CPT forgetting        L_gen = L_pt + forget_max · (1 − e^(−D_dom/forget_tokens)) · e^(−replay_protect · r)
                                 with r = D_replay / (D_replay + D_dom)              (replay mitigates)
@@ -74,6 +75,7 @@ PARAMS = (
     Param("alpha", "global", "size exponent"),
     Param("B", "global", "data term at D_REF (nats)"),
     Param("beta", "global", "data exponent"),
+    Param("smoothmax_k", "global", "the smoothmax form's norm: 1 adds the size and data terms, larger tends to their maximum"),
     Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)"),
     Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)"),
     Param("forget_tokens", "global", "domain tokens over which forgetting sets in"),
@@ -104,6 +106,7 @@ PARAMS = (
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
 )
 OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them: read as zero
+                   "smoothmax_k",  # the smoothmax form's only
                    "forget_reach")  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
@@ -157,9 +160,12 @@ class TaskTable:
         return cls(list(names), list(kinds), [parse(c) for c in chances], n)
 
 
-FORMS = ("chinchilla", "compute")
+FORMS = ("chinchilla", "compute", "smoothmax")
 """How pretraining scale enters: `chinchilla` — size and tokens as separate terms (the two-step recipe,
-scale → loss → accuracy); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_ref)^−α, C_ref = 6·N_ref·D_ref (the direct
+scale → loss → accuracy); `smoothmax` — the same two terms combined as a k-norm, (a^k + b^k)^(1/k) with k ≥ 1
+(k = 1 adds them; larger k tends to their maximum, so a model limited by its size gains little from more data
+and one limited by data gains much: the interaction of Kaplan et al. 2020's L(N, D), which is this form with
+k = 1/α_D); `compute` — through compute C = 6·N·D alone, L = E + A·(C/C_ref)^−α, C_ref = 6·N_ref·D_ref (the direct
 compute → accuracy recipe that Krajewski et al. 2025 found to extrapolate well). `dynsim validate --compare`
 weighs them by PSIS-LOO."""
 SFT_REF, RL_REF = 1e5, 1e6  # EvoLM's decades of SFT and RL example-epochs (100Kep1, 100Kep8): its priors' units
@@ -352,8 +358,12 @@ def pretrain_loss(p, x, xp):
     tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
         return loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
-    return (loss + _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
-            + B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens))
+    size = _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
+    data = B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens)
+    if x.get("form") == "smoothmax":  # (a^k + b^k)^(1/k), as max · (1 + (min/max)^k)^(1/k): no overflow
+        k, big = p["smoothmax_k"], xp.maximum(size, data)
+        return loss + big * xp.exp(xp.log1p(xp.exp(k * xp.log(xp.minimum(size, data) / big))) / k)
+    return loss + size + data
 
 
 def cpt_forgetting(p, x, xp):

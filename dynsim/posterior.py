@@ -48,10 +48,11 @@ class Posterior:
     # -- diagnostics ---------------------------------------------------------------------------------
     def diagnostic_problems(self) -> list[str]:
         d, out = self.meta.get("diagnostics", {}), []
-        if d.get("rhat_max", 9) > 1.01:
-            out.append(f"R-hat {d.get('rhat_max', float('nan')):.3f} > 1.01")
-        if d.get("divergences", 1):
-            out.append(f"{d.get('divergences', '?')} divergent transitions")
+        rhat, divergences = d.get("rhat_max"), d.get("divergences")
+        if not isinstance(rhat, (int, float)) or not rhat <= 1.01:  # NaN (one chain, or no draws) fails too
+            out.append(f"R-hat {rhat} > 1.01" if isinstance(rhat, (int, float)) else f"R-hat not recorded ({rhat!r})")
+        if not isinstance(divergences, int) or divergences != 0:
+            out.append(f"{divergences!r} divergent transitions")
         return out
 
     # -- prediction ----------------------------------------------------------------------------------
@@ -210,6 +211,9 @@ def load(path) -> Posterior:
     missing = [p.name for p in forward.PARAMS if p.name not in params and p.name not in forward.OPTIONAL_PARAMS]
     if missing:
         raise PosteriorError(f"{path}: posterior lacks parameters {', '.join(missing)}")
+    bad = [k for k, v in params.items() if not (np.issubdtype(v.dtype, np.number) and np.isfinite(v).all())]
+    if bad:  # one NaN draw would make every prediction NaN
+        raise PosteriorError(f"{path}: non-finite draws in {', '.join(bad)}")
     return Posterior(params, meta, str(path))
 
 

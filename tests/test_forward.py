@@ -207,3 +207,25 @@ def test_size_beyond_loss_moves_ability_by_its_log_size_term():
     base = forward.ability(numpy_params(), x, np)[0]
     sized = forward.ability(numpy_params(size_ability=[0.4, 0.2]), x, np)[0]
     np.testing.assert_allclose(sized - base, np.array([0.4, 0.2, 0.4]) * np.log(np.array([4.0, 4.0, 1.0])), atol=1e-12)
+
+
+def test_smoothmax_form_adds_at_k_1_tends_to_the_larger_term_and_lets_a_larger_model_gain_more_from_data():
+    """(a^k + b^k)^(1/k): the Chinchilla sum at k = 1, the larger term as k grows; in between, doubling the data
+    lowers a data-limited (large) model's loss more than a size-limited (small) one's, which the sum cannot."""
+    import pytensor.tensor as pt
+
+    cfgs = [parse_config(n) for n in ["0.5B-40BT", "0.5B-80BT", "4B-40BT", "4B-80BT", "1B-20of160BT"]]
+    x = {form: forward.design(cfgs, ["HellaSwag"] * 5, ["0shot_acc"] * 5, TABLE, form=form)
+         for form in ("chinchilla", "smoothmax")}
+    loss = lambda form, **over: forward.pretrain_loss(numpy_params(**over), x[form], np)[0]  # noqa: E731
+    np.testing.assert_allclose(loss("smoothmax", smoothmax_k=1.0), loss("chinchilla"), rtol=1e-12)
+    size = PARAMS["A"] * (np.array([0.5, 0.5, 4.0, 4.0, 1.0]) * 1e9 / forward.N_REF) ** -PARAMS["alpha"]
+    data = PARAMS["B"] * (np.array([40, 80, 40, 80, 20]) * 1e9 / forward.D_REF) ** -PARAMS["beta"]
+    anneal = np.array([0, 0, 0, 0, PARAMS["anneal_gap"] * 0.5 * (1 + np.cos(np.pi / 8))])
+    np.testing.assert_allclose(loss("smoothmax", smoothmax_k=60.0), PARAMS["E"] + np.maximum(size, data) + anneal,
+                               rtol=2e-3)
+    additive, smooth = loss("chinchilla"), loss("smoothmax", smoothmax_k=3.0)
+    assert np.isclose(additive[0] - additive[1], additive[2] - additive[3])  # the sum: one drop for every size
+    assert smooth[2] - smooth[3] > 1.5 * (smooth[0] - smooth[1])
+    symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in (PARAMS | {"smoothmax_k": 3.0}).items()}
+    np.testing.assert_allclose(forward.pretrain_loss(symbolic, x["smoothmax"], pt).eval(), smooth, rtol=1e-10)

@@ -95,17 +95,32 @@ def test_unreadable_posterior(tmp_path, capsys):
     assert "not a readable dynsim posterior" in capsys.readouterr().err
 
 
-def test_failed_diagnostics_refused_unless_forced(tmp_path, capsys):
+@pytest.mark.parametrize("diagnostics", [{"rhat_max": 1.2, "divergences": 3}, {"rhat_max": float("nan")},
+                                         {"divergences": "0"}])
+def test_failed_diagnostics_refused_unless_forced(tmp_path, capsys, diagnostics):
     import numpy as np
     from dynsim import posterior
     src = np.load(posterior.bundled_path("evolm"))
     meta = json.loads(str(src["meta"]))
-    meta["diagnostics"] |= {"rhat_max": 1.2, "divergences": 3}
+    meta["diagnostics"] |= diagnostics  # NaN: a one-chain fit's R-hat
     path = tmp_path / "bad_diag.npz"
     np.savez(path, **{k: src[k] for k in src.files if k != "meta"}, meta=np.array(json.dumps(meta)))
     assert main(["predict", "--pretrain", "160BT", "--posterior", str(path)]) == 2
     assert "diagnostics" in capsys.readouterr().err
     assert main(["predict", "--pretrain", "160BT", "--posterior", str(path), "--force"]) == 0
+
+
+def test_a_non_finite_draw_is_refused(tmp_path, capsys):
+    import numpy as np
+    from dynsim import posterior
+    src = np.load(posterior.bundled_path("evolm"))
+    params = {k: src[k].copy() for k in src.files}
+    params["param/E"][17] = np.nan  # one draw of 4000 made every prediction NaN
+    path = tmp_path / "nan_draw.npz"
+    np.savez(path, **params)
+    assert main(["predict", "--pretrain", "160BT", "--posterior", str(path), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite draws in E" in err and len(err.strip().splitlines()) == 1
 
 
 def test_mini_calibration_predicts_from_the_repository(capsys):
@@ -189,3 +204,18 @@ def test_predict_prints_nothing_on_stderr():
     r = run_cli("predict", "--pretrain", "320BT", "--cpt", "8+42BT")
     assert r.returncode == 0 and r.stderr == ""
 
+
+
+@pytest.mark.parametrize("calibration, config, task", [("gadre2024", "0.01B-0.2BT", "c4_val"),
+                                                       ("gadre2024", "7B-1TT", "c4_val"),
+                                                       ("mini", "0.1M-0.5MT-5Kep3", "general_text")])
+def test_predicted_losses_are_positive(calibration, config, task):
+    """A loss is positive by construction: its predictive noise is relative (multiplicative), even for a tiny run
+    and far outside the calibrated range, where an additive draw went below zero."""
+    import numpy as np
+
+    from dynsim import posterior
+    from dynsim.config import parse_config
+
+    draws = posterior.load(posterior.bundled_path(calibration)).predict([parse_config(config)], [task], ["loss"], rng=np.random.default_rng(0))
+    assert np.isfinite(draws).all() and (draws > 0).all()

@@ -21,12 +21,13 @@ ESS bulk 885, 0 divergences at target_accept 0.97.
 
 Criterion, on 18 scalars: the 16 global parameters (`forward.PARAMS` with group "global") and the size term
 per kind (size_ability: ID, OOD):
-  (a) at least 14 of 18 known values inside their central 90% posterior interval, and
+  (a) at most 4 of the 18 known values outside their central 90% posterior interval, and
   (b) every one inside its central 99.9% interval (≈ the range of the draws), and
   (c) the fit's diagnostics pass (R-hat ≤ 1.01, no divergences, after the fit's own retries).
 False-alarm rate for a correct model and sampler, treating the 18 coverages as independent Bernoulli
 trials (as if the known values were typical of the prior):
-  P(Binomial(18, 0.9) ≤ 13) = 2.8% for (a); 1 − 0.999¹⁸ = 1.8% for (b); ≤ 4.6% together (union bound).
+  P(Binomial(18, 0.9) ≤ 13) = 2.8% for (a); 1 − 0.999¹⁸ = 1.8% for (b); ≤ 4.6% together (union bound)
+  (with the smoothmax form's k, 19 scalars: 3.5% and 1.9%).
 Correlated parameters (A, α, B, β) widen the spread of the count, so the true rate is somewhat higher.
 Both seeds are fixed, yet two runs on this machine can differ (R-hat 1.0088 and 1.0117 from the same seeds;
 the cause, likely in XLA's parallel execution, is not established), so the draws are enough that R-hat's own
@@ -53,7 +54,7 @@ DRAWS, TUNE, CHAINS = 1000, 500, 4
 # The fit's own retry ladder, starting at 0.97: on this design 0.9 left 4 divergences (one run, 500/500
 # draws), as it did for the bundled fit, and each rung costs a full fit.
 TARGET_ACCEPTS = (0.97, 0.995)
-MIN_INSIDE_90 = 14  # of 18; see the false-alarm arithmetic above
+MAX_OUTSIDE_90 = 4  # of 18 (19 with the smoothmax form's k); see the false-alarm arithmetic above
 
 
 def simulate(obs, post, draw: int, rng):
@@ -76,10 +77,10 @@ def test_known_parameters_are_recovered():
     from calibrate.model import build, observations
     from dynsim import forward, posterior, results
 
-    obs = observations(results.from_evolm_csv())
+    bundled = posterior.load(posterior.bundled_path("evolm"))
+    obs = observations(results.from_evolm_csv()).with_form(bundled.meta.get("form", "chinchilla"))
     with build(obs):
         prior = pm.sample_prior_predictive(4000, random_seed=0).prior
-    bundled = posterior.load(posterior.bundled_path("evolm"))
     known = posterior.Posterior({k: np.median(v, axis=0, keepdims=True) for k, v in bundled.params.items()},
                                 bundled.meta)
     draw = 0
@@ -92,8 +93,8 @@ def test_known_parameters_are_recovered():
     wall = time.perf_counter() - t
     draws = fit.draws_of(idata)
 
-    # the 16 global scalars and the size term per kind
-    checked = ([(p.name, None) for p in forward.PARAMS if p.group == "global"]
+    # the global scalars (16, and the smoothmax form's k) and the size term per kind
+    checked = ([(p.name, None) for p in forward.PARAMS if p.group == "global" and p.name in known.params]
                + [("size_ability", k) for k in range(len(forward.KINDS))])
     rows, inside90, inside999 = [], 0, 0
     for name, k in checked:
@@ -117,5 +118,5 @@ def test_known_parameters_are_recovered():
     print(f"inside 90%: {inside90}/{len(checked)}; inside 99.9%: {inside999}/{len(checked)}")
 
     assert ok, f"diagnostics failed: {diag}"
-    assert inside90 >= MIN_INSIDE_90, f"only {inside90}/{len(checked)} known values inside their 90% intervals"
+    assert inside90 >= len(checked) - MAX_OUTSIDE_90, f"only {inside90}/{len(checked)} known values inside their 90% intervals"
     assert inside999 == len(checked), "a known value lies outside its 99.9% interval"
