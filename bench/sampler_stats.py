@@ -34,7 +34,7 @@ args = ap.parse_args()
 # the data and held-out runs of `dynsim fit --calibration NAME`
 fit_args = argparse.Namespace(data=None, calibration=args.calibration, hold_out_size_from=None, hold_out_study=None,
                               hold_out=None)
-form = "compute" if args.calibration.endswith("_compute") else "chinchilla"  # as `dynsim fit`
+form = cli.BUNDLED_FORM[args.calibration]  # as `dynsim fit`
 obs = observations(cli._dataset(fit_args)).with_form(form)
 held_out = cli._hold_out(fit_args, obs)
 if held_out:

@@ -59,6 +59,7 @@ class LSQFit:
     groups: np.ndarray
     theta: np.ndarray
     scales: dict | None = None  # the reference scales it was fitted at (forward.reference_scales)
+    form: str = "chinchilla"  # the loss law's form it was fitted in (forward.FORMS)
 
     @property
     def profile_nll(self) -> float:
@@ -68,7 +69,7 @@ class LSQFit:
                          if np.any(self.groups == g)))
 
     def predict(self, configs, tasks, metrics, table, corpus=None) -> np.ndarray:
-        x = forward.design(configs, tasks, metrics, table, corpus, scales=self.scales)
+        x = forward.design(configs, tasks, metrics, table, corpus, form=self.form, scales=self.scales)
         scale = np.array([1.0 if m == "loss" else 100.0 for m in metrics])
         params = {k: np.asarray(v)[None] if np.ndim(v) else np.array([[v]]) for k, v in self.params.items()}
         with np.errstate(all="ignore"):  # a point fit can sit at extreme values (e.g. e^-1e3 → 0)
@@ -164,7 +165,7 @@ class Fitter:
             if group_sd is None:
                 sd = np.array([np.sqrt(np.mean(raw[self.group[rows] == g] ** 2)) if (self.group[rows] == g).any()
                                else 1.0 for g in range(len(sd))])
-        return LSQFit(self.unpack(theta), sd, -raw, self.group[rows], theta, self.obs.scales)
+        return LSQFit(self.unpack(theta), sd, -raw, self.group[rows], theta, self.obs.scales, self.obs.form)
 
 
 # Starts of the downstream parameters for a point fit (Fitter.fit): abilities low and high, tied to the loss
@@ -176,7 +177,7 @@ DOWNSTREAM_STARTS = [dict(loss_slope=slope, ability0=a0) for slope in (0.5, 2.0)
 # Everything the measured general-text loss depends on (forward.upstream_loss): the loss law, and where a Dataset
 # measures losses after CPT or SFT (a miniature study does) the un-annealed gap, CPT forgetting and SFT forgetting;
 # with the law alone those losses pull α to absurd values (1e91 on the miniature study).
-LOSS_PARAMS = ("E", "A", "alpha", "B", "beta", "corpus_E", "corpus_logB", "anneal_gap", "forget_max", "forget_tokens",
+LOSS_PARAMS = ("E", "A", "alpha", "B", "beta", "smoothmax_k", "corpus_E", "corpus_logB", "anneal_gap", "forget_max", "forget_tokens",
                "replay_protect", "sft_forget", "sft_scale")
 
 
@@ -205,7 +206,7 @@ class TwoStepFitter:
         order = np.argsort(np.concatenate([loss_rows, acc_rows]))
         return LSQFit(acc_fit.params, sd, np.concatenate([loss_fit.residuals, acc_fit.residuals])[order],
                       np.concatenate([loss_fit.groups, acc_fit.groups])[order], (loss_fit.theta, acc_fit.theta),
-                      self.obs.scales)
+                      self.obs.scales, self.obs.form)
 
 
 def bootstrap_predict(fitter: Fitter, train_rows: np.ndarray, test, n_boot: int = 30, seed: int = 0,

@@ -107,6 +107,8 @@ def cmd_predict(args) -> int:
 # mini holds out the blind-validation runs its study file names.
 BUNDLED_DATA = {"evolm": "from_evolm_csv", "gadre2024": "from_gadre_csv", "gadre2024_compute": "from_gadre_csv",
                 "mini": "study"}
+# The loss law's form each is fitted in (forward.FORMS): the one PSIS-LOO prefers on its data (`validate --compare`).
+BUNDLED_FORM = {"evolm": "chinchilla", "gadre2024": "smoothmax", "gadre2024_compute": "compute", "mini": "chinchilla"}
 BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "gadre2024_compute": dict(size_from=1e9),
                     "mini": dict(study="studies/mini_evolm.toml")}
 
@@ -176,7 +178,7 @@ def cmd_fit(args) -> int:
     from dynsim import posterior
 
     ds = _dataset(args)
-    form = args.form or ("compute" if not args.data and args.calibration.endswith("_compute") else "chinchilla")
+    form = args.form or ("chinchilla" if args.data else BUNDLED_FORM.get(args.calibration, "chinchilla"))
     obs = observations(ds).with_form(form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     extra = {}
@@ -226,7 +228,7 @@ def cmd_validate(args) -> int:
 
     ds = _dataset(args)
     post = _load_posterior(args)
-    obs = observations(ds)
+    obs = observations(ds).with_form(post.meta.get("form", "chinchilla"))  # the baselines fit the same law
     level = args.interval / 100
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     excluded = post.meta.get("excluded")
@@ -404,9 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--form", default=None, choices=["chinchilla", "smoothmax", "compute"],
-                   help="how scale enters: size and tokens as added terms (default), the same terms as a smooth "
-                        "maximum (each size saturates in data), or compute 6ND alone (the default for a bundled "
-                        "NAME_compute calibration)")
+                   help="how scale enters: size and tokens as added terms (chinchilla), the same terms as a smooth "
+                        "maximum (each size saturates in data), or compute 6ND alone; default: the bundled "
+                        "calibration's own (README), chinchilla for --data")
     q.add_argument("--min-tokens-per-param", type=float, default=None, metavar="X",
                    help="leave out runs with fewer pretraining tokens per parameter than X (runs too short for "
                         "the loss law, e.g. warmup-dominated); default: keep every run")

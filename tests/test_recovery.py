@@ -1,7 +1,7 @@
 """Parameter recovery (issue 3, deliverable 7): data simulated from the forward model with known parameters,
 fitted by the real fitting code, gives intervals that contain the known values.
 
-Design: the bundled EvoLM Dataset's 100 observations (same configs, tasks, metrics). Known values: the bundled
+Design: the bundled EvoLM Dataset's 94 scored observations (same configs, tasks, metrics). Known values: the bundled
 posterior's median of every parameter (discrepancy scales included), a realistic point where NUTS behaves as it
 does on the real data. Simulated values: the forward model there, in percent, plus the noise the likelihood
 assumes, N(0, measurement_sd² + discrepancy[group]²) (no clipping: the likelihood does not clip either).
