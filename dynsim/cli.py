@@ -108,7 +108,7 @@ def cmd_predict(args) -> int:
 BUNDLED_DATA = {"evolm": "from_evolm_csv", "gadre2024": "from_gadre_csv", "gadre2024_compute": "from_gadre_csv",
                 "mini": "study"}
 # The loss law's form each is fitted in (forward.FORMS): the one PSIS-LOO prefers on its data (`validate --compare`).
-BUNDLED_FORM = {"evolm": "chinchilla", "gadre2024": "smoothmax", "gadre2024_compute": "compute", "mini": "chinchilla"}
+BUNDLED_FORM = {"evolm": "smoothmax", "gadre2024": "smoothmax", "gadre2024_compute": "compute", "mini": "chinchilla"}
 BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "gadre2024_compute": dict(size_from=1e9),
                     "mini": dict(study="studies/mini_evolm.toml")}
 

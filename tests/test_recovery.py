@@ -15,9 +15,9 @@ Two other choices were tried and failed, for reasons the docstring records so th
   at target_accept 0.995): that draw's small discrepancy scales (0.4 points) made the posterior multimodal.
 A median is central where the data say little, so weakly identified globals pass easily (the printed width
 ratios show which ones carry evidence); the informed ones are the test.
-Measured (2026-11-23, 2-core machine shared with a training sweep): 472 s; 15/16 inside 90% (ot_sensitivity,
-0.019, just below its [0.033, 0.25]: the median sits at the prior's edge), 16/16 inside 99.9%; R-hat 1.006,
-ESS bulk 885, 0 divergences at target_accept 0.97.
+Measured (2026-12-03, smoothmax form, 94 scored numbers, 2-core machine shared with the test suite): fit 173 s;
+19/19 inside 90% (smoothmax_k's width ratio 1.00: on this design k is its prior, transferred from Gadre's fit),
+19/19 inside 99.9%; R-hat 1.008, ESS bulk 869, 0 divergences at target_accept 0.97.
 
 Criterion, on 18 scalars: the 16 global parameters (`forward.PARAMS` with group "global") and the size term
 per kind (size_ability: ID, OOD):
