@@ -82,11 +82,6 @@ class RunConfig:
     def name(self) -> str:
         return format_config(self)
 
-    def pretrained(self) -> RunConfig:
-        """The pretraining checkpoint this run descends from (itself for a pretraining run)."""
-        return dataclasses.replace(self, cpt_replay=0, cpt_domain=0, sft_examples=0, sft_epochs=0, rl_examples=0,
-                                   rl_epochs=0)
-
     def parent(self) -> RunConfig | None:
         """The run whose checkpoint this one starts from (None for pretraining)."""
         if self.has_rl:
