@@ -17,10 +17,10 @@ import numpy as np
 
 from calibrate import fit
 from calibrate.model import observations
-from dynsim import cli
+from dynsim import calibrations, cli
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--calibration", default="evolm", choices=sorted(cli.BUNDLED_DATA))
+ap.add_argument("--calibration", default="evolm", choices=sorted(calibrations.CALIBRATIONS))
 ap.add_argument("--target-accept", type=float, default=0.95)
 ap.add_argument("--chains", type=int, default=4)
 ap.add_argument("--draws", type=int, default=1000)
@@ -34,7 +34,7 @@ args = ap.parse_args()
 # the data and held-out runs of `dynsim fit --calibration NAME`
 fit_args = argparse.Namespace(data=None, calibration=args.calibration, hold_out_size_from=None, hold_out_study=None,
                               hold_out=None)
-form = cli.BUNDLED_FORM[args.calibration]  # as `dynsim fit`
+form = calibrations.get(args.calibration).form  # as `dynsim fit`
 obs = observations(cli._dataset(fit_args)).with_form(form)
 held_out = cli._hold_out(fit_args, obs)
 if held_out:

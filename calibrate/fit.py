@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from calibrate import CACHE
 from dynsim import __version__, forward, posterior
+from dynsim.results import atomic_write
 
 RHAT_MAX = 1.01
 
@@ -142,19 +142,7 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
     ) | (extra_meta or {})
     arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}
     arrays["meta"] = np.array(json.dumps(meta))
-    _atomic(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     idata.attrs.update(data_hash=meta["data_hash"], code_version=__version__)
-    _atomic(path.with_suffix(".nc"), lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
+    atomic_write(path.with_suffix(".nc"), lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
     return path
-
-
-def _atomic(path: Path, writer):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -138,8 +138,8 @@ def observations(ds) -> Observations:
     from dynsim import results
 
     df = results.to_long(ds)
-    table = TaskTable.from_meta(ds.task.values, ds.task_kind.values, ds.task_chance.values,
-                                ds.task_n_benchmarks.values if "task_n_benchmarks" in ds.coords else None)
+    table = TaskTable.from_meta(ds.tasks.values, ds.task_kind.values, ds.task_chance.values,
+                                ds.task_n_benchmarks.values)
     known = set(table.names) - set(UNMODELLED_TASKS)
     df = df[df.task.isin(known) & df.task.map(lambda t: table.kind(t) in KINDS + ("upstream", "upstream_avg", "text"))
             & df.metric.map(_modelled_metric)]
@@ -147,7 +147,7 @@ def observations(ds) -> Observations:
     table = _with_average_task(table)
     df = _averages_scored_once(df, table)
     cfgs = [RunConfig(**{d: int(r[d]) for d in results.CONFIG_DIMS}) for r in df.to_dict("records")]
-    corpora = [str(c) for c in ds.corpus.values] if "corpus" in ds.dims else []
+    corpora = [str(c) for c in ds.corpora.values] if "corpora" in ds.coords else []
     corpus = df.corpus.map(corpora.index).to_numpy(int) if corpora else None
     n_items = df.n_items.to_numpy(float) if "n_items" in df else None
     n_correct = df.n_correct.to_numpy(float) if "n_correct" in df else None

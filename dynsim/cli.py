@@ -102,17 +102,6 @@ def cmd_predict(args) -> int:
 
 
 # -- fit -------------------------------------------------------------------------------------------
-# Bundled calibrations: the data each was fitted to (a results-module loader, or a study's collected Dataset)
-# and the runs its fit holds out for `validate`: gadre2024 fits small and predicts large (Gadre et al.'s test);
-# mini holds out the blind-validation runs its study file names.
-BUNDLED_DATA = {"evolm": "from_evolm_csv", "gadre2024": "from_gadre_csv", "gadre2024_compute": "from_gadre_csv",
-                "mini": "study"}
-# The loss law's form each is fitted in (forward.FORMS): the one PSIS-LOO prefers on its data (`validate --compare`).
-BUNDLED_FORM = {"evolm": "smoothmax", "gadre2024": "smoothmax", "gadre2024_compute": "compute", "mini": "chinchilla"}
-BUNDLED_HOLD_OUT = {"gadre2024": dict(size_from=1e9), "gadre2024_compute": dict(size_from=1e9),
-                    "mini": dict(study="studies/mini_evolm.toml")}
-
-
 def _too_few_tokens(obs, min_tpp) -> "np.ndarray":
     """Runs with fewer pretraining tokens per parameter than min_tpp (left out of fits, and of their scoring)."""
     import numpy as np
@@ -121,18 +110,14 @@ def _too_few_tokens(obs, min_tpp) -> "np.ndarray":
 
 
 def _dataset(args):
-    from dynsim import posterior, results
+    from dynsim import calibrations, results
 
     if getattr(args, "data", None):
         return results.load(args.data)
-    if BUNDLED_DATA.get(args.calibration) == "study":
-        path = posterior.study_dir(args.calibration) / "results.nc"
-        if not path.exists():
-            raise UsageError(f"{path}: the study's results are missing (run and collect it, see studies/README.md)")
-        return results.load(path)
-    if args.calibration in BUNDLED_DATA:
-        return getattr(results, BUNDLED_DATA[args.calibration])()
-    raise UsageError(f"no bundled data for calibration '{args.calibration}': pass --data RESULTS.nc")
+    try:
+        return calibrations.get(args.calibration).dataset()
+    except calibrations.CalibrationError as e:
+        raise UsageError(f"{e}; or pass --data RESULTS.nc") from None
 
 
 def _hold_out(args, obs) -> dict | None:
@@ -140,12 +125,13 @@ def _hold_out(args, obs) -> dict | None:
     bundled calibration's rule. Returns dict(rule, configs) or None."""
     from pathlib import Path
 
+    from dynsim import calibrations
     from dynsim.study import StudyError, load_study
 
     rule = dict(size_from=args.hold_out_size_from) if args.hold_out_size_from else \
         dict(study=args.hold_out_study) if args.hold_out_study else \
         dict(names=args.hold_out) if args.hold_out else \
-        ({} if args.data else BUNDLED_HOLD_OUT.get(args.calibration, {}))
+        ({} if args.data else calibrations.get(args.calibration).hold_out)
     if "size_from" in rule:
         text, names = f"size >= {rule['size_from']:g}", {c.name for c in obs.configs if c.size >= rule["size_from"]}
     elif "study" in rule:
@@ -175,10 +161,10 @@ def cmd_fit(args) -> int:
 
     from calibrate import fit as fitting
     from calibrate.model import observations
-    from dynsim import posterior
+    from dynsim import calibrations, posterior
 
     ds = _dataset(args)
-    form = args.form or ("chinchilla" if args.data else BUNDLED_FORM.get(args.calibration, "chinchilla"))
+    form = args.form or ("chinchilla" if args.data else calibrations.get(args.calibration).form)
     obs = observations(ds).with_form(form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     extra = {}
@@ -301,9 +287,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_results_import(args) -> int:
-    from dynsim import results
+    from dynsim import results, runs_csv
 
-    ds = results.from_records(args.paths)
+    csvs = [p for p in args.paths if p.lower().endswith(".csv")]
+    if csvs and len(args.paths) > 1:
+        raise UsageError("give one CSV (or result records alone): a CSV is one study's table")
+    ds = runs_csv.read(csvs[0]) if csvs else results.from_records(args.paths)
     path = results.save(ds, args.out)
     n = len(results.configs(ds))
     print(f"wrote {path}: {n} configurations, {int(ds.value.notnull().sum())} numbers, data {ds.attrs['data_hash']}")
@@ -353,10 +342,7 @@ def cmd_figs(args) -> int:
             raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
         if not args.data:
             posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
-        try:
-            ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
-        except UsageError:
-            ds = paper_figs.bundled_dataset(args.calibration)
+        ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
         post = _load_posterior(args)
         label = args.posterior or f"bundled calibration '{args.calibration}'"
         command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])
@@ -450,8 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("results", help="results Datasets")
     rsub = q.add_subparsers(dest="results_verb", required=True, parser_class=_Parser)
-    r = rsub.add_parser("import", help="load result records (folders or result.json files) into one Dataset")
-    r.add_argument("paths", nargs="+", help="run store folders or result.json files")
+    r = rsub.add_parser("import", help="load a long CSV of your runs (format: dynsim/runs_csv.py, README), or result "
+                                       "records (folders or result.json files), into one Dataset")
+    r.add_argument("paths", nargs="+", help="runs.csv, or run store folders / result.json files")
     r.add_argument("-o", "--out", required=True, help="output netCDF, e.g. results.nc")
     r.set_defaults(func=cmd_results_import)
 

@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import zipfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from dynsim import forward, observation
+from dynsim import calibrations, forward, observation
 from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
-# Calibrations shipped with the project: NAME.npz in dynsim/data/calibrations/ (gadre2024_compute: the compute-only
-# form, kept for comparison), and those fitted to a study run here, kept beside its spec in the repository's
-# studies/ folder (posterior.npz and results.nc; `pip install -e .` from a clone finds them).
-BUNDLED = ("evolm", "gadre2024", "gadre2024_compute", "mini")
-STUDY_CALIBRATIONS = {"mini": "studies/mini_evolm"}
+BUNDLED = tuple(calibrations.CALIBRATIONS)  # their data, forms and files: dynsim/calibrations.py
 
 
 class PosteriorError(ValueError):
@@ -218,11 +213,10 @@ def load(path) -> Posterior:
 
 
 def bundled_path(name: str) -> Path:
-    if name not in BUNDLED:
-        raise PosteriorError(f"unknown calibration '{name}': choose one of {', '.join(BUNDLED)} or pass --posterior PATH")
-    if name in STUDY_CALIBRATIONS:
-        return study_dir(name) / "posterior.npz"
-    return Path(str(resources.files("dynsim") / "data" / "calibrations" / f"{name}.npz"))
+    try:
+        return calibrations.get(name).posterior_path
+    except calibrations.CalibrationError as e:
+        raise PosteriorError(str(e)) from None
 
 
 def usual(values: list, key=None):
@@ -246,8 +240,3 @@ def usual_pair(pairs):
 def repo_root() -> Path:
     """The project checkout this package runs from (editable install)."""
     return Path(__file__).resolve().parents[1]
-
-
-def study_dir(name: str) -> Path:
-    """The folder of a calibration fitted to a study (repository root / studies / ...)."""
-    return repo_root() / STUDY_CALIBRATIONS[name]

@@ -1,15 +1,23 @@
-"""The results Dataset: every measured number of a study in one labelled array.
+"""The results Dataset: every measured number of a study, one observation per row (long form).
 
-Dimensions: the RunConfig fields (`size, pretrain, pretrain_schedule, cpt_replay, cpt_domain, sft_examples,
-sft_epochs, rl_examples, rl_epochs`, all exact counts; 0 = stage not run), `task`, `metric`, `seed`.
-Missing combinations are NaN. Variables: `value` (accuracy in percent, or loss in nats/token — the
-`metric_units` coordinate says which) and, for runs that recorded them, `n_items` / `n_correct`.
-Task metadata are coordinates on `task`: `task_kind` (upstream, upstream_avg, ID, OOD, text), `task_chance`
-and `task_n_items` (';'-separated per component for averaged tasks, percent / items), and `task_n_benchmarks`
-(how many benchmarks a single number averages: 46 for Gadre et al.'s average, else 1; absent in older files).
+One dimension, `obs`. Along it, the coordinates that identify a number: the RunConfig fields (`size, pretrain,
+pretrain_schedule, cpt_replay, cpt_domain, sft_examples, sft_epochs, rl_examples, rl_epochs`, exact counts;
+0 = stage not run; a checkpoint before the end of its schedule is `pretrain < pretrain_schedule`), `task`,
+`metric`, `seed` and, where a Dataset compares pretraining corpora, `corpus`. Variables along `obs`: `value`
+(accuracy in percent, or loss in nats/token — `metric_units` says which) and, where recorded, `n_items` /
+`n_correct`. Rows are sorted by their identifying coordinates and unique (a number printed twice is averaged;
+attrs say how many). The PyMC examples' `obs_id` form: a study's size is its number of numbers, not the product
+of its config axes.
 
-Imported from result records (`train_runs` writes one JSON per run and seed) or from the EvoLM CSV;
-stored as netCDF (h5netcdf), written atomically. This module imports xarray: it is not on the
+Metadata tables on their own dimensions: `tasks` (with `task_kind` — upstream, upstream_avg, ID, OOD, text —
+`task_chance` and `task_n_items`, ';'-separated per component for averaged tasks, and `task_n_benchmarks`, how many
+benchmarks one number averages), `metrics` (with `metric_units`) and `corpora` (their order: the first is the
+reference corpus of the loss offsets).
+
+Imported from result records (`train_runs` writes one JSON per run and seed), from a long CSV (`dynsim.importcsv`,
+the format every bundled testbed ships in) or from the EvoLM tables; stored as netCDF (h5netcdf, the string
+coordinates as integer codes into their tables), written atomically, its data hash checked on load. Files of the
+earlier dense form (one dimension per config field) still load. This module imports xarray: it is not on the
 `dynsim predict` path.
 """
 
@@ -33,8 +41,12 @@ from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
 CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
                "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")
 assert set(CONFIG_DIMS) == set(FIELDS)
-DIMS = CONFIG_DIMS + ("task", "metric", "seed")
-CORPUS_DIM = "corpus"  # optional last dimension: the pretraining corpus, where a Dataset compares several
+OBS = "obs"
+KEYS = CONFIG_DIMS + ("task", "metric", "seed")  # the coordinates that identify one observation
+CORPUS = "corpus"  # an optional further key: the pretraining corpus, where a Dataset compares several
+VARIABLES = ("value", "n_items", "n_correct")
+# string keys and the dimension of the table listing their values (on disk each is an integer code into it)
+TABLES = {"task": "tasks", "metric": "metrics", CORPUS: "corpora"}
 UNITS = {"size": "parameters", "pretrain": "tokens", "pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)",
          "cpt_replay": "tokens", "cpt_domain": "tokens", "sft_examples": "examples", "sft_epochs": "epochs",
          "rl_examples": "examples", "rl_epochs": "epochs"}
@@ -54,58 +66,65 @@ def metric_unit(metric: str) -> str:
 
 # -- building ------------------------------------------------------------------------------------
 def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
-    """Rows of {config: RunConfig, task, metric, seed, value[, n_items, n_correct]} → the dense Dataset.
+    """Rows of {config: RunConfig, task, metric, seed, value[, n_items, n_correct, corpus]} → the Dataset."""
+    import pandas as pd
 
-    Repeated rows for the same cell (a number printed in two tables) are averaged; attrs say how many.
-    """
     if not rows:
         raise ResultsError("no results to build a Dataset from")
-    coords = {d: sorted({getattr(r["config"], d) for r in rows}) for d in CONFIG_DIMS}
-    coords["task"] = sorted({r["task"] for r in rows})
-    coords["metric"] = sorted({r["metric"] for r in rows})
-    coords["seed"] = sorted({int(r.get("seed", 0)) for r in rows})
-    dims = DIMS
-    if any(r.get(CORPUS_DIM) for r in rows):
-        dims = DIMS + (CORPUS_DIM,)
-        coords[CORPUS_DIM] = sorted({r[CORPUS_DIM] for r in rows}, key=attrs.get("corpus_order", []).index
-                                    if attrs.get("corpus_order") else None)
-    index = {d: {v: i for i, v in enumerate(coords[d])} for d in dims}
-    shape = tuple(len(coords[d]) for d in dims)
-    total, count = np.zeros(shape), np.zeros(shape)
-    has_counts = any(r.get("n_items") for r in rows)
-    n_items, n_correct = np.full(shape, np.nan), np.full(shape, np.nan)
-    for r in rows:
-        cfg = r["config"]
-        at = tuple(index[d][getattr(cfg, d)] for d in CONFIG_DIMS) + (
-            index["task"][r["task"]], index["metric"][r["metric"]], index["seed"][int(r.get("seed", 0))]) + (
-            (index[CORPUS_DIM][r[CORPUS_DIM]],) if CORPUS_DIM in index else ())
-        total[at] += float(r["value"])
-        count[at] += 1
-        if r.get("n_items"):
-            n_items[at], n_correct[at] = r["n_items"], r.get("n_correct", np.nan)
-    with np.errstate(invalid="ignore"):
-        value = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    data = {"value": (dims, value, {"long_name": "measured value", "units": "see metric_units"})}
-    if has_counts:
-        data["n_items"] = (dims, n_items, {"long_name": "items evaluated"})
-        data["n_correct"] = (dims, n_correct, {"long_name": "items answered correctly"})
-    ds = xr.Dataset(data, coords={d: np.asarray(coords[d], dtype=np.int64 if d in CONFIG_DIMS + ("seed",) else object)
-                                  for d in dims})
+    cols = {d: [getattr(r["config"], d) for r in rows] for d in CONFIG_DIMS}
+    cols |= {k: [r[k] for r in rows] for k in ("task", "metric", "value")}
+    cols["seed"] = [int(r.get("seed", 0)) for r in rows]
+    for k in ("n_items", "n_correct"):
+        if any(r.get(k) is not None for r in rows):
+            cols[k] = [np.nan if r.get(k) is None else r[k] for r in rows]
+    if any(r.get(CORPUS) for r in rows):
+        cols[CORPUS] = [r[CORPUS] for r in rows]
+    return from_frame(pd.DataFrame(cols), tasks, attrs)
+
+
+def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
+    """A long table (columns: the keys, value, optional n_items / n_correct / corpus) → the Dataset.
+
+    Repeated rows for the same key (a number printed in two tables) are averaged; attrs say how many.
+    attrs["corpus_order"], if given, orders the corpora (the first is the reference corpus)."""
+    if df.empty:
+        raise ResultsError("no results to build a Dataset from")
+    keys = list(KEYS) + ([CORPUS] if CORPUS in df else [])
+    counts = [v for v in ("n_items", "n_correct") if v in df and df[v].notna().any()]
+    grouped = df.groupby(keys, sort=True)
+    long = grouped["value"].agg(["mean", "size"]).rename(columns={"mean": "value", "size": "count"})
+    for v in counts:
+        long[v] = grouped[v].max()
+    long = long.reset_index()
+    coords = {k: (OBS, long[k].to_numpy(np.int64 if k in CONFIG_DIMS + ("seed",) else object)) for k in keys}
+    data = {"value": (OBS, long["value"].to_numpy(float), {"long_name": "measured value", "units": "see metric_units"}),
+            **{v: (OBS, long[v].to_numpy(float), {"long_name": LONG_NAMES[v]}) for v in counts}}
+    names = sorted(set(long["task"]))
+    meta = [tasks.get(t, {}) for t in names]
+    metrics = sorted(set(long["metric"]))
+    coords |= {"tasks": ("tasks", np.asarray(names, dtype=object)),
+               "task_kind": ("tasks", np.asarray([m.get("kind", "unknown") for m in meta], dtype=object)),
+               "task_chance": ("tasks", np.asarray([str(m.get("chance", "")) for m in meta], dtype=object)),
+               "task_n_items": ("tasks", np.asarray([str(m.get("n_items", "")) for m in meta], dtype=object)),
+               "task_n_benchmarks": ("tasks", np.asarray([int(m.get("n_benchmarks", 1) or 1) for m in meta])),
+               "metrics": ("metrics", np.asarray(metrics, dtype=object)),
+               "metric_units": ("metrics", np.asarray([metric_unit(m) for m in metrics], dtype=object))}
+    if CORPUS in keys:
+        order = list(attrs.get("corpus_order") or [])
+        present = set(long[CORPUS])
+        coords["corpora"] = ("corpora", np.asarray([c for c in order if c in present] +
+                                                   sorted(present - set(order)), dtype=object))
+    ds = xr.Dataset(data, coords=coords)
     for d in CONFIG_DIMS:
         ds[d].attrs["units"] = UNITS[d]
-    meta = [tasks.get(t, {}) for t in coords["task"]]
-    ds = ds.assign_coords(
-        task_kind=("task", [m.get("kind", "unknown") for m in meta]),
-        task_chance=("task", [str(m.get("chance", "")) for m in meta]),
-        task_n_items=("task", [str(m.get("n_items", "")) for m in meta]),
-        task_n_benchmarks=("task", [int(m.get("n_benchmarks", 1)) for m in meta]),
-        metric_units=("metric", [metric_unit(m) for m in coords["metric"]]),
-    )
     ds.attrs.update({k: v for k, v in attrs.items() if k != "corpus_order"})
-    ds.attrs["duplicates_averaged"] = int((count > 1).sum())
+    ds.attrs["duplicates_averaged"] = int((long["count"] > 1).sum())
     ds.attrs["code_version"] = __version__
     ds.attrs["data_hash"] = data_hash(ds)
     return ds
+
+
+LONG_NAMES = {"n_items": "items evaluated", "n_correct": "items answered correctly"}
 
 
 def read_tasks_csv(path) -> dict[str, dict]:
@@ -246,45 +265,80 @@ def from_records(paths) -> xr.Dataset:
 
 # -- views -----------------------------------------------------------------------------------------
 def to_long(ds: xr.Dataset):
-    """The observed cells as a long pandas table (one row per number), config fields as columns."""
+    """The observations as a pandas table (one row per number): the keys and the variables as columns."""
     import pandas as pd
 
-    # Only the observed cells are touched: the config hypercube is mostly NaN, and a study's dense frame runs to
-    # gigabytes (figures of the 61-run miniature study peaked at 12 GB through to_dataframe).
-    dims = list(ds.dims)
-    value = ds["value"].transpose(*dims).values
-    where = np.nonzero(~np.isnan(value))
-    cols = {d: ds[d].values[i] for d, i in zip(dims, where)}
-    for v in ("value", "n_items", "n_correct"):
-        if v in ds:
-            cols[v] = ds[v].transpose(*dims).values[where]
-    return pd.DataFrame(cols)
+    cols = [k for k in KEYS + (CORPUS,) if k in ds.coords] + [v for v in VARIABLES if v in ds]
+    return pd.DataFrame({c: ds[c].values for c in cols})
 
 
 def configs(ds: xr.Dataset) -> list[RunConfig]:
     """The distinct configurations that have at least one number."""
-    df = to_long(ds)
-    return [RunConfig(**{d: int(r[d]) for d in CONFIG_DIMS}) for r in
-            df[list(CONFIG_DIMS)].drop_duplicates().to_dict("records")]
+    df = to_long(ds)[list(CONFIG_DIMS)].drop_duplicates()
+    return [RunConfig(**{d: int(v) for d, v in zip(CONFIG_DIMS, row)}) for row in df.itertuples(index=False)]
 
 
 def data_hash(ds: xr.Dataset) -> str:
-    """sha256 of the observed cells in a canonical text form: equal data ⇔ equal hash."""
-    df = to_long(ds).sort_values([d for d in DIMS + (CORPUS_DIM,) if d in ds.dims])
+    """sha256 of the observations, sorted by their keys, in a canonical binary form: equal data ⇔ equal hash.
+    Values count to 10 significant digits, so a CSV round trip (runs_csv.write) keeps the hash."""
+    df = to_long(ds)
+    df = df.sort_values([k for k in KEYS + (CORPUS,) if k in df], kind="stable")
+    h = hashlib.sha256()
+    for name in df.columns:
+        v = df[name].to_numpy()
+        h.update(name.encode() + b"\0")
+        if v.dtype.kind in "iu":
+            h.update(v.astype("<i8").tobytes())
+        elif v.dtype.kind == "f":
+            h.update(_ten_digits(v).tobytes())
+        else:
+            h.update("\0".join(map(str, v)).encode())
+    return h.hexdigest()[:16]
+
+
+def _ten_digits(x: np.ndarray) -> np.ndarray:
+    """Floats → (mantissa, exponent) pairs of their 10-significant-digit decimal form; NaN and 0 kept apart."""
+    x = np.asarray(x, float)
+    finite = np.isfinite(x) & (x != 0)
+    exp = np.where(finite, np.floor(np.log10(np.abs(np.where(finite, x, 1.0)))), 0).astype(np.int64) - 9
+    half = np.power(10.0, -exp / 2)  # scaled in two halves: 10**-exp alone overflows for subnormal x
+    mant = np.where(finite, np.round(np.where(finite, x, 0) * half * half), 0)
+    carry = np.abs(mant) >= 1e10  # 9.9999999999 rounds up a decade
+    mant, exp = np.where(carry, np.round(mant / 10), mant), np.where(carry, exp + 1, exp)
+    mant = np.where(np.isnan(x), np.iinfo(np.int64).min, mant).astype(np.int64)
+    return np.stack([mant, exp], axis=1)
+
+
+def _text_hash(df) -> str:
+    """The data hash of the earlier dense files (sha256 of the sorted observations as CSV text): checked on them."""
+    df = df.sort_values([k for k in KEYS + (CORPUS,) if k in df])
     return hashlib.sha256(df.to_csv(index=False, float_format="%.10g").encode()).hexdigest()[:16]
 
 
 # -- disk ------------------------------------------------------------------------------------------
 def save(ds: xr.Dataset, path) -> Path:
-    """Write netCDF atomically: a temporary file beside the target, then rename."""
+    """Write netCDF atomically (a temporary file beside the target, then rename); string keys as codes."""
+    coded = ds.copy()
+    for key, table in TABLES.items():
+        if key in coded.coords:
+            index = {v: i for i, v in enumerate(coded[table].values)}
+            coded[key] = (OBS, np.fromiter((index[v] for v in coded[key].values), np.int32, coded.sizes[OBS]),
+                          {"codes_into": table})
+    # gzip: the numbers compress well, and the integer codes of the string keys most of all
+    encoding = {v: {"compression": "gzip", "compression_opts": 4}
+                for v in list(coded.data_vars) + [k for k in KEYS + (CORPUS,) if k in coded.coords]}
+    return atomic_write(path, lambda tmp: coded.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
+
+
+def atomic_write(path, write) -> Path:
+    """write(tmp) to a temporary file beside path, then rename it into place: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the target's suffix last: numpy's savez appends '.npz' to any other name
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     try:
-        # The config hypercube is mostly NaN (a study fills few of its cells): gzip makes a 700 MB study 1 MB.
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding={v: {"compression": "gzip", "compression_opts": 4}
-                                                       for v in ds.data_vars})
+        write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         os.replace(tmp, path)
     finally:
@@ -294,6 +348,7 @@ def save(ds: xr.Dataset, path) -> Path:
 
 
 def load(path) -> xr.Dataset:
+    """A results file (long form, or the earlier dense form, converted) → the Dataset, its data hash checked."""
     path = Path(path)
     if not path.exists():
         raise ResultsError(f"{path}: no such results file")
@@ -302,9 +357,44 @@ def load(path) -> xr.Dataset:
             ds = f.load()
     except Exception as e:  # h5py/xarray raise many types for a non-netCDF file
         raise ResultsError(f"{path}: not a readable results Dataset ({type(e).__name__})") from None
-    if "value" not in ds or not set(CONFIG_DIMS) <= set(ds.dims):
-        raise ResultsError(f"{path}: not a dynsim results Dataset (needs 'value' over {', '.join(DIMS)})")
+    if "value" in ds and set(CONFIG_DIMS) <= set(ds.dims):
+        ds = _from_dense(ds, path)
+    elif "value" not in ds or OBS not in ds.dims or not set(KEYS) <= set(ds.coords):
+        raise ResultsError(f"{path}: not a dynsim results Dataset (needs 'value' along '{OBS}' with coordinates "
+                           f"{', '.join(KEYS)})")
+    for key, table in TABLES.items():
+        if key in ds.coords and ds[key].attrs.get("codes_into") == table:
+            codes = ds[key].values
+            if table not in ds.coords or codes.min(initial=0) < 0 or codes.max(initial=0) >= ds.sizes[table]:
+                raise ResultsError(f"{path}: damaged: '{key}' codes point outside its table '{table}'")
+            ds[key] = (OBS, ds[table].values[codes].astype(object))
+    stored = ds.attrs.get("data_hash")
+    if stored and data_hash(ds) != stored:
+        raise ResultsError(f"{path}: damaged or edited: its numbers no longer match their data hash {stored}")
     return ds
+
+
+def _from_dense(ds: xr.Dataset, where_from) -> xr.Dataset:
+    """The earlier form (one dimension per config field, task, metric, seed[, corpus]; mostly NaN) → long form."""
+    import pandas as pd
+
+    dims = [d for d in KEYS + (CORPUS,) if d in ds.dims]
+    value = ds["value"].transpose(*dims).values
+    where = np.nonzero(~np.isnan(value))
+    cols = {d: ds[d].values[i] for d, i in zip(dims, where)}
+    for v in VARIABLES:
+        if v in ds:
+            cols[v] = ds[v].transpose(*dims).values[where]
+    tasks = {str(t): dict(kind=k, chance=c, n_items=n, n_benchmarks=b) for t, k, c, n, b in zip(
+        ds.task.values, ds.task_kind.values, ds.task_chance.values, ds.task_n_items.values,
+        ds.task_n_benchmarks.values if "task_n_benchmarks" in ds.coords else [1] * ds.sizes["task"])}
+    attrs = dict(ds.attrs) | ({"corpus_order": [str(c) for c in ds[CORPUS].values]} if CORPUS in ds.dims else {})
+    stored = attrs.pop("data_hash", None)
+    if stored and _text_hash(pd.DataFrame(cols)) != stored:
+        raise ResultsError(f"{where_from}: damaged or edited: its numbers no longer match their data hash {stored}")
+    long = from_frame(pd.DataFrame(cols), tasks, attrs | ({"earlier_data_hash": stored} if stored else {}))
+    long.attrs["duplicates_averaged"] = ds.attrs.get("duplicates_averaged", 0)
+    return long
 
 
 def _read_bytes(path) -> bytes:

@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from . import style  # noqa: F401  (selects the Agg backend before anything imports pyplot)
@@ -48,26 +47,6 @@ def select(only: str | None) -> list[str]:
     if bad or not names:
         raise FigsError(f"unknown figure '{','.join(bad) or only}': choose from {', '.join(FIGURES)}")
     return list(dict.fromkeys(names))
-
-
-def bundled_dataset(name: str):
-    """The results Dataset a bundled calibration was fitted to: the EvoLM tables for 'evolm'; for another NAME,
-    `dynsim/data/calibrations/NAME.results.nc` or `dynsim/data/NAME/results.nc` (netCDF written by
-    `dynsim results import`)."""
-    from dynsim import results
-
-    from dynsim import posterior
-
-    if name == "evolm":
-        return results.from_evolm_csv()
-    root = resources.files("dynsim") / "data"
-    cands = [root / "calibrations" / f"{name}.results.nc", root / name / "results.nc"]
-    if name in posterior.STUDY_CALIBRATIONS:
-        cands.insert(0, posterior.study_dir(name) / "results.nc")
-    for cand in cands:
-        if Path(str(cand)).exists():
-            return results.load(str(cand))
-    raise FigsError(f"no bundled results Dataset for calibration '{name}': pass --data RESULTS.nc with --posterior")
 
 
 def run(ds, posterior, out_dir, names=None, command: str = "dynsim figs", posterior_label: str = "", log=None):

@@ -24,14 +24,16 @@ def _numpy(p):
 
 def test_gadre_testbed_imports_with_its_corpora_and_counts():
     ds = results.from_gadre_csv(per_task=True)
-    assert list(ds.corpus.values) == list(results.GADRE_CORPORA)
-    runs = ds.value.sel(task="c4_val", metric="loss").notnull()
-    assert int(runs.sum()) == 104  # every run's C4 loss, one per (size, tokens, corpus)
+    assert list(ds.corpora.values) == list(results.GADRE_CORPORA)
+    df = results.to_long(ds)
+    assert ((df.task == "c4_val") & (df.metric == "loss")).sum() == 104  # every run's C4 loss, one per (size, tokens, corpus)
     assert len(results.configs(ds)) == 37  # (size, tokens) pairs: the corpora share their grid
     avg = results.from_gadre_csv()  # the default: loss and the 46-task average
-    assert list(avg.task.values) == [results.GADRE_AVG_TASK, "c4_val"]
-    np.testing.assert_allclose(avg.value.sel(task=results.GADRE_AVG_TASK, metric="acc"),
-                               ds.value.sel(metric="acc").drop_sel(task="c4_val").mean("task"), atol=1e-9)
+    assert list(avg.tasks.values) == [results.GADRE_AVG_TASK, "c4_val"]
+    run = ["size", "pretrain", "corpus"]
+    mean_of_46 = df[df.metric == "acc"].groupby(run).value.mean()
+    printed = results.to_long(avg).query("task == @results.GADRE_AVG_TASK").set_index(run).value
+    np.testing.assert_allclose(printed.sort_index(), mean_of_46.sort_index(), atol=1e-9)
     obs = observations(ds)
     assert set(obs.metrics) == {"loss", "acc"} and len(set(obs.tasks)) == 47
     assert obs.n_items is not None and np.isfinite(obs.n_items[np.array(obs.metrics) == "acc"]).all()
@@ -47,7 +49,7 @@ def test_an_average_of_many_benchmarks_gets_a_ceiling_near_the_benchmarks_mean(t
     from calibrate.model import build
 
     avg = results.load(results.save(results.from_gadre_csv(), tmp_path / "gadre.nc"))
-    assert dict(zip(avg.task.values, avg.task_n_benchmarks.values.tolist())) == {results.GADRE_AVG_TASK: 46, "c4_val": 1}
+    assert dict(zip(avg.tasks.values, avg.task_n_benchmarks.values.tolist())) == {results.GADRE_AVG_TASK: 46, "c4_val": 1}
     obs = observations(avg)
     draws = {}
     for name, table in (("average", obs.table), ("single", dataclasses.replace(obs.table, n_benchmarks=None))):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import paper_figs
-from dynsim import cli, posterior, results
+from dynsim import calibrations, cli, posterior, results
 from dynsim.config import parse_config
 from paper_figs.common import thinned
 
@@ -117,7 +117,7 @@ def test_a_calibration_with_measured_losses_draws_its_figures(tmp_path):
     """The miniature study's posterior measures losses, so its predictive draws a run's deviation from the loss
     law (Student-t, through the figures' shared-noise rng): the figures of its loss and cloze panels draw."""
     mini = thinned(posterior.load(posterior.bundled_path("mini")), 48)
-    ds = results.load(posterior.study_dir("mini") / "results.nc")
+    ds = calibrations.get("mini").dataset()
     for name in ("fig4", "forgetting"):
         r = paper_figs.module(name).make(ds, mini, tmp_path)
         assert r.n_observed > 0 and all(p.exists() for p in r.files)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import xarray as xr
 
 from dynsim import results
@@ -14,12 +16,14 @@ def evolm():
 
 
 def test_schema_and_values(evolm):
-    assert set(results.DIMS) == set(evolm.value.dims)
-    cell = evolm.value.sel(size=10**9, pretrain=160 * 10**9, pretrain_schedule=0, cpt_replay=8 * 10**9,
-                           cpt_domain=42 * 10**9, sft_examples=100_000, sft_epochs=1, rl_examples=0, rl_epochs=0,
-                           task="GSM8K-Platinum", metric="greedy_pass@1", seed=0)
-    assert float(cell) == pytest.approx(21.01)
-    assert evolm.task_kind.sel(task="OOD_avg").item() == "OOD"
+    assert evolm.value.dims == (results.OBS,) and set(results.KEYS) <= set(evolm.coords)
+    cfg = parse_config("1B-160BT-8+42BT-100Kep1")
+    at = np.ones(evolm.sizes[results.OBS], bool)
+    for field in results.CONFIG_DIMS:
+        at &= evolm[field].values == getattr(cfg, field)
+    at &= (evolm.task.values == "GSM8K-Platinum") & (evolm.metric.values == "greedy_pass@1")
+    assert evolm.value.values[at].tolist() == [pytest.approx(21.01)]
+    assert evolm.task_kind.sel(tasks="OOD_avg").item() == "OOD"
     assert "Qi et al. 2025" in evolm.attrs["citation"] and len(evolm.attrs["data_hash"]) == 16
     # every printed number is a cell (two cells are printed twice: Table 3 and Table 4 agree within 0.01)
     assert len(results.to_long(evolm)) == 100 and evolm.attrs["duplicates_averaged"] == 2
@@ -35,7 +39,7 @@ def test_netcdf_round_trip(evolm, tmp_path):
     back = results.load(path)
     xr.testing.assert_identical(evolm, back)
     assert results.data_hash(back) == evolm.attrs["data_hash"]
-    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+    assert not list(tmp_path.glob(".*.tmp*"))  # the temporary file was renamed away
 
 
 def test_records_round_trip(tmp_path):
@@ -58,3 +62,59 @@ def test_bad_files_give_clear_errors(tmp_path, content, msg):
         path.write_bytes(content)
     with pytest.raises(results.ResultsError, match=msg):
         results.load(path)
+
+
+def _dense(ds):
+    """The earlier on-disk form: one dimension per key, NaN where nothing was measured."""
+    df = results.to_long(ds).set_index(list(results.KEYS))
+    cube = xr.Dataset.from_dataframe(df[["value"]])
+    meta = dict(task_kind=("task", ds.task_kind.values), task_chance=("task", ds.task_chance.values),
+                task_n_items=("task", ds.task_n_items.values))
+    attrs = ds.attrs | {"data_hash": results._text_hash(results.to_long(ds))}  # the earlier files' hash
+    return cube.assign_coords(meta).assign_attrs(attrs)
+
+
+def test_files_of_the_dense_form_still_load(evolm, tmp_path):
+    dense = _dense(evolm)
+    assert dense.value.size > 1000 * dense.value.count()  # mostly empty: why the form was left
+    dense.to_netcdf(tmp_path / "old.nc", engine="h5netcdf")
+    back = results.load(tmp_path / "old.nc")
+    assert back.attrs["data_hash"] == evolm.attrs["data_hash"]  # the same numbers, keyed the same
+    assert {c.name for c in results.configs(back)} == {c.name for c in results.configs(evolm)}
+    assert back.task_kind.sel(tasks="OOD_avg").item() == "OOD"
+    dense["value"] = dense.value + 0.5
+    dense.to_netcdf(tmp_path / "edited.nc", engine="h5netcdf")
+    with pytest.raises(results.ResultsError, match="no longer match their data hash"):
+        results.load(tmp_path / "edited.nc")
+
+
+def test_an_edited_number_is_caught_by_the_data_hash(evolm, tmp_path):
+    path = results.save(evolm, tmp_path / "evolm.nc")
+    edited = xr.open_dataset(path, engine="h5netcdf").load()
+    edited["value"][3] += 1.0
+    edited.to_netcdf(tmp_path / "edited.nc", engine="h5netcdf")
+    with pytest.raises(results.ResultsError, match="no longer match their data hash"):
+        results.load(tmp_path / "edited.nc")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["0.1M-1MT", "0.3M-2MT", "1B-20of160BT", "1B-160BT-8+42BT-100Kep1"]),
+                          st.sampled_from(["arith", "logic"]), st.sampled_from(["loss", "greedy_pass@1"]),
+                          st.integers(0, 2), st.floats(0, 100)), min_size=1, max_size=30))
+def test_rows_survive_a_disk_round_trip_in_any_order(tmp_path_factory, rows):
+    """Any rows → save → load gives the same observations, repeated keys averaged, whatever the row order."""
+    make = [dict(config=parse_config(n), task=t, metric=m, seed=s, value=v) for n, t, m, s, v in rows]
+    ds = results.from_rows(make, {}, {"title": "t"})
+    assert results.from_rows(make[::-1], {}, {"title": "t"}).attrs["data_hash"] == ds.attrs["data_hash"]
+    back = results.load(results.save(ds, tmp_path_factory.mktemp("rt") / "r.nc"))
+    xr.testing.assert_identical(ds, back)
+    keys = {(parse_config(n).name, t, m, s) for n, t, m, s, _ in rows}
+    assert back.sizes[results.OBS] == len(keys)
+    first = rows[0]
+    same = [v for n, t, m, s, v in rows if (parse_config(n).name, t, m, s) == (parse_config(first[0]).name, *first[1:4])]
+    long = results.to_long(back)
+    cfg = parse_config(first[0])
+    hit = long[(long["size"] == cfg.size) & (long.pretrain == cfg.pretrain) & (long.pretrain_schedule == cfg.pretrain_schedule)
+               & (long.sft_examples == cfg.sft_examples) & (long.task == first[1]) & (long.metric == first[2])
+               & (long.seed == first[3])]
+    assert hit.value.item() == pytest.approx(np.mean(same))

@@ -90,7 +90,7 @@ def test_records_follow_the_result_schema(store):
     assert not list(path.parent.glob("*.tmp"))  # atomic write leaves no temp files behind
     from dynsim.results import from_records  # the lead's reader accepts it
     ds = from_records([store])
-    assert "general_text" in ds.task.values
+    assert "general_text" in ds.tasks.values
 
 
 def answered_share(model, ctx, task, n=50):

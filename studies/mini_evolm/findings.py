@@ -34,7 +34,7 @@ class Study:
     def __init__(self, data, post):
         self.ds = results.load(data)
         df = results.to_long(self.ds)
-        self.kind = dict(zip(self.ds.task.values, self.ds.task_kind.values))
+        self.kind = dict(zip(self.ds.tasks.values, self.ds.task_kind.values))
         df["config"] = [results_name(r) for r in df.itertuples()]
         self.df = df
         self.post = posteriors.load(post) if post and Path(post).exists() else None

@@ -1,0 +1,88 @@
+"""The bundled calibrations, one entry each: its data, the runs its fit holds out, the loss law's form, and where
+its posterior lives. `predict`, `fit`, `validate`, `figs` and the benchmarks read this table; adding a calibration
+is one entry here plus its data (a long CSV under `dynsim/data/NAME/`, read as a user's own through
+`dynsim.runs_csv`).
+
+Light: no xarray at import (`dynsim predict` reads only `posterior_path`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from pathlib import Path
+
+
+class CalibrationError(ValueError):
+    """An unknown calibration, or one whose data or posterior is missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    name: str
+    about: str
+    # where the numbers come from: "evolm_tables", "gadre2024" (results-module readers of their published CSVs),
+    # "csv" (dynsim/data/NAME/runs.csv.gz, the documented long CSV) or "study" (a study's collected results.nc)
+    source: str
+    form: str = "chinchilla"  # the loss law's form (forward.FORMS): the one PSIS-LOO prefers on its data
+    hold_out: dict = dataclasses.field(default_factory=dict)  # size_from=N or study=SPEC: kept out of the fit
+    study: str = ""  # for source "study": the study's folder, relative to the repository root
+
+    def __post_init__(self):
+        if self.source not in ("evolm_tables", "gadre2024", "csv", "study") or (self.source == "study") != bool(self.study):
+            raise CalibrationError(f"calibration '{self.name}': bad source '{self.source}'")
+
+    @property
+    def folder(self) -> Path:
+        """Where its posterior (and, for a study, its results) live."""
+        if self.study:
+            return Path(__file__).resolve().parents[1] / self.study  # a study run here, kept in the repository
+        return Path(str(resources.files("dynsim") / "data" / "calibrations"))
+
+    @property
+    def posterior_path(self) -> Path:
+        return self.folder / ("posterior.npz" if self.study else f"{self.name}.npz")
+
+    def dataset(self):
+        """The results Dataset it is fitted to (imports xarray)."""
+        from dynsim import results, runs_csv
+
+        if self.source == "evolm_tables":
+            return results.from_evolm_csv()
+        if self.source == "gadre2024":
+            return results.from_gadre_csv()
+        if self.source == "csv":
+            folder = resources.files("dynsim") / "data" / self.name
+            return runs_csv.read(str(folder / "runs.csv.gz"), title=self.about.split(":")[0],
+                                 citation=_citation(Path(str(folder / "README.md"))))
+        path = self.folder / "results.nc"
+        if not path.exists():
+            raise CalibrationError(f"{path}: the study's results are missing (run and collect it, see studies/README.md)")
+        return results.load(path)
+
+
+def _citation(readme: Path) -> str:
+    """The README's line that starts 'Cite:'."""
+    for line in readme.read_text().splitlines() if readme.exists() else []:
+        if line.startswith("Cite:"):
+            return line.removeprefix("Cite:").strip()
+    return ""
+
+
+CALIBRATIONS = {c.name: c for c in (
+    Calibration("evolm", "EvoLM's published tables: 1B/4B models, 10-320BT, CPT mixes, SFT/RL", "evolm_tables",
+                form="smoothmax"),
+    Calibration("gadre2024", "Gadre et al. 2024: 104 open_lm runs on three corpora, fitted below 1B parameters",
+                "gadre2024", form="smoothmax", hold_out=dict(size_from=1e9)),
+    Calibration("gadre2024_compute", "Gadre et al. 2024, scale through compute 6ND alone (kept to compare forms)",
+                "gadre2024", form="compute", hold_out=dict(size_from=1e9)),
+    Calibration("mini", "the miniature EvoLM study run here, fitted without its blind-validation runs", "study",
+                hold_out=dict(study="studies/mini_evolm.toml"), study="studies/mini_evolm"),
+)}
+
+
+def get(name: str) -> Calibration:
+    if name not in CALIBRATIONS:
+        raise CalibrationError(f"unknown calibration '{name}': choose one of {', '.join(CALIBRATIONS)} "
+                               "or pass --posterior PATH")
+    return CALIBRATIONS[name]
