@@ -298,6 +298,22 @@ def naive_holdout(obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
     return rows
 
 
+def authors_holdout(method: str, full, obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
+    """A testbed's authors' own method (calibrate.ladder_method for olmo_ladder), fitted on the seed-0 training
+    runs and scored on every held-out number; full is the testbed's whole long table (every checkpoint and
+    metric the method reads)."""
+    from calibrate import ladder_method
+
+    assert method == "olmo_ladder", method
+    loss_task = next(t for t, k in zip(obs.table.names, obs.table.kinds) if k == "text")
+    test = np.flatnonzero(held)
+    keys = [(obs.configs[i].name, obs.tasks[i], obs.metrics[i]) for i in test]
+    point, draws = ladder_method.predict(full, loss_task, {c.name for c, h in zip(obs.configs, held) if not h}, keys)
+    name = "authors (ladder)"
+    return (interval_rows(obs, held, draws, name, split, level, point=point) +
+            average_rows(obs, held, draws, name, split, level, point=point))
+
+
 def naive_loco(obs, level=0.9) -> list[dict]:
     """Leave-one-configuration-out for the naive baselines: each configuration predicted from all the others."""
     names = np.array([c.name for c in obs.configs])
@@ -329,7 +345,8 @@ def format_split_report(rows: list[dict], level: float) -> str:
     lines.append("bayes: posterior predictive (NUTS); lsq: least squares of the same model, predictive bootstrap; "
                  "lsq-2step: loss law, then each task's link; carry-forward: the same number at the nearest training "
                  "run, interval from its leave-one-run-out errors; loglinear: a line in log tokens and log size "
-                 "through the training runs of the same stages, its prediction interval.")
+                 "through the training runs of the same stages, its prediction interval; authors (ladder): the OLMo "
+                 "ladder's two steps, task bpb law then a sigmoid to accuracy (calibrate/ladder_method.py).")
     lines.append(f"MAE, width and int. score (Gneiting & Raftery 2007: width + {2 / (1 - level):.0f} × the miss; "
                  "lower is better) in points (nats for loss); rel err = mean |pred/obs − 1|")
     return "\n".join(lines)

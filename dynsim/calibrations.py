@@ -27,6 +27,10 @@ class Calibration:
     form: str = "chinchilla"  # the loss law's form (forward.FORMS): the one PSIS-LOO prefers on its data
     hold_out: dict = dataclasses.field(default_factory=dict)  # size_from=N or study=SPEC: kept out of the fit
     study: str = ""  # for source "study": the study's folder, relative to the repository root
+    # of a testbed's numbers, the ones this calibration fits: annealed (final) checkpoints only, these tasks only
+    final_only: bool = False
+    tasks: tuple = ()
+    authors_method: str = ""  # the testbed authors' own method, a baseline of `validate --baselines`
 
     def __post_init__(self):
         if self.source not in ("evolm_tables", "gadre2024", "csv", "study") or (self.source == "study") != bool(self.study):
@@ -43,8 +47,8 @@ class Calibration:
     def posterior_path(self) -> Path:
         return self.folder / ("posterior.npz" if self.study else f"{self.name}.npz")
 
-    def dataset(self):
-        """The results Dataset it is fitted to (imports xarray)."""
+    def dataset(self, selected: bool = True):
+        """The results Dataset it is fitted to (imports xarray); selected=False: a testbed's every number."""
         from dynsim import results, runs_csv
 
         if self.source == "evolm_tables":
@@ -53,12 +57,29 @@ class Calibration:
             return results.from_gadre_csv()
         if self.source == "csv":
             folder = resources.files("dynsim") / "data" / self.name
-            return runs_csv.read(str(folder / "runs.csv.gz"), title=self.about.split(":")[0],
-                                 citation=_citation(Path(str(folder / "README.md"))))
+            ds = runs_csv.read(str(folder / "runs.csv.gz"), title=self.about.split(":")[0],
+                               citation=_citation(Path(str(folder / "README.md"))))
+            return self._selected(ds) if selected else ds
         path = self.folder / "results.nc"
         if not path.exists():
             raise CalibrationError(f"{path}: the study's results are missing (run and collect it, see studies/README.md)")
         return results.load(path)
+
+
+    def _selected(self, ds):
+        import numpy as np
+
+        from dynsim import results
+
+        keep = np.ones(ds.sizes[results.OBS], bool)
+        notes = []
+        if self.final_only:
+            keep &= ds.pretrain_schedule.values == 0
+            notes.append("final (annealed) checkpoints")
+        if self.tasks:
+            keep &= np.isin(ds.task.values, self.tasks)
+            notes.append(f"tasks {', '.join(self.tasks)}")
+        return results.select(ds, keep, "; ".join(notes)) if notes else ds
 
 
 def _citation(readme: Path) -> str:
@@ -76,6 +97,11 @@ CALIBRATIONS = {c.name: c for c in (
                 "gadre2024", form="smoothmax", hold_out=dict(size_from=1e9)),
     Calibration("gadre2024_compute", "Gadre et al. 2024, scale through compute 6ND alone (kept to compare forms)",
                 "gadre2024", form="compute", hold_out=dict(size_from=1e9)),
+    Calibration("olmo_ladder", "OLMo model ladder: 30 runs of 190M-3.2B at 0.5-10x 20 tokens/param, fitted below "
+                "3B parameters", "csv", form="smoothmax", hold_out=dict(size_from=3e9), final_only=True, authors_method="olmo_ladder",
+                tasks=("c4_en_val", "mmlu_stem_val", "mmlu_humanities_val", "mmlu_social_sciences_val",
+                       "mmlu_other_val", "hellaswag_val", "arc_easy_val", "arc_challenge_val", "boolq_val",
+                       "csqa_val", "openbookqa_val", "piqa_val", "socialiqa_val", "winogrande_val")),
     Calibration("mini", "the miniature EvoLM study run here, fitted without its blind-validation runs", "study",
                 hold_out=dict(study="studies/mini_evolm.toml"), study="studies/mini_evolm"),
 )}

@@ -209,6 +209,7 @@ def cmd_fit(args) -> int:
 def cmd_validate(args) -> int:
     from calibrate import validate
     from calibrate.model import observations
+    from dynsim import calibrations
 
     import numpy as np
 
@@ -246,6 +247,13 @@ def cmd_validate(args) -> int:
         rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=True)
         if args.baselines:
             rows += validate.naive_holdout(obs, held, split, level)
+            authors = "" if args.data or args.posterior else calibrations.get(args.calibration).authors_method
+            if authors:
+                log(f"{split}: the authors' own method ({authors})")
+                from dynsim import results
+
+                full = results.to_long(calibrations.get(args.calibration).dataset(selected=False))
+                rows += validate.authors_holdout(authors, full, obs, held, split, level)
         print(validate.format_split_report(rows, level))
         return 0
     splits = list(validate.SPLITS) if args.split == "all" else [args.split]

@@ -272,6 +272,16 @@ def to_long(ds: xr.Dataset):
     return pd.DataFrame({c: ds[c].values for c in cols})
 
 
+def select(ds: xr.Dataset, keep, note: str) -> xr.Dataset:
+    """The observations where keep (a boolean per obs) holds, as a Dataset of their own (tables and hash anew)."""
+    df = to_long(ds)[np.asarray(keep, bool)]
+    tasks = {str(t): dict(kind=k, chance=c, n_items=n, n_benchmarks=b) for t, k, c, n, b in zip(
+        ds.tasks.values, ds.task_kind.values, ds.task_chance.values, ds.task_n_items.values, ds.task_n_benchmarks.values)}
+    order = {"corpus_order": [str(c) for c in ds.corpora.values]} if "corpora" in ds.coords else {}
+    attrs = {k: v for k, v in ds.attrs.items() if k not in ("data_hash", "duplicates_averaged", "code_version")}
+    return from_frame(df, tasks, attrs | order | {"selection": note})
+
+
 def configs(ds: xr.Dataset) -> list[RunConfig]:
     """The distinct configurations that have at least one number."""
     df = to_long(ds)[list(CONFIG_DIMS)].drop_duplicates()
