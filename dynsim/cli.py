@@ -90,13 +90,14 @@ def cmd_predict(args) -> int:
     if outside:
         print(f"! extrapolating: {'; '.join(outside)}. Nearest calibrated configuration: {nearest}")
     current = None
+    width = max(16, 2 + max(len(t) for _, t, _ in rows))  # task names up to OLMo's mmlu_social_sciences_val
     for (c, t, m), a, l, h in zip(rows, mean, lo, hi):
         if c != current:
             current = c
             label = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}[c.stage()]
-            print(f"\n{c.name}  ({label})\n  {'task':<16}{'metric':<15}{'mean':>7}   {level:g}% interval")
+            print(f"\n{c.name}  ({label})\n  {'task':<{width}}{'metric':<15}{'mean':>7}   {level:g}% interval")
         digits = 3 if m == "loss" else 1
-        print(f"  {t:<16}{m:<15}{a:7.{digits}f}   [{l:5.{digits}f}, {h:5.{digits}f}]")
+        print(f"  {t:<{width}}{m:<15}{a:7.{digits}f}   [{l:5.{digits}f}, {h:5.{digits}f}]")
     print("\naccuracy in percent, loss in nats/token; intervals are posterior-predictive for a new measurement")
     return 0
 
