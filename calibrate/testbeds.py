@@ -56,14 +56,47 @@ def olmo_ladder(shared: Path) -> list[dict]:
     return rows
 
 
-TESTBEDS = {"olmo_ladder": olmo_ladder}
-COLUMNS = ("size", "pretrain", "checkpoint", "seed", "task", "metric", "value", "task_kind", "task_chance")
+# -- Pythia (Biderman et al. 2023) ----------------------------------------------------------------------
+# Chance accuracy in percent: one over the answer options (LAMBADA and SciQ's open/4-way formats as scored by the
+# harness: LAMBADA predicts a word, chance 0)
+PYTHIA_CHANCE = {"arc_challenge": 25, "arc_easy": 25, "lambada_openai": 0, "logiqa": 25, "mmlu_macro57": 25,
+                 "piqa": 50, "sciq": 25, "winogrande": 50, "wsc": 50}
+PYTHIA_CORPUS = {"0": "pile", "1": "pile_deduped"}
+PYTHIA_STEPS, PYTHIA_BATCH = 143_000, 2_097_152  # the one schedule every model ran: 300B tokens, cosine
+
+
+def pythia(shared: Path) -> list[dict]:
+    """One row per checkpoint × task (× shots) of the standard and deduplicated runs; the batch-size variants
+    (five-shot only, another schedule) and step 0 (the initialisation) are left out."""
+    rows = []
+    with open(shared / "pythia" / "pythia_v1_evals.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["variant"] not in ("standard", "deduped", "bf16") or int(r["step"]) == 0:
+                continue
+            at = dict(size=int(r["params_nonembedding"]), pretrain=PYTHIA_STEPS * PYTHIA_BATCH,
+                      checkpoint=int(r["tokens"]), corpus=PYTHIA_CORPUS[r["deduped"]])
+            for col, text in r.items():
+                if ":" not in col or not text:
+                    continue
+                task, metric = col.split(":")
+                name = f"{task}_{r['num_fewshot']}shot"
+                if metric == "acc":
+                    rows.append(at | dict(task=name, metric="acc", value=100 * float(text), task_kind="upstream",
+                                          task_chance=f"{PYTHIA_CHANCE[task]:g}"))
+                elif metric == "ppl":
+                    rows.append(at | dict(task=name, metric="ppl", value=float(text), task_kind="upstream",
+                                          task_chance=f"{PYTHIA_CHANCE[task]:g}"))
+    return rows
+
+
+TESTBEDS = {"olmo_ladder": olmo_ladder, "pythia": pythia}
+COLUMNS = ("size", "pretrain", "checkpoint", "seed", "corpus", "task", "metric", "value", "task_kind", "task_chance")
 
 
 def write(name: str, shared: Path) -> Path:
     rows = TESTBEDS[name](shared)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=[c for c in COLUMNS if any(c in r for r in rows)], lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()})
