@@ -298,18 +298,26 @@ def naive_holdout(obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
     return rows
 
 
-def authors_holdout(method: str, full, obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
-    """A testbed's authors' own method (calibrate.ladder_method for olmo_ladder), fitted on the seed-0 training
-    runs and scored on every held-out number; full is the testbed's whole long table (every checkpoint and
-    metric the method reads)."""
-    from calibrate import ladder_method
+AUTHORS = {"olmo_ladder": "authors (ladder)", "gadre2024": "authors (Gadre)"}
 
-    assert method == "olmo_ladder", method
-    loss_task = next(t for t, k in zip(obs.table.names, obs.table.kinds) if k == "text")
-    test = np.flatnonzero(held)
-    keys = [(obs.configs[i].name, obs.tasks[i], obs.metrics[i]) for i in test]
-    point, draws = ladder_method.predict(full, loss_task, {c.name for c, h in zip(obs.configs, held) if not h}, keys)
-    name = "authors (ladder)"
+
+def authors_holdout(method: str, full, obs, held: np.ndarray, split: str, level=0.9) -> list[dict]:
+    """A testbed's authors' own method (calibrate.ladder_method for olmo_ladder, calibrate.gadre_method for
+    gadre2024), fitted on its training runs and scored on every held-out number; full is the testbed's whole long
+    table (every checkpoint and metric the ladder's method reads)."""
+    if method == "olmo_ladder":
+        from calibrate import ladder_method
+
+        loss_task = next(t for t, k in zip(obs.table.names, obs.table.kinds) if k == "text")
+        keys = [(obs.configs[i].name, obs.tasks[i], obs.metrics[i]) for i in np.flatnonzero(held)]
+        train = {c.name for c, h in zip(obs.configs, held) if not h}
+        point, draws = ladder_method.predict(full, loss_task, train, keys)
+    else:
+        from calibrate import gadre_method
+
+        assert method == "gadre2024", method
+        point, draws = gadre_method.predict(obs, held)
+    name = AUTHORS[method]
     return (interval_rows(obs, held, draws, name, split, level, point=point) +
             average_rows(obs, held, draws, name, split, level, point=point))
 
@@ -346,7 +354,9 @@ def format_split_report(rows: list[dict], level: float) -> str:
                  "lsq-2step: loss law, then each task's link; carry-forward: the same number at the nearest training "
                  "run, interval from its leave-one-run-out errors; loglinear: a line in log tokens and log size "
                  "through the training runs of the same stages, its prediction interval; authors (ladder): the OLMo "
-                 "ladder's two steps, task bpb law then a sigmoid to accuracy (calibrate/ladder_method.py).")
+                 "ladder's two steps, task bpb law then a sigmoid to accuracy (calibrate/ladder_method.py); authors "
+                 "(Gadre): one-exponent loss law on five runs per corpus, then an exponential loss-to-error law "
+                 "(calibrate/gadre_method.py).")
     lines.append(f"MAE, width and int. score (Gneiting & Raftery 2007: width + {2 / (1 - level):.0f} × the miss; "
                  "lower is better) in points (nats for loss); rel err = mean |pred/obs − 1|")
     return "\n".join(lines)

@@ -29,7 +29,9 @@ class Calibration:
     study: str = ""  # for source "study": the study's folder, relative to the repository root
     # of a testbed's numbers, the ones this calibration fits: annealed (final) checkpoints only, these tasks only
     final_only: bool = False
+    checkpoints_from: float = 0.0  # tokens: earlier checkpoints (a model still near chance everywhere) left out
     tasks: tuple = ()
+    metrics: tuple = ()
     authors_method: str = ""  # the testbed authors' own method, a baseline of `validate --baselines`
 
     def __post_init__(self):
@@ -76,9 +78,15 @@ class Calibration:
         if self.final_only:
             keep &= ds.pretrain_schedule.values == 0
             notes.append("final (annealed) checkpoints")
+        if self.checkpoints_from:
+            keep &= ds.pretrain.values >= self.checkpoints_from
+            notes.append(f"checkpoints from {self.checkpoints_from:.3g} tokens")
         if self.tasks:
             keep &= np.isin(ds.task.values, self.tasks)
             notes.append(f"tasks {', '.join(self.tasks)}")
+        if self.metrics:
+            keep &= np.isin(ds.metric.values, self.metrics)
+            notes.append(f"metrics {', '.join(self.metrics)}")
         return results.select(ds, keep, "; ".join(notes)) if notes else ds
 
 
@@ -94,9 +102,9 @@ CALIBRATIONS = {c.name: c for c in (
     Calibration("evolm", "EvoLM's published tables: 1B/4B models, 10-320BT, CPT mixes, SFT/RL", "evolm_tables",
                 form="smoothmax"),
     Calibration("gadre2024", "Gadre et al. 2024: 104 open_lm runs on three corpora, fitted below 1B parameters",
-                "gadre2024", form="smoothmax", hold_out=dict(size_from=1e9)),
+                "gadre2024", form="smoothmax", hold_out=dict(size_from=1e9), authors_method="gadre2024"),
     Calibration("gadre2024_compute", "Gadre et al. 2024, scale through compute 6ND alone (kept to compare forms)",
-                "gadre2024", form="compute", hold_out=dict(size_from=1e9)),
+                "gadre2024", form="compute", hold_out=dict(size_from=1e9), authors_method="gadre2024"),
     Calibration("olmo_ladder", "OLMo model ladder: 30 runs of 190M-3.2B at 0.5-10x 20 tokens/param, fitted below "
                 "3B parameters", "csv", form="smoothmax", hold_out=dict(size_from=3e9), final_only=True, authors_method="olmo_ladder",
                 tasks=("c4_en_val", "mmlu_stem_val", "mmlu_humanities_val", "mmlu_social_sciences_val",

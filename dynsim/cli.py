@@ -346,12 +346,13 @@ def cmd_figs(args) -> int:
     from dynsim import posterior
 
     try:
-        names = paper_figs.select(args.only)
+        paper_figs.select(args.only)  # an unknown figure: one line before any work
         if args.data and not args.posterior:
             raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
         if not args.data:
             posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
         ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
+        names = paper_figs.select(args.only, ds)
         post = _load_posterior(args)
         label = args.posterior or f"bundled calibration '{args.calibration}'"
         command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])

@@ -24,7 +24,9 @@ FIGURES = {  # name → module, in paper order
     "fig8": "fig8_rl",
     "forgetting": "forgetting",
     "overtraining": "overtraining",
+    "scaling": "scaling",  # a testbed's own: loss and per-task accuracy vs tokens per size
 }
+PRETRAINING_ONLY = ("scaling",)  # the figures a Dataset of base models alone can show
 INDEX, INDEX_JSON = "figures.md", "figures.json"
 
 
@@ -38,10 +40,12 @@ def module(name: str):
     return importlib.import_module(f"{__name__}.{FIGURES[name]}")
 
 
-def select(only: str | None) -> list[str]:
-    """'fig3,fig5' → ['fig3', 'fig5'] (validated); None → every figure."""
+def select(only: str | None, ds=None) -> list[str]:
+    """'fig3,fig5' → ['fig3', 'fig5'] (validated); None → every figure the Dataset ds can show (those of base
+    models alone where it holds no CPT or post-training run)."""
     if not only:
-        return list(FIGURES)
+        staged = ds is None or any(int(ds[f].max()) > 0 for f in ("cpt_domain", "sft_examples", "rl_examples"))
+        return list(FIGURES) if staged else list(PRETRAINING_ONLY)
     names = [n.strip() for n in only.split(",") if n.strip()]
     bad = [n for n in names if n not in FIGURES]
     if bad or not names:

@@ -26,6 +26,7 @@ EXPECTED = {
     "fig8": ("RL e", "accuracy after SFT+RL", "log"),
     "forgetting": ("tokens", "mean ratio of change", "log"),
     "overtraining": ("tokens per parameter", "accuracy", "log"),
+    "scaling": ("pretraining tokens seen", "", "log"),
 }
 SIM_CONFIGS = ["1B-20BT", "1B-80BT", "1B-160BT", "4B-80BT", "1B-160BT-8+42BT", "1B-160BT-0+50BT",
                "1B-80BT-8+42BT-100Kep1", "1B-160BT-8+42BT-100Kep1", "1B-160BT-8+42BT-100Kep1-100Kep8",
@@ -121,6 +122,20 @@ def test_a_calibration_with_measured_losses_draws_its_figures(tmp_path):
     for name in ("fig4", "forgetting"):
         r = paper_figs.module(name).make(ds, mini, tmp_path)
         assert r.n_observed > 0 and all(p.exists() for p in r.files)
+
+
+def test_a_testbed_of_base_models_draws_its_scaling_figure_with_the_held_out_runs(tmp_path):
+    """The OLMo ladder holds base models only: its default figure set is the scaling figure, where every run's
+    final checkpoint is a point (the 3.2B runs the fit held out among them) on its size's curve."""
+    cal = calibrations.get("olmo_ladder")
+    ds = cal.dataset()
+    assert paper_figs.select(None, ds) == ["scaling"]
+    ladder = thinned(posterior.load(cal.posterior_path), 48)
+    r = paper_figs.module("scaling").make(ds, ladder, tmp_path)
+    modelled = np.isin(ds.metric.values, ["acc", "loss"])  # not the ladder's bits per byte
+    assert r.n_observed == sum(int(((ds.task.values == p["title"]) & modelled).sum()) for p in r.panels)
+    assert r.panels[0]["ylabel"].startswith("loss") and "held out size >= 3e+09" in r.caption
+    assert all(p.exists() for p in r.files)
 
 
 def test_cli_draws_one_figure_from_a_data_file_and_posterior(post, drawn, tmp_path, capsys):
