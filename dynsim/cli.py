@@ -245,7 +245,9 @@ def cmd_validate(args) -> int:
         obs = dataclasses.replace(obs, scales=post.meta.get("scales"))  # the baseline at the fit's scales too
         log(f"{split}: {len(held_out['configs'])} configurations; least-squares baseline with {args.boot} bootstraps")
         rows = validate.bayes_holdout(post, obs, held, split, level, refit=False)
-        rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=True)
+        # the two-step recipe needs measured losses; a testbed of accuracies alone (Pythia) gets the joint fit
+        two_step = "loss" in obs.metrics
+        rows += validate.lsq_holdout(obs, held, split, level, n_boot=args.boot, two_step=two_step)
         if args.baselines:
             rows += validate.naive_holdout(obs, held, split, level)
             authors = "" if args.data or args.posterior else calibrations.get(args.calibration).authors_method
