@@ -89,22 +89,83 @@ def pythia(shared: Path) -> list[dict]:
     return rows
 
 
-TESTBEDS = {"olmo_ladder": olmo_ladder, "pythia": pythia}
-COLUMNS = ("size", "pretrain", "checkpoint", "seed", "corpus", "task", "metric", "value", "task_kind", "task_chance")
+# -- Amuro & Char (Sun & Dredze 2024): OLMo-1B's checkpoints before and after fine-tuning ----------------------
+# OLMo-1B's non-embedding parameters, from its architecture (Groeneveld et al. 2024, Table 1: d_model 2048, 16
+# layers, SwiGLU MLP of 8192 per branch, no biases, non-parametric layer norm): 16 × (4·2048² + 3·2048·8192) = 2^30
+AC_SIZE = 1_073_741_824
+AC_STEP_TOKENS = 4_194_304  # OLMo-1B's batch: 2048 sequences of 2048 tokens (the source's "~4.19M per step")
+AC_FINAL_STEP = 738_000  # the last checkpoint the paper fine-tunes, taken as annealed (OLMo-1B saw about 3T tokens)
+# SFT examples per data set: the paper subsamples 6,000 training instances of each supervised set (Sec. 3.3; its
+# GPU hours, Table 4, fit 6K × 3 epochs, not the full sets); Tulu v2's SFT mixture is used whole (Ivison et al.
+# 2023: 326,154 examples; 360 GPU hours for 5 epochs on 7 checkpoints fit it, not a 6K subsample)
+AC_SFT_EXAMPLES = {"mnli": 6_000, "paws": 6_000, "socialiqa": 6_000, "xsum": 6_000, "tulu": 326_154}
+# The accuracy (classification) sets, by the number of labels answers are chosen from; each also evaluated in
+# the `_instruct` and `_inputoutput` prompt formats (Table 5), same labels
+AC_CHANCE = {"mnli_matched": 100 / 3, "mnli_mismatched": 100 / 3, "gpt3nli": 100 / 3, "rte": 50, "paws": 50}
+AC_FORMATS = ("", "_instruct", "_inputoutput")
+_AC_BASE = re.compile(r"olmo1b_checkpoint-(\d+)_original_hf_4shots")
+_AC_TUNED = re.compile(r"olmo1b_hf_ckpt(\d+)_([a-z]+)_(\d+)epoch_[\d.e-]+_4shots")
 
 
-def write(name: str, shared: Path) -> Path:
-    rows = TESTBEDS[name](shared)
+def amuro_char(shared: Path) -> list[dict]:
+    """One row per run × accuracy set of `all_perf_table.csv`, 4-shot: OLMo-1B's base checkpoints (pretraining
+    runs) and those checkpoints fine-tuned on one data set each (runs with `sft_data`).
+
+    Runs: size = OLMo-1B's non-embedding parameters; pretrain = step × 4,194,304 tokens; every checkpoint before
+    738k is un-annealed, `pretrain_schedule` = the 738k checkpoint's tokens (OLMo-1B was trained on about 3T).
+    SFT: 6K examples × 3 epochs of mnli, paws, socialiqa or xsum; 326,154 × 5 of tulu (learning rate 2e-6;
+    xsum's 2e-7 is not part of a run's identity).
+
+    Kept: the classification sets (accuracy, the label with the highest first-subtoken logit: metric
+    `greedy_pass@1`, kind `ID`, percent) in 4-shot evaluation, the paper's setting and the bulk of the table.
+    Left out: the ROUGE-L generation sets (xsum, xlsum, cnn; socialiqa, sciq and tweetqa, which the paper uses
+    for question generation), which are no accuracy; qqp and stsb (every base checkpoint, the 1k-step one too,
+    scores 82-100%, above the models fine-tuned on paraphrase: the lenient label matching counts nearly any
+    answer); LLMBar (not in the paper; 2-way choices scored 11-100%, the 1k-step model at 100%); 2- and 7-shot
+    and unlabelled-shot rows; the released final model (`olmo1b_original_hf`), whose step count the sources do not
+    give and which has seen about as many tokens as 738k; a duplicate of the 1k base row.
+    dynsim/data/amuro_char/README.md says more of each choice.
+    """
+    rows = []
+    with open(shared / "amuro_char" / "all_perf_table.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            task = r["eval dataset"]
+            family = next((k for k in AC_CHANCE for fmt in AC_FORMATS if task == k + fmt), None)
+            base, tuned = _AC_BASE.fullmatch(r["model_id"]), _AC_TUNED.fullmatch(r["model_id"])
+            if family is None or not (base or tuned):
+                continue
+            step = int((base or tuned)[1])
+            run = dict(size=AC_SIZE, pretrain=step * AC_STEP_TOKENS,
+                       pretrain_schedule=AC_FINAL_STEP * AC_STEP_TOKENS if step < AC_FINAL_STEP else "")
+            if tuned:
+                run |= dict(sft_data=tuned[2], sft_examples=AC_SFT_EXAMPLES[tuned[2]], sft_epochs=int(tuned[3]))
+            rows.append(run | dict(task=task, metric="greedy_pass@1", value=100 * float(r["Performance"]),
+                                   task_kind="ID", task_chance=f"{AC_CHANCE[family]:.4g}"))
+    return sorted(rows, key=lambda r: (r["pretrain"], r.get("sft_data", ""), r["task"]))
+
+
+TESTBEDS = {"olmo_ladder": olmo_ladder, "pythia": pythia, "amuro_char": amuro_char}
+COLUMNS = ("size", "pretrain", "pretrain_schedule", "sft_data", "sft_examples", "sft_epochs", "checkpoint", "seed",
+           "corpus", "task", "metric", "value", "task_kind", "task_chance")
+
+
+def csv_text(rows: list[dict]) -> str:
+    """A testbed's rows as the long CSV's text: the columns some row has, numbers to 10 significant digits."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=[c for c in COLUMNS if any(c in r for r in rows)], lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write(name: str, shared: Path) -> Path:
+    rows = TESTBEDS[name](shared)
     out = DATA / name / "runs.csv.gz"
     out.parent.mkdir(parents=True, exist_ok=True)
     # mtime=0: the same rows give the same bytes, so the file's checksum names its content
     with open(out, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz:
-        gz.write(buf.getvalue().encode())
+        gz.write(csv_text(rows).encode())
     print(f"wrote {out}: {len(rows)} rows")
     return out
 

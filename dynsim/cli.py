@@ -300,7 +300,7 @@ def cmd_train(args) -> int:
 def cmd_results_import(args) -> int:
     from dynsim import results, runs_csv
 
-    csvs = [p for p in args.paths if p.lower().endswith(".csv")]
+    csvs = [p for p in args.paths if p.lower().endswith((".csv", ".csv.gz"))]  # a bundled testbed's runs.csv.gz too
     if csvs and len(args.paths) > 1:
         raise UsageError("give one CSV (or result records alone): a CSV is one study's table")
     ds = runs_csv.read(csvs[0]) if csvs else results.from_records(args.paths)
@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size", default="1B", help="parameters, e.g. 1B, 125M (default 1B)")
     q.add_argument("--pretrain", help="pretraining tokens, e.g. 320BT")
     q.add_argument("--cpt", help="continued pretraining replay+domain tokens, e.g. 8+42BT")
-    q.add_argument("--sft", help="SFT examples×epochs, e.g. 100Kep1")
+    q.add_argument("--sft", help="SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3")
     q.add_argument("--rl", help="RL examples×epochs, e.g. 100Kep8 (needs --sft)")
     q.add_argument("--interval", type=float, default=90.0, help="credible interval in percent (default 90)")
     q.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,13 +1,18 @@
 """The run-config language: EvoLM's names for a run through PT → CPT → SFT → RL.
 
-    {size}-{PT}BT[-{replay}+{domain}BT][-{N}Kep{E}][-{M}Kep{F}]      e.g. 1B-160BT-8+42BT-100Kep1-100Kep8
+    {size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F}]      e.g. 1B-160BT-8+42BT-100Kep1-100Kep8
 
 One `RunConfig` is the currency everywhere (CLI, stage tree, result records, Dataset coordinates).
 Counts are held as exact integers (parameters, tokens, examples); units live only at the edges, in
 `parse` and `format`. A stage that was not run is 0 (no CPT: replay = domain = 0; no SFT: examples = 0).
 
-One extension to EvoLM's grammar: an un-annealed intermediate checkpoint (EvoLM Table 3) is written
-`1B-20of160BT` — the checkpoint at 20BT of a run whose learning-rate schedule was planned for 160BT.
+Two extensions to EvoLM's grammar:
+- an un-annealed intermediate checkpoint (EvoLM Table 3) is written `1B-20of160BT` — the checkpoint at 20BT
+  of a run whose learning-rate schedule was planned for 160BT;
+- the SFT data set, where runs fine-tuned on different data are compared (Amuro & Char: one checkpoint
+  fine-tuned on MNLI, PAWS, ...), is part of a run's identity: `1B-3TT-mnli:6Kep3`. Without a name
+  (`100Kep1`) the SFT stage is on the unnamed, default data of its study (EvoLM's), held as `sft_data = ""`,
+  so every name without one means what it always did.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import re
 from decimal import Decimal, InvalidOperation
 
 UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
-NAME_FORM = "{size}-{PT}BT[-{replay}+{domain}BT][-{N}Kep{E}][-{M}Kep{F}], e.g. 1B-160BT-8+42BT-100Kep1-100Kep8"
+NAME_FORM = ("{size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F}], "
+             "e.g. 1B-160BT-8+42BT-100Kep1-100Kep8 or 1B-3TT-mnli:6Kep3")
 _NUM = r"\d+(?:\.\d+)?"
+_DATA = re.compile(r"[a-z0-9_]+")  # a data set's name: no '-' (separates stages) nor ':' (ends the name)
 
 
 class ConfigError(ValueError):
@@ -39,6 +46,7 @@ class RunConfig:
     rl_examples: int = 0
     rl_epochs: int = 0
     pretrain_schedule: int = 0  # tokens the PT learning-rate schedule was planned for; 0 = annealed (= pretrain)
+    sft_data: str = ""  # the SFT data set ('mnli'); "" = the study's unnamed default data
 
     def __post_init__(self):
         if self.size <= 0:
@@ -56,6 +64,11 @@ class RunConfig:
                 raise ConfigError(f"{stage} needs both examples and epochs > 0, as in '100Kep1'")
         if self.rl_examples and not self.sft_examples:
             raise ConfigError("RL without SFT: the RL stage starts from an SFT model; give an SFT stage first")
+        if self.sft_data != "":
+            check_data_name(self.sft_data)
+            if not self.sft_examples:
+                raise ConfigError(f"SFT data '{self.sft_data}' without an SFT stage: give it with one, as in "
+                                  f"'{self.sft_data}:100Kep1'")
 
     # -- derived views -------------------------------------------------------------------------
     @property
@@ -87,7 +100,7 @@ class RunConfig:
         if self.has_rl:
             return dataclasses.replace(self, rl_examples=0, rl_epochs=0)
         if self.has_sft:
-            return dataclasses.replace(self, sft_examples=0, sft_epochs=0)
+            return dataclasses.replace(self, sft_examples=0, sft_epochs=0, sft_data="")
         if self.has_cpt:
             return dataclasses.replace(self, cpt_replay=0, cpt_domain=0)
         return None
@@ -97,6 +110,10 @@ class RunConfig:
         return "rl" if self.has_rl else "sft" if self.has_sft else "cpt" if self.has_cpt else "pt"
 
     def replace(self, **changes) -> RunConfig:
+        """A copy with changes; taking the SFT stage away takes its data set with it (the base model of
+        `1B-3TT-mnli:6Kep3` is `1B-3TT`), so callers that cut a run at a stage need not know of sft_data."""
+        if changes.get("sft_examples", self.sft_examples) == 0 and "sft_data" not in changes:
+            changes["sft_data"] = ""
         return dataclasses.replace(self, **changes)
 
     def __str__(self) -> str:
@@ -111,7 +128,8 @@ COUNT_FIELDS = ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", 
 def config_distance(a: RunConfig, b: RunConfig) -> float:
     """How far apart two runs are: |log| ratios of their counts (+1, so an absent stage's 0 is a count), 10 for
     each count one run has and the other lacks (a stage present in one only outweighs any difference of
-    budget), and 5 when one is an un-annealed checkpoint and the other is not.
+    budget), 10 when both are fine-tuned but on different data sets (another task altogether, as far apart as
+    a stage one run lacks), and 5 when one is an un-annealed checkpoint and the other is not.
 
     Shared by `validate`'s carry-forward baseline (the nearest training run) and the nearest calibrated run
     that `predict` names (Posterior.nearest_observed)."""
@@ -119,6 +137,7 @@ def config_distance(a: RunConfig, b: RunConfig) -> float:
     for field in COUNT_FIELDS:
         x, y = getattr(a, field), getattr(b, field)
         d += 10.0 if (x == 0) != (y == 0) else abs(math.log((x + 1) / (y + 1)))
+    d += 10.0 if a.has_sft and b.has_sft and a.sft_data != b.sft_data else 0.0  # fine-tuned on other data
     return d + (5.0 if a.annealed != b.annealed else 0.0)
 
 
@@ -171,13 +190,18 @@ def format_examples(examples: int, epochs: int) -> str:
     return f"{_mantissa(examples, unit)}{unit}ep{epochs}"
 
 
+def format_sft(data: str, examples: int, epochs: int) -> str:
+    """'mnli:6Kep3', or '100Kep1' for the unnamed default data."""
+    return (f"{data}:" if data else "") + format_examples(examples, epochs)
+
+
 def format_config(c: RunConfig) -> str:
     pt = format_tokens(c.pretrain, c.pretrain_schedule).replace("+", "of") if c.pretrain_schedule else format_tokens(c.pretrain)
     parts = [format_size(c.size), pt]
     if c.has_cpt:
         parts.append(format_tokens(c.cpt_replay, c.cpt_domain))
     if c.has_sft:
-        parts.append(format_examples(c.sft_examples, c.sft_epochs))
+        parts.append(format_sft(c.sft_data, c.sft_examples, c.sft_epochs))
     if c.has_rl:
         parts.append(format_examples(c.rl_examples, c.rl_epochs))
     return "-".join(parts)
@@ -232,6 +256,23 @@ def parse_examples(text: str, stage: str = "SFT") -> tuple[int, int]:
     return examples, epochs
 
 
+def check_data_name(data: str) -> str:
+    """A data set's name as the language spells it (lowercase letters, digits, '_'), or a ConfigError."""
+    if not isinstance(data, str) or not _DATA.fullmatch(data):
+        raise ConfigError(f"bad SFT data name {data!r}: expected lowercase letters, digits and '_', as in mnli or "
+                          f"tulu_v2")
+    return data
+
+
+def parse_sft(text: str) -> tuple[str, int, int]:
+    """'mnli:393Kep3' → ('mnli', 393_000, 3); '100Kep1' → ('', 100_000, 1)."""
+    data, colon, budget = text.strip().rpartition(":")
+    if colon and not _DATA.fullmatch(data):
+        raise ConfigError(f"bad SFT stage {text!r}: the data name {data!r} must be lowercase letters, digits and '_', "
+                          f"as in mnli:393Kep3")
+    return (data, *parse_examples(budget, "SFT"))
+
+
 def parse_config(name: str) -> RunConfig:
     """Parse an EvoLM name; raises ConfigError naming the bad part."""
     if not isinstance(name, str) or not name.strip():
@@ -252,8 +293,19 @@ def parse_config(name: str) -> RunConfig:
     for stage, part in zip(("sft", "rl"), rest):
         if "+" in part:
             raise ConfigError(f"bad run name '{name}': the CPT field '{part}' must come right after the PT tokens")
-        fields[f"{stage}_examples"], fields[f"{stage}_epochs"] = parse_examples(part, stage.upper())
+        if stage == "sft":
+            fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(part)
+        else:
+            fields["rl_examples"], fields["rl_epochs"] = parse_rl(part)
     return RunConfig(**fields)
+
+
+def parse_rl(text: str) -> tuple[int, int]:
+    """'100Kep8' → (100_000, 8); a data name is the SFT stage's alone."""
+    if ":" in text:
+        raise ConfigError(f"bad RL budget '{text}': only the SFT stage names its data set; expected {{examples}}ep"
+                          f"{{epochs}} such as 100Kep8")
+    return parse_examples(text, "RL")
 
 
 def config_from_flags(
@@ -263,7 +315,8 @@ def config_from_flags(
     sft: str | None = None,
     rl: str | None = None,
 ) -> RunConfig:
-    """The CLI's stage flags (--size 1B --pretrain 320BT --cpt 8+42BT --sft 100Kep1 --rl 100Kep8)."""
+    """The CLI's stage flags (--size 1B --pretrain 320BT --cpt 8+42BT --sft 100Kep1 --rl 100Kep8; --sft mnli:6Kep3
+    names the SFT data)."""
     if pretrain is None:
         raise ConfigError("--pretrain is required, e.g. --pretrain 320BT")
     if rl is not None and sft is None:
@@ -275,7 +328,7 @@ def config_from_flags(
         if fields["cpt_domain"] == 0:
             raise ConfigError(f"bad CPT mix '{cpt}': domain tokens must be > 0")
     if sft is not None:
-        fields["sft_examples"], fields["sft_epochs"] = parse_examples(sft, "SFT")
+        fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(sft)
     if rl is not None:
-        fields["rl_examples"], fields["rl_epochs"] = parse_examples(rl, "RL")
+        fields["rl_examples"], fields["rl_epochs"] = parse_rl(rl)
     return RunConfig(**fields)

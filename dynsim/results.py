@@ -3,22 +3,24 @@
 One dimension, `obs`. Along it, the coordinates that identify a number: the RunConfig fields (`size, pretrain,
 pretrain_schedule, cpt_replay, cpt_domain, sft_examples, sft_epochs, rl_examples, rl_epochs`, exact counts;
 0 = stage not run; a checkpoint before the end of its schedule is `pretrain < pretrain_schedule`), `task`,
-`metric`, `seed` and, where a Dataset compares pretraining corpora, `corpus`. Variables along `obs`: `value`
-(accuracy in percent, or loss in nats/token — `metric_units` says which) and, where recorded, `n_items` /
+`metric`, `seed`; where a Dataset compares pretraining corpora, `corpus`; and where any run names its SFT data set
+(`1B-3TT-mnli:6Kep3`), `sft_data` ("" for a run without SFT or on the default data). Variables along `obs`:
+`value` (accuracy in percent, or loss in nats/token — `metric_units` says which) and, where recorded, `n_items` /
 `n_correct`. Rows are sorted by their identifying coordinates and unique (a number printed twice is averaged;
 attrs say how many). The PyMC examples' `obs_id` form: a study's size is its number of numbers, not the product
 of its config axes.
 
 Metadata tables on their own dimensions: `tasks` (with `task_kind` — upstream, upstream_avg, ID, OOD, text —
 `task_chance` and `task_n_items`, ';'-separated per component for averaged tasks, and `task_n_benchmarks`, how many
-benchmarks one number averages), `metrics` (with `metric_units`) and `corpora` (their order: the first is the
-reference corpus of the loss offsets).
+benchmarks one number averages), `metrics` (with `metric_units`), `corpora` (their order: the first is the
+reference corpus of the loss offsets) and `sft_datasets`.
 
 Imported from result records (`train_runs` writes one JSON per run and seed), from a long CSV (`dynsim.importcsv`,
 the format every bundled testbed ships in) or from the EvoLM tables; stored as netCDF (h5netcdf, the string
 coordinates as integer codes into their tables), written atomically, its data hash checked on load. Files of the
-earlier dense form (one dimension per config field) still load. This module imports xarray: it is not on the
-`dynsim predict` path.
+earlier dense form (one dimension per config field) still load, and so do files from before `sft_data`: the
+optional keys are absent where they would hold one value for every run, so such a Dataset's data hash is the one
+it always had. This module imports xarray: it is not on the `dynsim predict` path.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ from dynsim import __version__
 from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
 
 CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
-               "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")
-assert set(CONFIG_DIMS) == set(FIELDS)
+               "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")  # the counts of a RunConfig
+SFT_DATA = "sft_data"  # the RunConfig's one string field: an optional key, present where some run names its data
+assert set(CONFIG_DIMS) | {SFT_DATA} == set(FIELDS)
 OBS = "obs"
 KEYS = CONFIG_DIMS + ("task", "metric", "seed")  # the coordinates that identify one observation
 CORPUS = "corpus"  # an optional further key: the pretraining corpus, where a Dataset compares several
+OPTIONAL_KEYS = (CORPUS, SFT_DATA)  # keys after KEYS, so a Dataset without them sorts and hashes as it always did
 VARIABLES = ("value", "n_items", "n_correct")
 # string keys and the dimension of the table listing their values (on disk each is an integer code into it)
-TABLES = {"task": "tasks", "metric": "metrics", CORPUS: "corpora"}
+TABLES = {"task": "tasks", "metric": "metrics", CORPUS: "corpora", SFT_DATA: "sft_datasets"}
 UNITS = {"size": "parameters", "pretrain": "tokens", "pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)",
          "cpt_replay": "tokens", "cpt_domain": "tokens", "sft_examples": "examples", "sft_epochs": "epochs",
          "rl_examples": "examples", "rl_epochs": "epochs"}
@@ -79,6 +83,7 @@ def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Datas
             cols[k] = [np.nan if r.get(k) is None else r[k] for r in rows]
     if any(r.get(CORPUS) for r in rows):
         cols[CORPUS] = [r[CORPUS] for r in rows]
+    cols[SFT_DATA] = [r["config"].sft_data for r in rows]  # dropped by from_frame where no run names one
     return from_frame(pd.DataFrame(cols), tasks, attrs)
 
 
@@ -86,10 +91,13 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
     """A long table (columns: the keys, value, optional n_items / n_correct / corpus) → the Dataset.
 
     Repeated rows for the same key (a number printed in two tables) are averaged; attrs say how many.
-    attrs["corpus_order"], if given, orders the corpora (the first is the reference corpus)."""
+    attrs["corpus_order"], if given, orders the corpora (the first is the reference corpus). An sft_data column
+    that names no data set is dropped: such a Dataset is the same data as one without the column."""
     if df.empty:
         raise ResultsError("no results to build a Dataset from")
-    keys = list(KEYS) + ([CORPUS] if CORPUS in df else [])
+    if SFT_DATA in df and not df[SFT_DATA].astype(str).ne("").any():
+        df = df.drop(columns=SFT_DATA)
+    keys = list(KEYS) + [k for k in OPTIONAL_KEYS if k in df]
     counts = [v for v in ("n_items", "n_correct") if v in df and df[v].notna().any()]
     grouped = df.groupby(keys, sort=True)
     long = grouped["value"].agg(["mean", "size"]).rename(columns={"mean": "value", "size": "count"})
@@ -114,6 +122,8 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
         present = set(long[CORPUS])
         coords["corpora"] = ("corpora", np.asarray([c for c in order if c in present] +
                                                    sorted(present - set(order)), dtype=object))
+    if SFT_DATA in keys:
+        coords[TABLES[SFT_DATA]] = (TABLES[SFT_DATA], np.asarray(sorted(set(long[SFT_DATA])), dtype=object))
     ds = xr.Dataset(data, coords=coords)
     for d in CONFIG_DIMS:
         ds[d].attrs["units"] = UNITS[d]
@@ -268,7 +278,7 @@ def to_long(ds: xr.Dataset):
     """The observations as a pandas table (one row per number): the keys and the variables as columns."""
     import pandas as pd
 
-    cols = [k for k in KEYS + (CORPUS,) if k in ds.coords] + [v for v in VARIABLES if v in ds]
+    cols = [k for k in KEYS + OPTIONAL_KEYS if k in ds.coords] + [v for v in VARIABLES if v in ds]
     return pd.DataFrame({c: ds[c].values for c in cols})
 
 
@@ -284,15 +294,27 @@ def select(ds: xr.Dataset, keep, note: str) -> xr.Dataset:
 
 def configs(ds: xr.Dataset) -> list[RunConfig]:
     """The distinct configurations that have at least one number."""
-    df = to_long(ds)[list(CONFIG_DIMS)].drop_duplicates()
-    return [RunConfig(**{d: int(v) for d, v in zip(CONFIG_DIMS, row)}) for row in df.itertuples(index=False)]
+    df = to_long(ds)
+    return run_configs(df[config_columns(df)].drop_duplicates())
+
+
+def config_columns(df) -> list[str]:
+    """The columns of a long table (to_long's) that make up a RunConfig: the counts, and sft_data where present."""
+    return list(CONFIG_DIMS) + ([SFT_DATA] if SFT_DATA in df else [])
+
+
+def run_configs(df) -> list[RunConfig]:
+    """The RunConfig of each row of a long table: the one way back from Dataset coordinates to runs."""
+    cols = config_columns(df)
+    return [RunConfig(**{c: (str(v) if c == SFT_DATA else int(v)) for c, v in zip(cols, row)})
+            for row in df[cols].itertuples(index=False)]
 
 
 def data_hash(ds: xr.Dataset) -> str:
     """sha256 of the observations, sorted by their keys, in a canonical binary form: equal data ⇔ equal hash.
     Values count to 10 significant digits, so a CSV round trip (runs_csv.write) keeps the hash."""
     df = to_long(ds)
-    df = df.sort_values([k for k in KEYS + (CORPUS,) if k in df], kind="stable")
+    df = df.sort_values([k for k in KEYS + OPTIONAL_KEYS if k in df], kind="stable")
     h = hashlib.sha256()
     for name in df.columns:
         v = df[name].to_numpy()
@@ -321,7 +343,7 @@ def _ten_digits(x: np.ndarray) -> np.ndarray:
 
 def _text_hash(df) -> str:
     """The data hash of the earlier dense files (sha256 of the sorted observations as CSV text): checked on them."""
-    df = df.sort_values([k for k in KEYS + (CORPUS,) if k in df])
+    df = df.sort_values([k for k in KEYS + OPTIONAL_KEYS if k in df])
     return hashlib.sha256(df.to_csv(index=False, float_format="%.10g").encode()).hexdigest()[:16]
 
 
@@ -336,7 +358,7 @@ def save(ds: xr.Dataset, path) -> Path:
                           {"codes_into": table})
     # gzip: the numbers compress well, and the integer codes of the string keys most of all
     encoding = {v: {"compression": "gzip", "compression_opts": 4}
-                for v in list(coded.data_vars) + [k for k in KEYS + (CORPUS,) if k in coded.coords]}
+                for v in list(coded.data_vars) + [k for k in KEYS + OPTIONAL_KEYS if k in coded.coords]}
     return atomic_write(path, lambda tmp: coded.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
 
 
@@ -388,7 +410,7 @@ def _from_dense(ds: xr.Dataset, where_from) -> xr.Dataset:
     """The earlier form (one dimension per config field, task, metric, seed[, corpus]; mostly NaN) → long form."""
     import pandas as pd
 
-    dims = [d for d in KEYS + (CORPUS,) if d in ds.dims]
+    dims = [d for d in KEYS + OPTIONAL_KEYS if d in ds.dims]
     value = ds["value"].transpose(*dims).values
     where = np.nonzero(~np.isnan(value))
     cols = {d: ds[d].values[i] for d, i in zip(dims, where)}

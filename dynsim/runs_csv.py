@@ -4,9 +4,10 @@ The format (every bundled testbed ships in it and is read by this same code):
 
 | column | required | meaning |
 |---|---|---|
-| `run` | one of the two run forms | the run's name in the run-config language, e.g. `1B-160BT-8+42BT-100Kep1`, `1B-20of160BT` |
+| `run` | one of the two run forms | the run's name in the run-config language, e.g. `1B-160BT-8+42BT-100Kep1`, `1B-20of160BT`, `1B-3TT-mnli:6Kep3` |
 | `size`, `pretrain` | the other form | parameters and pretraining tokens (plain numbers, `1.3e9` or `1.3B` / `26BT` alike) |
 | `pretrain_schedule`, `cpt_replay`, `cpt_domain`, `sft_examples`, `sft_epochs`, `rl_examples`, `rl_epochs` | no | the rest of the run, in the same units (0 or empty = stage not run) |
+| `sft_data` | no | the SFT data set where runs fine-tuned on different data are compared (`mnli`: lowercase letters, digits, `_`); empty = the default data. With `run`, inside the name instead (`...-mnli:6Kep3`) |
 | `checkpoint` | no | tokens seen at this checkpoint of a pretraining run; below the run's `pretrain` it is an un-annealed checkpoint (`1B-20of160BT`) |
 | `seed` | no | an integer, default 0 |
 | `corpus` | no | the pretraining corpus, where runs on several corpora are compared (the first one seen is the reference) |
@@ -26,12 +27,13 @@ import math
 import re
 from pathlib import Path
 
-from dynsim.config import ConfigError, RunConfig, parse_config
+from dynsim.config import ConfigError, RunConfig, check_data_name, parse_config
 
 RUN_FIELDS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs",
               "rl_examples", "rl_epochs")
-COLUMNS = ("run",) + RUN_FIELDS + ("checkpoint", "seed", "corpus", "task", "metric", "value", "n_items", "n_correct",
-                                   "task_kind", "task_chance", "task_n_benchmarks")
+SFT_DATA = "sft_data"  # the run's one text field
+COLUMNS = ("run",) + RUN_FIELDS + (SFT_DATA, "checkpoint", "seed", "corpus", "task", "metric", "value", "n_items",
+                                   "n_correct", "task_kind", "task_chance", "task_n_benchmarks")
 TASK_KINDS = ("upstream", "upstream_avg", "ID", "OOD", "text")
 LOSS_METRICS = ("loss", "bpb", "ppl")  # not percentages
 MAX_REPORTED = 20  # bad rows listed one per line; the rest counted
@@ -120,7 +122,7 @@ def _rows(df, problems: list):
         return df[name].str.strip() if name in df else pd.Series([""] * len(df), index=df.index)
 
     # -- the run of each row: parsed once per distinct spelling ------------------------------------
-    run_cols = [c for c in ("run",) + RUN_FIELDS + ("checkpoint",) if c in df]
+    run_cols = [c for c in ("run",) + RUN_FIELDS + (SFT_DATA, "checkpoint") if c in df]
     spelled = df[run_cols].apply(lambda c: c.str.strip())
     configs = np.empty(len(df), dtype=object)
     for key, idx in spelled.groupby(run_cols, sort=False).indices.items():
@@ -192,7 +194,7 @@ def _rows(df, problems: list):
         problems.sort()
         return None
 
-    frame = pd.DataFrame({f: [getattr(c, f) for c in configs] for f in RUN_FIELDS})
+    frame = pd.DataFrame({f: [getattr(c, f) for c in configs] for f in RUN_FIELDS + (SFT_DATA,)})
     frame["task"], frame["metric"], frame["seed"], frame["value"] = task.to_numpy(), metric.to_numpy(), \
         seed.astype(np.int64), value
     frame = frame.astype({f: np.int64 for f in RUN_FIELDS})
@@ -218,10 +220,11 @@ class _CellError(ValueError):
 
 def _config(cells: dict) -> RunConfig:
     """One run's cells (the run columns of a row) → its RunConfig, checkpoint applied."""
-    named = cells.get("run", "")
+    named, data = cells.get("run", ""), cells.get(SFT_DATA, "")
     fields = {f: cells.get(f, "") for f in RUN_FIELDS if cells.get(f, "")}
-    if named and fields:
-        raise _CellError(next(iter(fields)), f"the run is named ('{named}') and also given by columns: give one")
+    if named and (fields or data):
+        column = next(iter(fields)) if fields else SFT_DATA
+        raise _CellError(column, f"the run is named ('{named}') and also given by columns: give one")
     try:
         if named:
             cfg = parse_config(named)
@@ -235,7 +238,15 @@ def _config(cells: dict) -> RunConfig:
                     counts[f] = _count(text)
                 except ValueError as e:
                     raise _CellError(f, str(e)) from None
-            cfg = RunConfig(**counts)
+            if data:
+                try:
+                    check_data_name(data)
+                except ConfigError as e:
+                    raise _CellError(SFT_DATA, str(e)) from None
+                if not counts.get("sft_examples"):
+                    raise _CellError(SFT_DATA, f"'{data}' names SFT data, but the run has no SFT stage "
+                                               "(sft_examples, sft_epochs)")
+            cfg = RunConfig(**counts, sft_data=data)
     except ConfigError as e:
         raise _CellError("run" if named else "size", str(e)) from None
     if cells.get("checkpoint", ""):
@@ -257,9 +268,8 @@ def write(ds, path, by_columns: bool = True) -> Path:
     from dynsim import results
 
     df = results.to_long(ds)
-    out = df[list(RUN_FIELDS)].copy() if by_columns else df[[]].assign(
-        run=[RunConfig(**{f: int(v) for f, v in zip(RUN_FIELDS, r)}).name
-             for r in df[list(RUN_FIELDS)].itertuples(index=False)])
+    out = df[results.config_columns(df)].copy() if by_columns else df[[]].assign(
+        run=[c.name for c in results.run_configs(df)])
     for c in ("seed", "corpus", "task", "metric", "value", "n_items", "n_correct"):
         if c in df:
             out[c] = df[c]

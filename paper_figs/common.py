@@ -13,7 +13,7 @@ import numpy as np
 from dynsim.config import RunConfig, format_config
 from dynsim.posterior import usual, usual_pair
 from dynsim.forward import KINDS, metric_kind
-from dynsim.results import CONFIG_DIMS, to_long
+from dynsim.results import config_columns, run_configs, to_long
 
 from . import style
 
@@ -83,8 +83,7 @@ class Context:
         else:
             self.corpus = None
         self.df = df
-        self.configs = [RunConfig(**{d: int(r[d]) for d in CONFIG_DIMS})
-                        for r in df[list(CONFIG_DIMS)].drop_duplicates().to_dict("records")]
+        self.configs = run_configs(df[config_columns(df)].drop_duplicates())
         self.span = self._span(self.configs)
         self.table = posterior.table
         self.ref = self._reference()
@@ -145,8 +144,9 @@ class Context:
         cpt = mode(lambda c: (c.cpt_replay, c.cpt_domain), lambda c: c.has_cpt) or (0, 0)
         sft = mode(lambda c: (c.sft_examples, c.sft_epochs), lambda c: c.has_sft, usual_pair) or (100_000, 1)
         rl = mode(lambda c: (c.rl_examples, c.rl_epochs), lambda c: c.has_rl, usual_pair) or sft
+        data = mode(lambda c: c.sft_data, lambda c: c.has_sft) or ""
         return RunConfig(size=size, pretrain=pretrain, cpt_replay=cpt[0], cpt_domain=cpt[1],
-                         sft_examples=sft[0], sft_epochs=sft[1], rl_examples=rl[0], rl_epochs=rl[1])
+                         sft_examples=sft[0], sft_epochs=sft[1], rl_examples=rl[0], rl_epochs=rl[1], sft_data=data)
 
     def base(self, stage: str, **changes) -> RunConfig:
         """The reference configuration cut at a stage ('pt', 'cpt', 'sft', 'rl'), with changes."""
@@ -204,10 +204,10 @@ class Context:
         """Observed values of (task, metric) at configurations equal to base except in the `vary` fields:
         (configs, values), one per observed seed."""
         df = self.df[(self.df["task"] == task) & (self.df["metric"] == metric)]
-        for f in CONFIG_DIMS:
+        for f in config_columns(df):
             if f not in vary:
                 df = df[df[f] == getattr(base, f)]
-        cfgs = [RunConfig(**{d: int(r[d]) for d in CONFIG_DIMS}) for r in df[list(CONFIG_DIMS)].to_dict("records")]
+        cfgs = run_configs(df)
         return cfgs, df["value"].to_numpy(float)
 
     def predictive(self, configs, task: str, metric: str, noise: bool = True):

@@ -1,14 +1,16 @@
 """The run-config language: parse ⇄ format are exact inverses; malformed names get one clear error."""
 
 import math
+import re
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from dynsim.config import ConfigError, RunConfig, config_from_flags, format_config, parse_config
 
 EXAMPLES = ["1B-160BT-8+42BT-100Kep1-100Kep8", "1B-160BT-0+50BT", "0.5B-10BT", "1B-160BT-100Kep1",
-            "1B-160BT-1.6+48.4BT", "125M-4MT", "0.3M-4MT-1+3MT-2Kep1-2Kep4", "4B-320BT", "1B-20of160BT-100Kep1"]
+            "1B-160BT-1.6+48.4BT", "125M-4MT", "0.3M-4MT-1+3MT-2Kep1-2Kep4", "4B-320BT", "1B-20of160BT-100Kep1",
+            "1B-1.43of3.09TT-mnli:393Kep3", "1B-160BT-8+42BT-tulu_v2:326.154Kep5-100Kep8"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -30,6 +32,7 @@ def test_flags_equal_names():
 
 
 counts = st.integers(min_value=1, max_value=10**13)
+data_names = st.from_regex(r"[a-z0-9_]{1,16}", fullmatch=True)
 
 
 @st.composite
@@ -39,6 +42,7 @@ def configs(draw):
         fields["cpt_replay"], fields["cpt_domain"] = draw(st.integers(0, 10**12)), draw(counts)
     if draw(st.booleans()):
         fields["sft_examples"], fields["sft_epochs"] = draw(st.integers(1, 10**7)), draw(st.integers(1, 50))
+        fields["sft_data"] = draw(st.one_of(st.just(""), data_names))
         if draw(st.booleans()):
             fields["rl_examples"], fields["rl_epochs"] = draw(st.integers(1, 10**7)), draw(st.integers(1, 50))
     if draw(st.booleans()):
@@ -46,6 +50,7 @@ def configs(draw):
     return RunConfig(**fields)
 
 
+@settings(deadline=None)  # the data-name strategy is slow to warm up on a loaded machine
 @given(configs())
 def test_parse_inverts_format(cfg):
     name = format_config(cfg)
@@ -77,3 +82,60 @@ def test_config_distance_weighs_stage_presence_over_budgets():
     assert config_distance(base, base) == 0 and config_distance(base, sft) == config_distance(sft, base) == 20.0
     assert config_distance(base, parse_config("4B-20BT")) < config_distance(base, sft)  # far budgets, same stages
     assert config_distance(base, parse_config("1B-20of160BT")) == pytest.approx(5 + math.log((160e9 + 1) / (20e9 + 1)))
+
+
+def test_names_without_a_data_set_mean_what_they_always_did():
+    """Every name of the language before the SFT data set parses to the default data and formats unchanged."""
+    for name in EXAMPLES[:9]:
+        cfg = parse_config(name)
+        assert cfg.sft_data == "" and format_config(cfg) == name
+    assert parse_config("1B-160BT-100Kep1") == RunConfig(10**9, 160 * 10**9, sft_examples=100_000, sft_epochs=1)
+
+
+def test_the_sft_data_set_is_part_of_the_run():
+    tuned = parse_config("1B-1.43of3.09TT-mnli:393Kep3")
+    assert (tuned.sft_data, tuned.sft_examples, tuned.sft_epochs) == ("mnli", 393_000, 3)
+    assert tuned != parse_config("1B-1.43of3.09TT-paws:393Kep3") != parse_config("1B-1.43of3.09TT-393Kep3")
+    assert tuned.parent() == parse_config("1B-1.43of3.09TT")  # the base model has no SFT data
+    assert tuned.replace(sft_examples=0, sft_epochs=0) == tuned.parent()  # cutting the stage takes its data along
+    assert tuned.replace(rl_examples=10, rl_epochs=2).name == "1B-1.43of3.09TT-mnli:393Kep3-10ep2"
+    assert config_from_flags("1B", "1.43of3.09TT", sft="mnli:393Kep3") == tuned
+
+
+@settings(deadline=None)
+@given(configs(), data_names, data_names)
+def test_flags_take_the_data_set_as_names_do(cfg, data, other):
+    if not cfg.has_sft:
+        return
+    from dynsim.config import config_distance, format_sft, format_size
+
+    tuned = cfg.replace(sft_data=data, cpt_replay=0, cpt_domain=0, rl_examples=0, rl_epochs=0)
+    size, pretrain = format_size(tuned.size), tuned.name.split("-")[1]
+    assert config_from_flags(size, pretrain, sft=format_sft(data, tuned.sft_examples, tuned.sft_epochs)) == tuned
+    if other != data:
+        assert config_distance(tuned, tuned.replace(sft_data=other)) == 10.0  # another task altogether
+
+
+@pytest.mark.parametrize("bad, part", [("1B-3TT-MNLI:6Kep3", "MNLI"), ("1B-3TT-:6Kep3", "data name ''"),
+                                       ("1B-3TT-mn.li:6Kep3", "mn.li"), ("1B-3TT-a:b:6Kep3", "a:b"),
+                                       ("1B-3TT-mnli:6Kep3-gsm:1Kep1", "only the SFT stage"),
+                                       ("1B-3TT-mnli:", "bad SFT budget"), ("1B-3TT-mnli:6K", "6K")])
+def test_bad_data_spellings_are_one_line_errors(bad, part):
+    with pytest.raises(ConfigError) as e:
+        parse_config(bad)
+    assert part in str(e.value) and "\n" not in str(e.value)
+
+
+@settings(deadline=None)
+@given(st.text(min_size=1, max_size=12).filter(lambda t: t == t.strip() and not re.fullmatch(r"[a-z0-9_]+", t)))
+def test_any_other_data_name_is_refused_in_one_line(data):
+    for make in (lambda: RunConfig(10**9, 10**12, sft_examples=10, sft_epochs=1, sft_data=data),
+                 lambda: config_from_flags("1B", "1TT", sft=f"{data}:10ep1")):
+        with pytest.raises(ConfigError) as e:
+            make()
+        assert "\n" not in str(e.value)
+
+
+def test_sft_data_needs_an_sft_stage():
+    with pytest.raises(ConfigError, match="without an SFT stage"):
+        RunConfig(10**9, 10**12, sft_data="mnli")

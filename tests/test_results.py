@@ -118,3 +118,36 @@ def test_rows_survive_a_disk_round_trip_in_any_order(tmp_path_factory, rows):
                & (long.sft_examples == cfg.sft_examples) & (long.task == first[1]) & (long.metric == first[2])
                & (long.seed == first[3])]
     assert hit.value.item() == pytest.approx(np.mean(same))
+
+
+TUNED = ["1B-1.43of3.09TT", "1B-1.43of3.09TT-mnli:6Kep3", "1B-1.43of3.09TT-paws:6Kep3", "1B-1.43of3.09TT-6Kep3",
+         "1B-3.09TT-mnli:6Kep3-1Kep2", "1B-160BT-8+42BT-100Kep1"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TUNED), st.sampled_from(["mnli_matched", "paws"]), st.integers(0, 1),
+                          st.floats(0, 100)), min_size=1, max_size=20))
+def test_the_sft_data_set_survives_a_disk_round_trip(tmp_path_factory, rows):
+    """Runs that differ only in their SFT data stay apart, through save and load, with the same data hash."""
+    make = [dict(config=parse_config(n), task=t, metric="greedy_pass@1", seed=s, value=v) for n, t, s, v in rows]
+    ds = results.from_rows(make, {}, {"title": "t"})
+    named = any(parse_config(n).sft_data for n, *_ in rows)
+    assert (results.SFT_DATA in ds.coords) == named  # absent where no run names its data, as before the field
+    back = results.load(results.save(ds, tmp_path_factory.mktemp("rt") / "r.nc"))
+    xr.testing.assert_identical(ds, back)
+    assert results.data_hash(back) == ds.attrs["data_hash"]
+    assert {c.name for c in results.configs(back)} == {n for n, *_ in rows}
+    assert back.sizes[results.OBS] == len({(n, t, s) for n, t, s, _ in rows})
+    kept = results.select(back, results.to_long(back).task.values == rows[0][1], "one task")
+    assert {c.name for c in results.configs(kept)} == {n for n, t, *_ in rows if t == rows[0][1]}
+
+
+def test_a_dataset_without_sft_data_is_the_same_data_as_before_the_field(evolm, tmp_path):
+    """A column of empty SFT data names is no data: the Dataset, its coordinates and its hash are those of old."""
+    assert results.SFT_DATA not in evolm.coords and "sft_datasets" not in evolm.coords
+    df = results.to_long(evolm).assign(sft_data="")
+    tasks = {str(t): dict(kind=k, chance=c) for t, k, c in zip(evolm.tasks.values, evolm.task_kind.values,
+                                                                  evolm.task_chance.values)}
+    again = results.from_frame(df, tasks, {})
+    assert results.SFT_DATA not in again.coords and again.attrs["data_hash"] == evolm.attrs["data_hash"]
+    assert all(c.sft_data == "" for c in results.configs(results.load(results.save(evolm, tmp_path / "e.nc"))))

@@ -75,6 +75,11 @@ def test_every_bad_row_is_named_with_its_column_and_nothing_is_written(tmp_path)
     ("run,checkpoint,task,metric,value\n1B-20BT-100Kep1,10BT,a,acc,5\n", "pretraining run's schedule"),
     ("run,task,metric,value,task_kind\n1B-20BT,a,acc,5,ID\n1B-40BT,a,acc,6,OOD\n", "has task_kind"),
     ("run,task,metric,value,n_items,n_correct\n1B-20BT,a,acc,5,10,11\n", "more correct than items"),
+    ("run,sft_data,task,metric,value\n1B-20BT-1Kep1,mnli,a,acc,5\n", "also given by columns"),
+    ("size,pretrain,sft_examples,sft_epochs,sft_data,task,metric,value\n1B,20BT,1K,1,MNLI,a,acc,5\n",
+     "column 'sft_data': bad SFT data name 'MNLI'"),
+    ("size,pretrain,sft_data,task,metric,value\n1B,20BT,mnli,a,acc,5\n", "column 'sft_data': 'mnli' names SFT data"),
+    ("run,task,metric,value\n1B-20BT-Mnli:1Kep1,a,acc,5\n", "column 'run': bad SFT stage"),
 ])
 def test_malformed_tables_are_refused_in_words(tmp_path, text, words):
     (tmp_path / "r.csv").write_text(text)
@@ -117,3 +122,34 @@ def test_the_readme_example_imports_fits_and_predicts(tmp_path, capsys, monkeypa
     assert "! extrapolating" in out  # 3.2B lies beyond the 190M-1.3B runs fitted
     loss = re.search(r"c4_en_val\s+loss\s+([\d.]+)\s+\[\s*([\d.]+),\s*([\d.]+)\]", out)
     assert loss and 2.3 < float(loss[1]) < 3.3, out  # the 1.3B runs reach ~2.9 nats at 52BT; 3.2B at 64BT is lower
+
+
+TUNED = """run,task,metric,value,task_kind,task_chance
+1B-1.43of3.09TT,mnli_matched,greedy_pass@1,34.3,ID,33.33
+1B-1.43of3.09TT-mnli:6Kep3,mnli_matched,greedy_pass@1,78.7,ID,33.33
+1B-1.43of3.09TT-paws:6Kep3,mnli_matched,greedy_pass@1,33.0,ID,33.33
+1B-1.43of3.09TT-6Kep3,mnli_matched,greedy_pass@1,50.0,ID,33.33
+1B-3.09TT-tulu:326.154Kep5,mnli_matched,greedy_pass@1,45.2,ID,33.33
+"""
+
+
+@pytest.mark.parametrize("by_columns", [True, False])
+def test_runs_on_other_sft_data_round_trip_through_the_csv(tmp_path, by_columns):
+    """The data set in run names or in its own column: the same runs, and write → read keeps the data hash."""
+    (tmp_path / "tuned.csv").write_text(TUNED)
+    ds = runs_csv.read(tmp_path / "tuned.csv")
+    names = [line.split(",")[0] for line in TUNED.strip().splitlines()[1:]]
+    assert sorted(c.name for c in results.configs(ds)) == sorted(names)
+    assert sorted(ds.sft_datasets.values) == ["", "mnli", "paws", "tulu"]
+    path = runs_csv.write(ds, tmp_path / "again.csv", by_columns=by_columns)
+    header = path.read_text().splitlines()[0].split(",")
+    assert ("sft_data" in header) == by_columns and ("run" in header) != by_columns
+    assert runs_csv.read(path).attrs["data_hash"] == ds.attrs["data_hash"]
+    assert results.load(results.save(ds, tmp_path / "t.nc")).attrs["data_hash"] == ds.attrs["data_hash"]
+
+
+def test_the_cli_imports_a_gzipped_csv(tmp_path, capsys):
+    (tmp_path / "runs.csv.gz").write_bytes(gzip.compress(TUNED.encode()))
+    assert cli.main(["results", "import", str(tmp_path / "runs.csv.gz"), "-o", str(tmp_path / "r.nc")]) == 0
+    assert "5 configurations, 5 numbers" in capsys.readouterr().out
+    assert "mnli" in results.load(tmp_path / "r.nc").sft_data.values

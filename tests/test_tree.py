@@ -37,6 +37,17 @@ def test_prefixes_are_shared_and_deduplicated():
     assert len(descendants(nodes, parse_config("1B-160BT-8+42BT"))) == 4
 
 
+def test_fine_tuning_on_other_data_branches_from_one_checkpoint():
+    """Amuro & Char's design: one pretraining checkpoint, fine-tuned on each data set apart."""
+    runs = [parse_config(f"1B-1.43of3.09TT-{d}:6Kep3") for d in ("mnli", "paws", "xsum")]
+    nodes = build_tree(runs, pt_schedule="cosine", sft_tokens_per_example=100)
+    assert names(nodes) == ["1B-1.43of3.09TT", "1B-1.43of3.09TT-mnli:6Kep3", "1B-1.43of3.09TT-paws:6Kep3",
+                            "1B-1.43of3.09TT-xsum:6Kep3"]
+    assert {n.parent for n in nodes[1:]} == {parse_config("1B-1.43of3.09TT")}
+    assert all(n.kind == "sft" and n.tokens == 6_000 * 3 * 100 for n in nodes[1:])
+    assert len(descendants(nodes, parse_config("1B-1.43of3.09TT"))) == 3
+
+
 def test_parents_come_before_children():
     study = load_study(REPO / "studies" / "evolm_1b.toml")
     nodes = tree_for(study)
