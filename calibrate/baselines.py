@@ -23,7 +23,7 @@ from dynsim.observation import OBS_GROUPS
 # Starting values (the centres of calibrate/model.py's priors) and the scale each parameter is optimised on.
 START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log"), beta=(0.32, "log"),
              anneal_gap=(0.05, "log"), forget_max=(0.2, "log"), forget_tokens=(5e9, "log"), forget_reach=(0.5, "logit"),
-             replay_protect=(15.0, "log"), domain_tokens=(5e9, "log"), sft_gain=(3.0, "id"), sft_scale=(3e4, "log"),
+             replay_protect=(15.0, "log"), domain_tokens=(5e9, "log"), sft_gain=(3.0, "id"), data_gain=(0.0, "id"), sft_scale=(3e4, "log"),
              rl_gain=(0.5, "id"), rl_scale=(2e5, "log"), ot_sensitivity=(0.1, "log"), epoch_decline=(0.1, "log"),
              greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
              loss_slope=(2.0, "log"), size_ability=(0.3, "id"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
@@ -43,7 +43,8 @@ INVERSE = {"log": np.log, "logit": lambda v: np.log(v / (1 - v)), "id": lambda v
 
 def _sizes(obs) -> dict[str, int]:
     n = {"global": 1, "task": len(obs.table.downstream), "up_task": len(obs.table.upstream), "kind": len(forward.KINDS),
-         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x))}
+         "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x)),
+         "task_data": len(obs.table.downstream) * len(obs.table.sft_datasets)}
     return {p.name: n[p.group] for p in forward.PARAMS
             if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)
             and (p.name != "smoothmax_k" or obs.form == "smoothmax")}
@@ -132,8 +133,10 @@ class Fitter:
             if group in ("global", "sft_readout"):  # sft_readout: one scalar (conservatively touching all)
                 m[:, s] = 1
                 continue
-            idx = {"task": x["task_idx"], "up_task": x["up_idx"], "kind": x["kind_idx"], "corpus": x["corpus_idx"]}[group]
+            idx = {"task": x["task_idx"], "up_task": x["up_idx"], "kind": x["kind_idx"], "corpus": x["corpus_idx"],
+                   "task_data": x["pair_idx"]}[group]
             relevant = (np.isin(kinds, forward.KINDS) if group in ("task", "kind") else
+                        np.isin(kinds, forward.KINDS) & (x["data_named"] > 0) if group == "task_data" else
                         np.isin(kinds, ("upstream", "upstream_avg")) if group == "up_task" else np.ones(len(rows), bool))
             for i in np.flatnonzero(relevant):
                 if group == "up_task" and kinds[i] == "upstream_avg":

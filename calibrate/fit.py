@@ -122,8 +122,9 @@ def draws_of(idata, group: str = "posterior") -> dict[str, np.ndarray]:
     return out
 
 
-def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> Path:
-    """Write NAME.npz (numpy-readable draws + meta) and NAME.nc (ArviZ) atomically."""
+def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None, thin: int = 1) -> Path:
+    """Write NAME.npz (numpy-readable draws + meta) and NAME.nc (ArviZ) atomically. thin: NAME.npz keeps every
+    thin-th draw (predict's time grows with draws; the diagnostics and NAME.nc are of them all)."""
     from dynsim.observation import LOSS_NU, NOISE_FLOOR, OBS_GROUPS
 
     path = Path(path).with_suffix(".npz")
@@ -134,13 +135,20 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None) -> P
         code_version=__version__, data_hash=ds.attrs.get("data_hash", ""), data_title=ds.attrs.get("title", ""),
         citation=ds.attrs.get("citation", ""), diagnostics=diag, noise_floor=NOISE_FLOOR, obs_groups=list(OBS_GROUPS), loss_nu=LOSS_NU,
         tasks=dict(names=obs.table.names, kinds=obs.table.kinds,
-                   chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance]),
+                   chance=[";".join(f"{c * 100:g}" for c in cs) for cs in obs.table.chance],
+                   sft_datasets=obs.table.sft_datasets),
         observed=dict(configs=configs, tasks=sorted(set(obs.tasks)), metrics=sorted(set(obs.metrics))),
         corpora=list(obs.corpora), form=obs.form, scales=obs.scales,
         cloze_loss_slope=obs.scales.get("loss_ref") is not None,  # calibrate.model.build's likelihood had the term
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})
-    arrays = {f"param/{k}": v for k, v in draws_of(idata).items()}
+    draws = draws_of(idata)
+    if thin > 1:
+        total = len(next(iter(draws.values())))
+        draws = {k: v[::thin] for k, v in draws.items()}
+        meta["thinned"] = dict(every=thin, draws_kept=len(next(iter(draws.values()))),
+                               why=f"predict's time grows with draws; diagnostics are of the full {total}")
+    arrays = {f"param/{k}": v for k, v in draws.items()}
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     idata.attrs.update(data_hash=meta["data_hash"], code_version=__version__)

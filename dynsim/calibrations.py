@@ -25,7 +25,9 @@ class Calibration:
     # "csv" (dynsim/data/NAME/runs.csv.gz, the documented long CSV) or "study" (a study's collected results.nc)
     source: str
     form: str = "chinchilla"  # the loss law's form (forward.FORMS): the one PSIS-LOO prefers on its data
-    hold_out: dict = dataclasses.field(default_factory=dict)  # size_from=N or study=SPEC: kept out of the fit
+    # kept out of the fit: size_from=N (sizes ≥ N), tuned_from=D (post-trained runs of checkpoints ≥ D tokens) or
+    # study=SPEC (a study's blind-validation runs)
+    hold_out: dict = dataclasses.field(default_factory=dict)
     study: str = ""  # for source "study": the study's folder, relative to the repository root
     # of a testbed's numbers, the ones this calibration fits: annealed (final) checkpoints only, these tasks only
     final_only: bool = False
@@ -120,6 +122,11 @@ CALIBRATIONS = {c.name: c for c in (
                 "accuracy along training, fitted below 1.2B parameters", "csv", form="smoothmax",
                 hold_out=dict(size_from=1.1e9), checkpoints_from=2e9, metrics=("acc",),
                 tasks=tuple(f"{t}_0shot" for t in ("arc_easy", "lambada_openai", "piqa", "sciq", "winogrande"))),
+    # One model (OLMo-1B) along its pretraining, each checkpoint fine-tuned on one of five data sets: the split
+    # predicts what fine-tuning does to a later checkpoint whose base evaluations are seen (its 592k-step runs).
+    # One size, so the loss law's size-data interaction is not identified: the sum form.
+    Calibration("amuro_char", "Amuro & Char: OLMo-1B checkpoints fine-tuned on five data sets, fitted up to step "
+                "505k", "csv", hold_out=dict(tuned_from=2.4e12)),
     Calibration("mini", "the miniature EvoLM study run here, fitted without its blind-validation runs", "study",
                 hold_out=dict(study="studies/mini_evolm.toml"), study="studies/mini_evolm"),
 )}

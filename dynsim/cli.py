@@ -135,6 +135,9 @@ def _hold_out(args, obs) -> dict | None:
         ({} if args.data else calibrations.get(args.calibration).hold_out)
     if "size_from" in rule:
         text, names = f"size >= {rule['size_from']:g}", {c.name for c in obs.configs if c.size >= rule["size_from"]}
+    elif "tuned_from" in rule:
+        text = f"post-trained runs of checkpoints >= {rule['tuned_from']:g} tokens"
+        names = {c.name for c in obs.configs if c.has_sft and c.pretrain >= rule["tuned_from"]}
     elif "study" in rule:
         path = Path(rule["study"])
         if not path.is_absolute() and not path.exists():
@@ -169,6 +172,8 @@ def cmd_fit(args) -> int:
     obs = observations(ds).with_form(form)
     out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     extra = {}
+    if args.thin < 1:
+        raise UsageError(f"--thin {args.thin}: keep every N-th draw, N >= 1")
     few = _too_few_tokens(obs, args.min_tokens_per_param)
     if few.all():
         raise UsageError(f"--min-tokens-per-param {args.min_tokens_per_param:g} leaves no run to fit")
@@ -196,7 +201,7 @@ def cmd_fit(args) -> int:
     idata, diag, ok = fitting.fit(obs, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
                                   progress=not args.quiet)
     diag |= {"wall_s": round(time.time() - t0, 1), "seed": args.seed}
-    path = fitting.write(idata, obs, ds, diag, out, extra_meta=extra)
+    path = fitting.write(idata, obs, ds, diag, out, extra_meta=extra, thin=args.thin)
     print(f"R-hat max {diag['rhat_max']:.4f}  ESS bulk min {diag['ess_bulk_min']:.0f}  "
           f"ESS tail min {diag['ess_tail_min']:.0f}  divergences {diag['divergences']}  ({diag['wall_s']} s)")
     print(f"wrote {path} and {path.with_suffix('.nc')}")
@@ -399,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", help="a results Dataset (netCDF) to fit instead")
     q.add_argument("-o", "--out", help="posterior path (.npz; an ArviZ .nc is written beside it)")
     q.add_argument("--draws", type=int, default=1000)
+    q.add_argument("--thin", type=int, default=1, metavar="N",
+                   help="store every N-th draw in the .npz (predict's time grows with draws; the .nc keeps all)")
     q.add_argument("--tune", type=int, default=1000)
     q.add_argument("--chains", type=int, default=4)
     q.add_argument("--seed", type=int, default=0)

@@ -20,6 +20,7 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                                 + size_ability[kind] · log(N/N_ref)                 (size beyond the loss)
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
+                                    (sft_gain → data_gain[task, data set] for a run that names its SFT data)
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
   metrics from p_i      sampled@1 = E[q], pass@k = 1 − E[(1 − q)^k], maj@k = E[P(Binom(k, q) > τ k)],
                         greedy = E[chance + (1 − chance) · σ(greedy_sharpness · logit p_i)],
@@ -83,6 +84,8 @@ PARAMS = (
     Param("replay_protect", "global", "how fast the replay share removes forgetting"),
     Param("domain_tokens", "global", "domain tokens at which domain ability has grown by log 2"),
     Param("sft_gain", "global", "ability logits added by saturated SFT"),
+    Param("data_gain", "task_data", "ability logits added by saturated SFT on a named data set, per (task, data set): "
+          "replaces sft_gain for runs that name their SFT data"),
     Param("sft_scale", "global", "SFT example-epochs to reach 63% of the gain"),
     Param("rl_gain", "global", "ability logits added by saturated RL"),
     Param("rl_scale", "global", "RL example-epochs to reach 63% of the gain"),
@@ -106,6 +109,7 @@ PARAMS = (
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
 )
 OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them: read as zero
+                   "data_gain",  # only where runs name their SFT data set (Amuro & Char): sft_gain serves elsewhere
                    "smoothmax_k",  # the smoothmax form's only
                    "forget_reach")  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
@@ -135,10 +139,22 @@ class TaskTable:
     kinds: list[str]
     chance: list[list[float]]  # per task, one chance per component
     n_benchmarks: list[int] | None = None  # per task, how many benchmarks its number averages (default 1 each)
+    # the named SFT data sets of the calibration's runs (Amuro & Char's mnli, paws, ...): SFT on each has its own
+    # gain on each downstream task (data_gain); empty where every run fine-tunes on one unnamed set (EvoLM)
+    sft_datasets: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
         if self.n_benchmarks is None:
             self.n_benchmarks = [1] * len(self.names)
+
+    def data_index(self, data: str) -> int:
+        """A run's SFT data set as an index into sft_datasets; −1 for the unnamed default data."""
+        if not data:
+            return -1
+        if data not in self.sft_datasets:
+            known = ", ".join(self.sft_datasets) or "none (its runs fine-tune on one unnamed data set)"
+            raise ValueError(f"unknown SFT data set '{data}': this calibration knows {known}")
+        return self.sft_datasets.index(data)
 
     @property
     def downstream(self) -> list[str]:
@@ -152,12 +168,12 @@ class TaskTable:
         return self.kinds[self.names.index(task)]
 
     @classmethod
-    def from_meta(cls, names, kinds, chances, n_benchmarks=None) -> TaskTable:
+    def from_meta(cls, names, kinds, chances, n_benchmarks=None, sft_datasets=()) -> TaskTable:
         def parse(c: str) -> list[float]:
             return [float(x) / 100 for x in str(c).split(";") if x.strip()] or [0.0]
 
         n = None if n_benchmarks is None else [int(k) for k in n_benchmarks]
-        return cls(list(names), list(kinds), [parse(c) for c in chances], n)
+        return cls(list(names), list(kinds), [parse(c) for c in chances], n, [str(d) for d in sft_datasets])
 
 
 FORMS = ("chinchilla", "compute", "smoothmax")
@@ -270,6 +286,10 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     x["chance"], x["comp_weight"] = chance, weight
     x["metric"] = [metric_kind(m) for m in metrics]
     x["corpus_idx"] = np.zeros(n, dtype=int) if corpus_idx is None else np.asarray(corpus_idx, dtype=int)
+    # (task, SFT data set) pairs, row-major over the downstream tasks, for data_gain; −1 for unnamed data
+    data_idx = np.array([table.data_index(c.sft_data) for c in configs], dtype=int)
+    x["data_named"] = (data_idx >= 0).astype(float)
+    x["pair_idx"] = np.where(data_idx >= 0, x["task_idx"] * max(len(table.sft_datasets), 1) + data_idx, 0)
     scales = DEFAULT_SCALES | (scales or {})
     x["log_size"] = np.log(x["N"] / scales["N_ref"])
     fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]))
@@ -390,12 +410,19 @@ def ability_shift(p, x, xp):
     loss = pretrain_loss(p, x, xp) + forgetting
     domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
 
-    def post_training(tpp, sft_ex_ep, rl_ex_ep):
-        sft = p["sft_gain"] * (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"]))
+    def post_training(tpp, sft_ex_ep, rl_ex_ep, named):
+        sft = (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"])) * (1.0 - named) * p["sft_gain"]
         rl = p["rl_gain"] * (1.0 - xp.exp(-rl_ex_ep / p["rl_scale"]))
         overtrained = _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"])
         return overtrained * (sft + rl)
-    post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"])
+    post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"],
+                     x["data_named"])
+    if "data_gain" in p and x["data_named"].any():  # SFT on a named data set: its own gain on this task
+        def named_sft(tpp, sft_ex_ep, named):
+            saturation = named * (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"]))
+            return _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"]) * saturation
+        post = post + _distinct(xp, named_sft, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["data_named"]) * \
+            _param(xp, p["data_gain"], x["pair_idx"])
     decline = _distinct(xp, lambda ood, ep: p["epoch_decline"] * ood * np.log(np.maximum(ep, 1.0)), x["is_ood"], x["sft_ep"])
     shift = g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
     if "size_ability" in p:  # a larger model gains more from post-training than its loss alone says

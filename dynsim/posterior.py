@@ -27,7 +27,8 @@ class PosteriorError(ValueError):
 class Posterior:
     def __init__(self, params: dict[str, np.ndarray], meta: dict, path: str = ""):
         self.params, self.meta, self.path = params, meta, path
-        self.table = forward.TaskTable.from_meta(meta["tasks"]["names"], meta["tasks"]["kinds"], meta["tasks"]["chance"])
+        self.table = forward.TaskTable.from_meta(meta["tasks"]["names"], meta["tasks"]["kinds"], meta["tasks"]["chance"],
+                                                 sft_datasets=meta["tasks"].get("sft_datasets", ()))
         self.n_draws = len(next(iter(params.values())))
         self.observed = [parse_config(c) for c in meta["observed"]["configs"]]
         self.corpora: list[str] = meta.get("corpora") or []  # pretraining corpora, when the data compared several
@@ -102,6 +103,11 @@ class Posterior:
         """The forward model's design of observations (config_i, task_i, metric_i) at this posterior's scales."""
         if corpus is None or isinstance(corpus, str):
             corpus = np.full(len(configs), self.corpus_index(corpus))
+        for data in {c.sft_data for c in configs if c.sft_data}:
+            try:
+                self.table.data_index(data)
+            except ValueError as e:
+                raise PosteriorError(str(e)) from None
         return forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
                               self.meta.get("scales"))
 

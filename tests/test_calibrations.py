@@ -20,3 +20,28 @@ def test_an_unknown_calibration_is_one_line_naming_the_known_ones(capsys):
     assert len(err.splitlines()) == 1 and all(n in err for n in calibrations.CALIBRATIONS)
     with pytest.raises(posterior.PosteriorError):
         posterior.bundled_path("nope")
+
+
+def test_the_transferred_smoothmax_priors_summarise_the_testbeds_they_cite():
+    """calibrate.model.TRANSFERRED_SMOOTHMAX is written from the posteriors of its source testbeds: if one is
+    refitted and moves, the prior of the latent-loss calibrations must be rewritten (and they refitted)."""
+    import numpy as np
+
+    from calibrate import model
+
+    means = {name: [] for name in model.TRANSFERRED_SMOOTHMAX}
+    sds = {name: [] for name in model.TRANSFERRED_SMOOTHMAX}
+    for source in model.TRANSFER_SOURCES:
+        cal = calibrations.get(source)
+        assert cal.form == "smoothmax"
+        p = posterior.load(cal.posterior_path)
+        assert p.meta["scales"]["loss_ref"] is not None  # a testbed that measures the loss
+        for name, v in (("log_k_excess", np.log(p.params["smoothmax_k"] - 1)), ("alpha", p.params["alpha"]),
+                        ("beta", p.params["beta"])):
+            means[name].append(float(np.mean(v)))
+            sds[name].append(float(np.std(v)))
+    for name, (centre, spread) in model.TRANSFERRED_SMOOTHMAX.items():
+        between, within = np.std(means[name], ddof=1), np.sqrt(np.mean(np.square(sds[name])))
+        floor = 0.0 if name == "log_k_excess" else 0.05
+        assert centre == pytest.approx(np.mean(means[name]), abs=0.01)
+        assert spread == pytest.approx(max(np.hypot(between, within), floor), abs=0.01)

@@ -111,7 +111,7 @@ def test_unknown_metric_is_a_clear_error():
 @pytest.mark.parametrize("name", ["evolm", "gadre2024"])
 def test_predict_many_matches_predict_over_a_grid(name):
     """The fast predictive (tabulated in ability, float32, threaded draw blocks) gives the exact forward model's
-    numbers to 0.01 points on every kind of observation, with many observations per (task, metric) so the
+    numbers to 0.03 points (its docstring's promise) on every kind of observation, with many observations per (task, metric) so the
     tabulated path is the one taken, and a few so the exact one is."""
     from dynsim import posterior
     post = posterior.load(posterior.bundled_path(name))
@@ -125,7 +125,7 @@ def test_predict_many_matches_predict_over_a_grid(name):
     p = {k: v[:300] for k, v in post.gathered().items()}
     exact, fast = forward.predict(p, x, np), forward.predict_many(p, x, block=128)
     assert fast.dtype == np.float32 and fast.shape == exact.shape == (300, len(obs))
-    assert np.abs(fast - exact).max() < 1e-4, np.abs(fast - exact).max()
+    assert np.abs(fast - exact).max() < 3e-4, np.abs(fast - exact).max()
     down = np.isin(x["kind"], forward.KINDS)
     metrics = {x["metric"][i] for i in np.flatnonzero(down)}
     assert down.any() == bool(post.table.downstream)  # Gadre's testbed: losses and upstream accuracies only
@@ -229,3 +229,29 @@ def test_smoothmax_form_adds_at_k_1_tends_to_the_larger_term_and_lets_a_larger_m
     assert smooth[2] - smooth[3] > 1.5 * (smooth[0] - smooth[1])
     symbolic = {k: pt.as_tensor_variable(np.asarray(v, float)) for k, v in (PARAMS | {"smoothmax_k": 3.0}).items()}
     np.testing.assert_allclose(forward.pretrain_loss(symbolic, x["smoothmax"], pt).eval(), smooth, rtol=1e-10)
+
+
+def test_sft_on_a_named_data_set_adds_that_pairs_gain_and_nothing_else():
+    """Where runs name their SFT data (Amuro & Char), each (task, data set) pair has its own gain in place of
+    sft_gain; runs on the unnamed default data read sft_gain as before, whether or not data_gain exists."""
+    table = forward.TaskTable(["mnli", "paws"], ["ID", "ID"], [[1 / 3], [0.5]], sft_datasets=["mnli", "paws"])
+    cfgs = [parse_config(n) for n in ["1B-1TT-mnli:6Kep3", "1B-1TT-paws:6Kep3", "1B-1TT-6Kep3", "1B-1TT"]]
+    obs = [(c, t) for c in cfgs for t in ("mnli", "paws")]
+    x = forward.design([c for c, _ in obs], [t for _, t in obs], ["greedy_pass@1"] * len(obs), table)
+    gain = np.array([[2.0, -0.5, 0.3, 1.5]])  # per (task, data set), row-major: mnli|mnli, mnli|paws, paws|mnli, ...
+    p = numpy_params(ability0=[-3.0, -2.0], loss_slope=[2.0, 2.0], domain_weight=[0.0, 0.0], item_spread=[1.0, 1.0])
+    without = forward.ability(p, x, np)[0]
+    mu = forward.ability(p | {"data_gain": gain}, x, np)[0]
+    np.testing.assert_allclose(mu[4:], without[4:], rtol=1e-12)  # unnamed data and no SFT: unchanged
+    base = mu[6:8]  # the pretrained model
+    saturation = 1 - np.exp(-6e3 * 3 / PARAMS["sft_scale"])
+    overtrained = (1 + 1e12 / 1e9 / forward.TPP_OPTIMAL) ** -PARAMS["ot_sensitivity"]
+    expected = base[[0, 1, 0, 1]] + overtrained * saturation * gain[0, [0, 2, 1, 3]]  # rows are (data, task)
+    np.testing.assert_allclose(mu[:4], expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="unknown SFT data set 'tulu'"):
+        forward.design([parse_config("1B-1TT-tulu:6Kep3")], ["mnli"], ["greedy_pass@1"], table)
+    import pytensor.tensor as pt  # the likelihood's graph computes the same
+    numeric = forward.predict(p | {"data_gain": gain}, x, np)[0]
+    symbolic = {k: pt.as_tensor_variable(v[0] if v.shape[1] > 1 or k in ("ability0", "data_gain") else v[0, 0])
+                for k, v in (p | {"data_gain": gain}).items()}
+    np.testing.assert_allclose(forward.predict(symbolic, x, pt).eval(), numeric, rtol=1e-10)
