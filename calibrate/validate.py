@@ -328,9 +328,9 @@ def naive_loco(obs, level=0.9) -> list[dict]:
     return [r for name in sorted(set(names)) for r in naive_holdout(obs, names == name, "loco", level)]
 
 
-def format_split_report(rows: list[dict], level: float) -> str:
+def format_split_report(rows: list[dict], level: float, by_task: bool = False) -> str:
     """Per split: one line per method and metric — MAE, coverage of the central interval, mean width, width / MAE,
-    mean interval score."""
+    mean interval score; by_task: then the same per task."""
     lines = []
     summary = summarise_by(rows, level=level)
     for split in dict.fromkeys(r["split"] for r in summary):
@@ -347,6 +347,14 @@ def format_split_report(rows: list[dict], level: float) -> str:
             rel = f"{s['mean_rel_err'] * 100:7.2f}%" if "mean_rel_err" in s else ""
             lines.append(f"  {s['method']:<18}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}{s['coverage'] * 100:>11.0f}%"
                          f"{s['mean_width']:>8.1f}{s['width_to_mae']:>10.1f}{s['interval_score']:>11.2f}{rel:>9}")
+        if by_task:
+            per_task = summarise_by([r for r in rows if r["split"] == split], keys=("task", "method"), level=level)
+            lines.append(f"  {'task':<28}{'method':<18}{'metric':<15}{'n':>5}{'MAE':>8}{'cover':>7}{'width':>8}"
+                         f"{'int. score':>11}")
+            for s in sorted(per_task, key=lambda s: s["task"]):
+                if s["metric"] != "all":
+                    lines.append(f"  {s['task'][:27]:<28}{s['method']:<18}{s['metric']:<15}{s['n']:>5}{s['mae']:>8.2f}"
+                                 f"{s['coverage'] * 100:>6.0f}%{s['mean_width']:>8.1f}{s['interval_score']:>11.2f}")
     if any(r["metric"].endswith(UNSEEN) for r in rows):
         lines.append(f"{UNSEEN}: a task with no number in the fit, predicted from the prior pooled over its kind "
                      "(left out of 'all')")

@@ -262,7 +262,7 @@ def cmd_validate(args) -> int:
 
                 full = results.to_long(calibrations.get(args.calibration).dataset(selected=False))
                 rows += validate.authors_holdout(authors, full, obs, held, split, level)
-        print(validate.format_split_report(rows, level))
+        print(validate.format_split_report(rows, level, by_task=args.by_task))
         return 0
     splits = list(validate.SPLITS) if args.split == "all" else [args.split]
     rows = []
@@ -284,7 +284,7 @@ def cmd_validate(args) -> int:
                 rows += (validate.lsq_holdout(obs, held, split, level, n_boot=args.boot) +
                          validate.naive_holdout(obs, held, split, level))
     if args.baselines or args.split != "loco":
-        print(validate.format_split_report(rows, level))
+        print(validate.format_split_report(rows, level, by_task=args.by_task))
     return 0
 
 
@@ -435,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave-one-config-out (PSIS), or hold out the largest pretraining budget / model size, or "
                         "the SFT/RL descendants of the largest base runs (NUTS refit, minutes); a posterior fitted "
                         "with held-out runs is scored on those")
+    q.add_argument("--by-task", action="store_true", help="also report every held-out task on its own lines")
     q.add_argument("--baselines", action="store_true",
                    help="also score least-squares fits of the same model with bootstrap intervals, and the naive "
                         "carry-forward (nearest training run) and loglinear (a line in log tokens and size)")

@@ -130,6 +130,10 @@ def test_bootstrap_intervals_cover_held_out_large_runs():
     assert np.mean([r["lo"] <= r["observed"] <= r["hi"] for r in rows]) >= 0.6
     text = validate.format_split_report([r | {"method": "bayes"} for r in rows] + rows, 0.9)
     assert "largest-size" in text and "lsq-2step" in text and "rel err" in text
+    per_task = validate.format_split_report(rows, 0.9, by_task=True).splitlines()
+    for task in {r["task"] for r in rows}:  # each held-out task's own line, its numbers counted
+        line = next(li for li in per_task if li.split()[:2] == [task, "lsq-2step"])
+        assert int(line.split()[3]) == sum(r["task"] == task for r in rows)
 
 
 def test_a_task_absent_from_the_fit_is_scored_on_its_own_line():
