@@ -25,8 +25,10 @@ FIGURES = {  # name → module, in paper order
     "forgetting": "forgetting",
     "overtraining": "overtraining",
     "scaling": "scaling",  # a testbed's own: loss and per-task accuracy vs tokens per size
+    "finetuning": "finetuning",  # fine-tuning on named data sets along pretraining (Amuro & Char)
 }
 PRETRAINING_ONLY = ("scaling",)  # the figures a Dataset of base models alone can show
+NAMED_SFT = ("finetuning",)  # the figures of a Dataset whose runs fine-tune on named data sets
 INDEX, INDEX_JSON = "figures.md", "figures.json"
 
 
@@ -42,10 +44,13 @@ def module(name: str):
 
 def select(only: str | None, ds=None) -> list[str]:
     """'fig3,fig5' → ['fig3', 'fig5'] (validated); None → every figure the Dataset ds can show (those of base
-    models alone where it holds no CPT or post-training run)."""
+    models alone where it holds no CPT or post-training run, the fine-tuning figure where runs name their SFT
+    data)."""
     if not only:
+        if ds is not None and "sft_data" in ds.coords:
+            return list(NAMED_SFT)
         staged = ds is None or any(int(ds[f].max()) > 0 for f in ("cpt_domain", "sft_examples", "rl_examples"))
-        return list(FIGURES) if staged else list(PRETRAINING_ONLY)
+        return [n for n in FIGURES if n not in NAMED_SFT] if staged else list(PRETRAINING_ONLY)
     names = [n.strip() for n in only.split(",") if n.strip()]
     bad = [n for n in names if n not in FIGURES]
     if bad or not names:

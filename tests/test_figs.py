@@ -27,6 +27,7 @@ EXPECTED = {
     "forgetting": ("tokens", "mean ratio of change", "log"),
     "overtraining": ("tokens per parameter", "accuracy", "log"),
     "scaling": ("pretraining tokens seen", "", "log"),
+    "finetuning": ("pretraining tokens", "(%)", "log"),
 }
 SIM_CONFIGS = ["1B-20BT", "1B-80BT", "1B-160BT", "4B-80BT", "1B-160BT-8+42BT", "1B-160BT-0+50BT",
                "1B-80BT-8+42BT-100Kep1", "1B-160BT-8+42BT-100Kep1", "1B-160BT-8+42BT-100Kep1-100Kep8",
@@ -166,3 +167,16 @@ def test_cli_errors_are_one_line_exit_2(argv, message, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("dynsim: error:") and message in err, err
     assert "Traceback" not in err
     assert not out.exists()  # nothing written on bad input
+
+
+def test_a_testbed_of_named_fine_tuning_draws_its_fine_tuning_figure(tmp_path):
+    """Amuro & Char fine-tune each checkpoint on named data sets: its default figure is the fine-tuning one, where
+    every number of the Dataset is a point (the held-out step-592k runs among them) on its data set's curve."""
+    cal = calibrations.get("amuro_char")
+    ds = cal.dataset()
+    assert paper_figs.select(None, ds) == ["finetuning"]
+    assert "finetuning" not in paper_figs.select(None, calibrations.get("evolm").dataset())
+    r = paper_figs.module("finetuning").make(ds, thinned(posterior.load(cal.posterior_path), 48), tmp_path)
+    shown = np.isin(ds.task.values, [p["title"] for p in r.panels])
+    assert r.n_observed == int(shown.sum()) and "held out post-trained runs" in r.caption
+    assert all(p.exists() for p in r.files)
