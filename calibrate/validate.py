@@ -17,11 +17,35 @@ from dynsim.posterior import Posterior
 UNSEEN = "*"  # marks the metric of a held-out number whose task has no number in the fit
 
 
+def _shared_sd(post: Posterior, obs) -> np.ndarray:
+    """Each number's run-shared deviation scale (draws × numbers; 0 for losses and posteriors without it)."""
+    if "run_shared" not in post.params:
+        return np.zeros((post.n_draws, len(obs)))
+    shared = post.params["run_shared"][:, np.minimum(obs.group, len(observation.SHARED_GROUPS) - 1)]
+    return np.where(obs.scale == 1.0, 0.0, shared)
+
+
 def _loglik(post: Posterior, obs, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log p(y_i | θ_s) under the observation model (dynsim/observation.py), and its scales."""
+    """log p(y_i | θ_s) of each number alone under the observation model (dynsim/observation.py: its run's shared
+    deviation in its variance), and its scales."""
     slope = post.loss_slope(post.design(obs.configs, obs.tasks, obs.metrics, obs.corpus))
     sd = post.noise_sd(obs.group, obs.values, obs.n_items, loss_slope=slope, run_groups=obs.run_group)
+    sd = np.sqrt(sd ** 2 + _shared_sd(post, obs) ** 2)
     return observation.log_density(obs.values, mean, sd, obs.scale == 1.0, post.meta["loss_nu"]), sd
+
+
+def _joint_loglik(post: Posterior, obs, mean: np.ndarray, ll: np.ndarray, sd: np.ndarray, held: np.ndarray):
+    """log p(y_held | θ_s), (draws,): the held numbers' joint density, their run's shared deviation integrated
+    out per (run, group) block (the sum of the numbers' own densities where there is none)."""
+    shared = _shared_sd(post, obs)
+    if not shared[:, held].any():
+        return ll[:, held].sum(axis=1)
+    rows = np.flatnonzero(held)
+    is_loss = obs.scale[rows] == 1.0
+    block, n_blocks = observation.run_blocks(obs.run_keys[rows], obs.group[rows])
+    var = sd[:, rows] ** 2 - shared[:, rows] ** 2  # the numbers' own variance, the shared part apart
+    acc = observation.block_log_density(obs.values[rows] - mean[:, rows], var, shared[:, rows], block, n_blocks)
+    return acc.sum(axis=1) + ll[:, rows[is_loss]].sum(axis=1)
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, qs) -> np.ndarray:
@@ -54,7 +78,7 @@ def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: f
     rows, khat, refitted = [], {}, []
     for name in sorted(set(names)):
         held = names == name
-        log_w, k = az.psislw(-ll[:, held].sum(axis=1))
+        log_w, k = az.psislw(-_joint_loglik(post, obs, mean, ll, sd, held))
         w = np.exp(log_w - log_w.max())
         khat[name] = float(k)
         if refit_above is not None and k > refit_above:

@@ -18,6 +18,11 @@ validation (calibrate/validate.py):
   pretraining loss's interval as wide as the fine-tuned ones'.
 - A run's relative deviation from the loss law is one number per run: it moves the run's loss and, by the cloze
   link's slope, each of its cloze accuracies (`forward.cloze_loss_slope`, points per unit of log loss).
+- A run also sits off the model in all of its accuracies of one group at once (EvoLM's 4B-80BT scores below
+  1B-80BT on all six cloze tasks; the OLMo ladder's 3.2B runs miss all 13 tasks on one side): a shared deviation
+  u ~ N(0, run_shared[group]²) per (run, group), added to each of those numbers. The likelihood integrates it out
+  (`block_log_density`: a normal with covariance diag(var) + τ²·11ᵀ per block, by Sherman–Morrison), so it costs
+  NUTS no latent parameter; the predictive draws it once per block, so a run's average over tasks carries it whole.
 """
 
 from __future__ import annotations
@@ -71,3 +76,37 @@ def log_density(y, mean, sd, is_loss, nu: float = LOSS_NU) -> np.ndarray:
         ly = np.log(y[is_loss])
         out[..., is_loss] = t.logpdf(ly, nu, loc=np.log(mean[..., is_loss]), scale=sd[..., is_loss]) - ly
     return out
+
+
+SHARED_GROUPS = ("upstream", "ID", "OOD")  # the accuracy groups whose numbers share a run's deviation
+
+
+def run_blocks(run_keys, groups) -> tuple[np.ndarray, int]:
+    """Each number's block, one per (run, accuracy group), as an index; −1 for a loss (its run's deviation is the
+    relative one above). run_keys: one hashable per number naming its run (configuration and corpus)."""
+    groups = np.asarray(groups)
+    keys = [(k, int(g)) if g < len(SHARED_GROUPS) else None for k, g in zip(run_keys, groups)]
+    index: dict = {}
+    block = np.array([-1 if k is None else index.setdefault(k, len(index)) for k in keys], dtype=int)
+    return block, len(index)
+
+
+def block_log_density(resid, var, shared_sd, block, n_blocks: int, xp=np):
+    """log p of the accuracies of each block under N(0, diag(var) + τ²·11ᵀ), τ = shared_sd (per number: its group's
+    scale), summed within blocks: (…, n_blocks). By Sherman–Morrison, with a = Σ 1/var, b = Σ resid/var:
+    log det = Σ log var + log(1 + τ²a); quadratic form = Σ resid²/var − τ²b²/(1 + τ²a). Numbers with block −1
+    are left out. Works over numpy (validation) and pytensor (the likelihood), with leading draw axes in numpy."""
+    rows = np.flatnonzero(np.asarray(block) >= 0)
+    member = np.zeros((len(rows), n_blocks))
+    member[np.arange(len(rows)), np.asarray(block)[rows]] = 1.0
+    take = (lambda v: v[..., rows]) if xp is np else (lambda v: v[rows])
+    r, v, tau2 = take(resid), take(var), take(shared_sd) ** 2
+    dot = (lambda m: m @ member) if xp is np else (lambda m: xp.dot(m, member))
+    a = dot(1.0 / v)
+    b = dot(r / v)
+    tau2_block = dot(tau2 / v) / xp.maximum(a, 1e-30)  # every number of a block shares its group's τ²
+    one_plus = 1.0 + tau2_block * a
+    quad = dot(r ** 2 / v) - tau2_block * b ** 2 / one_plus
+    log_det = dot(xp.log(v)) + xp.log(one_plus)
+    n = member.sum(axis=0)
+    return -0.5 * (quad + log_det + n * np.log(2 * np.pi))

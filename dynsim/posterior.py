@@ -75,6 +75,10 @@ class Posterior:
                 gen, nu = generators[b], self.meta["loss_nu"]
                 sd = self.noise_sd(groups, values, n_items, draws)
                 values += np.where(is_loss, 0.0, sd) * gen.standard_normal(values.shape, dtype=np.float32)
+                if "run_shared" in self.params and n_blocks:  # a run's deviation shared by a group's numbers
+                    tau = self.params["run_shared"][draws][:, shared_group].astype(np.float32)
+                    u = gen.standard_normal((len(values), n_blocks), dtype=np.float32)
+                    values += np.where(block >= 0, tau * u[:, np.maximum(block, 0)], np.float32(0.0))
                 slope = self.loss_slope(x, draws)
                 if is_loss.any() or slope is not None:
                     # A run's relative deviation from the loss law: one draw per run (configuration and corpus),
@@ -89,7 +93,10 @@ class Posterior:
                     values *= np.where(is_loss, np.exp(deviation / t), 1.0).astype(np.float32)
             np.clip(values, 0.0, 100.0, out=values, where=~is_loss)
 
-        run = np.unique([f"{c.name}/{k}" for c, k in zip(configs, x["corpus_idx"])], return_inverse=True)[1].ravel()
+        run_keys = [f"{c.name}/{k}" for c, k in zip(configs, x["corpus_idx"])]
+        run = np.unique(run_keys, return_inverse=True)[1].ravel()
+        block, n_blocks = observation.run_blocks(run_keys, groups)
+        shared_group = np.minimum(groups, len(observation.SHARED_GROUPS) - 1)
         n_runs = int(run.max()) + 1 if len(run) else 0
         generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread

@@ -160,6 +160,34 @@ def test_a_runs_deviation_from_the_loss_law_moves_its_loss_and_its_cloze_numbers
     np.testing.assert_allclose(dev[:, 1:].std(axis=0), np.sqrt((sd[:, 1:] ** 2).mean(axis=0)), rtol=0.06)
 
 
+def test_a_runs_shared_deviation_moves_all_its_numbers_of_a_group_together():
+    """run_shared (observation.py): one draw per (run, group), so a run's average over tasks keeps it whole while
+    another run's numbers stay independent, and each number's spread gains it in quadrature."""
+    import numpy as np
+
+    from dynsim import posterior
+    from dynsim.config import parse_config
+
+    post = posterior.load(posterior.bundled_path("olmo_ladder"))
+    tau = 3.0
+    shared = posterior.Posterior(post.params | {"run_shared": np.tile([tau, 0.0, 0.0], (post.n_draws, 1))}, post.meta)
+    tasks = [t for t in post.table.upstream][:8]
+    a, b = parse_config("1B-20BT"), parse_config("0.3B-6BT")
+    configs = [a] * len(tasks) + [b] * len(tasks)
+    args = (configs, tasks * 2, ["acc"] * len(configs))
+    dev = {}
+    for name, p in (("without", post), ("with", shared)):
+        dev[name] = (p.predict(*args, rng=np.random.default_rng(3)).astype(float)
+                     - p.predict(*args, noise=False).astype(float))
+    n = len(tasks)
+    run_a, run_b = dev["with"][:, :n].mean(axis=1), dev["with"][:, n:].mean(axis=1)
+    assert abs(np.corrcoef(run_a, run_b)[0, 1]) < 0.08
+    extra = run_a.var() - dev["without"][:, :n].mean(axis=1).var()
+    assert extra == pytest.approx(tau ** 2, rel=0.15)  # the average carries the shared part whole
+    single = dev["with"][:, 0].var() - dev["without"][:, 0].var()
+    assert single == pytest.approx(tau ** 2, rel=0.2)
+
+
 EVOLM_ROWS = [(c, t, m) for c in ("1B-80BT", "4B-160BT-8+42BT", "1B-160BT-100Kep1", "4B-80BT-8+42BT-100Kep1-100Kep8")
               for t, m in (("ARC-Challenge", "0shot_acc"), ("ARC-Easy", "0shot_acc"), ("HellaSwag", "0shot_acc"),
                            ("OBQA", "0shot_acc"), ("PIQA", "0shot_acc"), ("Winogrande", "0shot_acc"),
