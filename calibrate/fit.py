@@ -104,7 +104,7 @@ def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_acce
     ta = next(steps)
     for attempt in range(len(target_accepts)):
         idata = sample(obs, draws, tune, chains, ta, seed, progress)
-        diag = diagnostics(idata) | {"target_accept": ta}
+        diag = diagnostics(idata) | {"target_accept": ta, "draws": draws, "tune": tune}
         log(f"target_accept={ta}, {draws} draws: R-hat max {diag['rhat_max']:.4f}, ESS bulk min "
             f"{diag['ess_bulk_min']:.0f}, ESS tail min {diag['ess_tail_min']:.0f}, divergences {diag['divergences']}")
         if passes(diag):

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from dynsim.config import config_distance
+from dynsim.errors import UserError
 
 GRID = (np.arange(200) + 0.5) / 200  # the probabilities at which each number's predictive distribution is drawn
 MIN_FIT = 2  # numbers a line needs to leave a residual: fewer, and the fit falls back to a broader pool
@@ -89,7 +90,7 @@ def carry_forward(obs, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray,
             errors.setdefault(int(obs.group[i]), []).append(obs.values[i] - guess)
     point = np.array([num.carried(train, i) for i in test], dtype=float)
     if np.isnan(point).any():
-        raise ValueError(_nothing_to_predict_from(obs, test[np.isnan(point)][0]))
+        raise UserError(_nothing_to_predict_from(obs, test[np.isnan(point)][0]))
     # a group without a single training error has no evidence of its spread: its numbers get a point
     spread = np.stack([np.quantile(errors.get(int(obs.group[i]), [0.0]), GRID) for i in test], axis=1)
     return _clipped(obs, test, point, point + spread)
@@ -121,7 +122,7 @@ def loglinear(obs, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.
     for j, i in enumerate(test):
         pools = [p for p in num.pools(train, i, by_shape=True) if len(p)]
         if not pools:
-            raise ValueError(_nothing_to_predict_from(obs, i))
+            raise UserError(_nothing_to_predict_from(obs, i))
         rows = next((p for p in pools if len(p) >= MIN_FIT), pools[0])
         point[j], spread[:, j] = _line(num.log_scale[rows], obs.values[rows], num.log_scale[i])
     return _clipped(obs, test, point, point + spread)

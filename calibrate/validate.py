@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynsim import observation
+from dynsim.errors import UserError
 from dynsim.forward import AVERAGE_MIN_TASKS
 from dynsim.posterior import Posterior
 
@@ -191,7 +192,7 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
     if split == "largest-size":
         n = np.array([c.size for c in obs.configs])
         return n >= (size_from if size_from else n.max())
-    raise ValueError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
+    raise UserError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}")
 
 
 def _descendants_mask(obs) -> np.ndarray:
@@ -208,7 +209,7 @@ def _descendants_mask(obs) -> np.ndarray:
             break
         chosen.append(b)
     if not chosen:
-        raise ValueError("split 'descendants' needs post-trained descendants of at least two base runs")
+        raise UserError("split 'descendants' needs post-trained descendants of at least two base runs")
     return held_of(chosen)
 
 

@@ -12,8 +12,10 @@ import dataclasses
 from importlib import resources
 from pathlib import Path
 
+from dynsim.errors import UserError
 
-class CalibrationError(ValueError):
+
+class CalibrationError(UserError):
     """An unknown calibration, or one whose data or posterior is missing."""
 
 

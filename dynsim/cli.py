@@ -8,6 +8,9 @@ import dataclasses
 import json
 import sys
 
+from dynsim import checks
+from dynsim.errors import UserError, shown
+
 PREDICT_EXAMPLES = """examples:
   dynsim predict --pretrain 320BT --cpt 8+42BT                 1B model, EvoLM's standard SFT/RL after CPT
   dynsim predict --size 4B --pretrain 160BT --sft 100Kep2      a 4B model fine-tuned for 2 epochs
@@ -18,13 +21,13 @@ PREDICT_EXAMPLES = """examples:
 """
 
 
-class UsageError(Exception):
-    pass
+class UsageError(UserError):
+    """Flags that do not go together, or that argparse refused."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse prints usage + error by default)
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}".replace("\n", "\\n"))  # argparse does not quote every value
 
 
 def _fail(message: str) -> int:
@@ -50,13 +53,17 @@ def cmd_predict(args) -> int:
 
     from dynsim.config import config_from_flags, parse_config
 
-    if args.name:
+    if args.name is not None:  # '' too: an empty name is refused as one, not taken for stage flags
         if any(v is not None for v in (args.pretrain, args.cpt, args.sft, args.rl)):
             raise UsageError("give either a run name or stage flags (--pretrain/--cpt/--sft/--rl), not both")
         cfg = parse_config(args.name)
     else:
         cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
     post = _load_posterior(args)
+    unseen = post.unseen_stages(cfg)
+    if unseen:
+        raise UsageError(f"{args.posterior or args.calibration} has no runs with {' or '.join(unseen)} to extrapolate "
+                         f"from: it cannot predict {cfg.name}")
     rows = post.default_outputs(cfg)
     if args.corpus and not post.corpora:
         raise UsageError("--corpus: this calibration was fitted to one pretraining corpus")
@@ -158,22 +165,41 @@ def _hold_out(args, obs) -> dict | None:
     return dict(rule=text, configs=sorted(names))
 
 
+def _fit_output(args):
+    """The posterior path a fit will write, checked before the data is read or the sampler imported: a fit takes
+    minutes, and a path it cannot write must not cost them."""
+    from pathlib import Path
+
+    from dynsim import posterior
+
+    out = Path(args.out) if args.out is not None else \
+        posterior.bundled_path(args.calibration) if not args.data else Path("posterior.npz")
+    if out.suffix != ".npz":
+        raise UsageError(f"-o {shown(str(out))}: a posterior is a .npz file (its ArviZ .nc is written beside it)")
+    checks.output_file(out.with_suffix(".nc"), "-o")
+    return checks.output_file(out, "-o")
+
+
 def cmd_fit(args) -> int:
+    out = _fit_output(args)
+    if args.hold_out:  # a misspelt run name: refused before the sampler is imported
+        from dynsim.config import parse_config
+
+        for name in args.hold_out:
+            parse_config(name)
+    ds = _dataset(args)  # a bad --data or --calibration before the sampler's imports
+
     import time
 
     import numpy as np
 
     from calibrate import fit as fitting
     from calibrate.model import observations
-    from dynsim import calibrations, posterior
+    from dynsim import calibrations
 
-    ds = _dataset(args)
     form = args.form or ("chinchilla" if args.data else calibrations.get(args.calibration).form)
     obs = observations(ds).with_form(form)
-    out = args.out or (posterior.bundled_path(args.calibration) if not args.data else "posterior.npz")
     extra = {}
-    if args.thin < 1:
-        raise UsageError(f"--thin {args.thin}: keep every N-th draw, N >= 1")
     few = _too_few_tokens(obs, args.min_tokens_per_param)
     if few.all():
         raise UsageError(f"--min-tokens-per-param {args.min_tokens_per_param:g} leaves no run to fit")
@@ -213,14 +239,15 @@ def cmd_fit(args) -> int:
 
 # -- validate --------------------------------------------------------------------------------------
 def cmd_validate(args) -> int:
+    ds = _dataset(args)  # a bad --data, --calibration or --posterior before the model's imports
+    post = _load_posterior(args)
+
+    import numpy as np
+
     from calibrate import validate
     from calibrate.model import observations
     from dynsim import calibrations
 
-    import numpy as np
-
-    ds = _dataset(args)
-    post = _load_posterior(args)
     obs = observations(ds).with_form(post.meta.get("form", "chinchilla"))  # the baselines fit the same law
     level = args.interval / 100
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
@@ -293,6 +320,7 @@ def cmd_train(args) -> int:
     from dynsim.config import parse_config
     from train_runs.train import train
 
+    checks.output_folder(args.out, "--out")
     cfg = parse_config(args.name)
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
     print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
@@ -305,6 +333,7 @@ def cmd_train(args) -> int:
 def cmd_results_import(args) -> int:
     from dynsim import results, runs_csv
 
+    checks.output_file(args.out, "-o")
     csvs = [p for p in args.paths if p.lower().endswith((".csv", ".csv.gz"))]  # a bundled testbed's runs.csv.gz too
     if csvs and len(args.paths) > 1:
         raise UsageError("give one CSV (or result records alone): a CSV is one study's table")
@@ -319,6 +348,8 @@ def cmd_results_import(args) -> int:
 def cmd_sweep(args) -> int:
     from train_runs import sweep
 
+    if args.sweep_verb == "collect":
+        checks.output_file(args.output, "-o")
     study = sweep.load(args.study)
     out = getattr(args, "out", None)
     if args.sweep_verb == "plan":
@@ -346,29 +377,27 @@ def cmd_sweep(args) -> int:
 
 # -- figs (logic in paper_figs/) --------------------------------------------------------------------
 def cmd_figs(args) -> int:
+    checks.output_folder(args.out, "--out")
     import shlex
     from pathlib import Path
 
     import paper_figs
     from dynsim import posterior
 
-    try:
-        paper_figs.select(args.only)  # an unknown figure: one line before any work
-        if args.data and not args.posterior:
-            raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
-        if not args.data:
-            posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
-        ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
-        names = paper_figs.select(args.only, ds)
-        post = _load_posterior(args)
-        label = args.posterior or f"bundled calibration '{args.calibration}'"
-        command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])
-                             + (["--posterior", args.posterior] if args.posterior else ["--calibration", args.calibration])
-                             + (["--only", args.only] if args.only else []) + ["--out", args.out]
-                             + (["--force"] if args.force else []))
-        paper_figs.run(ds, post, args.out, names, command=command, posterior_label=label, log=print)
-    except paper_figs.FigsError as e:
-        raise UsageError(str(e)) from None
+    paper_figs.select(args.only)  # an unknown figure: one line before any work
+    if args.data and not args.posterior:
+        raise UsageError("--data needs --posterior (the posterior fitted to that Dataset)")
+    if not args.data:
+        posterior.bundled_path(args.calibration)  # unknown calibration: one-line error before any work
+    ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
+    names = paper_figs.select(args.only, ds)
+    post = _load_posterior(args)
+    label = args.posterior or f"bundled calibration '{args.calibration}'"
+    command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])
+                         + (["--posterior", args.posterior] if args.posterior else ["--calibration", args.calibration])
+                         + (["--only", args.only] if args.only else []) + ["--out", args.out]
+                         + (["--force"] if args.force else []))
+    paper_figs.run(ds, post, args.out, names, command=command, posterior_label=label, log=print)
     print(f"wrote {len(names)} figure(s) and {Path(args.out) / paper_figs.INDEX}")
     return 0
 
@@ -378,8 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     def calibration_flags(q):
-        q.add_argument("--calibration", default="evolm", help="bundled calibration (default: evolm)")
-        q.add_argument("--posterior", help="a posterior .npz written by `dynsim fit` (overrides --calibration)")
+        q.add_argument("--calibration", type=checks.nonempty, default="evolm",
+                       help="bundled calibration (default: evolm)")
+        q.add_argument("--posterior", type=checks.nonempty,
+                       help="a posterior .npz written by `dynsim fit` (overrides --calibration)")
         q.add_argument("--force", action="store_true", help="use a posterior even if its diagnostics failed")
 
     q = sub.add_parser("predict", help="predict metrics of an untrained configuration",
@@ -390,44 +421,48 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cpt", help="continued pretraining replay+domain tokens, e.g. 8+42BT")
     q.add_argument("--sft", help="SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3")
     q.add_argument("--rl", help="RL examples×epochs, e.g. 100Kep8 (needs --sft)")
-    q.add_argument("--interval", type=float, default=90.0, help="credible interval in percent (default 90)")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
-    q.add_argument("--seed", type=int, default=0, help="seed for the predictive noise draws")
-    q.add_argument("--corpus", help="pretraining corpus, for calibrations that compare several "
-                                    "(gadre2024: c4_original, rpj, rw_original; default the first)")
+    q.add_argument("--interval", type=checks.percent, default=90.0, help="credible interval in percent (default 90)")
+    output = q.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
+    q.add_argument("--seed", type=checks.natural, default=0, help="seed for the predictive noise draws")
+    q.add_argument("--corpus", type=checks.nonempty,
+                   help="pretraining corpus, for calibrations that compare several "
+                        "(gadre2024: c4_original, rpj, rw_original; default the first)")
     calibration_flags(q)
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("fit", help="fit the Bayesian model to a results Dataset (NUTS) and write its posterior")
-    q.add_argument("--calibration", default="evolm", help="bundled data to fit (default: evolm)")
-    q.add_argument("--data", help="a results Dataset (netCDF) to fit instead")
+    q.add_argument("--calibration", type=checks.nonempty, default="evolm",
+                   help="bundled data to fit (default: evolm)")
+    q.add_argument("--data", type=checks.nonempty, help="a results Dataset (netCDF) to fit instead")
     q.add_argument("-o", "--out", help="posterior path (.npz; an ArviZ .nc is written beside it)")
-    q.add_argument("--draws", type=int, default=1000)
-    q.add_argument("--thin", type=int, default=1, metavar="N",
+    q.add_argument("--draws", type=checks.count, default=1000)
+    q.add_argument("--thin", type=checks.count, default=1, metavar="N",
                    help="store every N-th draw in the .npz (predict's time grows with draws; the .nc keeps all)")
-    q.add_argument("--tune", type=int, default=1000)
-    q.add_argument("--chains", type=int, default=4)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--tune", type=checks.count, default=1000)
+    q.add_argument("--chains", type=checks.count, default=4)
+    q.add_argument("--seed", type=checks.natural, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--form", default=None, choices=["chinchilla", "smoothmax", "compute"],
                    help="how scale enters: size and tokens as added terms (chinchilla), the same terms as a smooth "
                         "maximum (each size saturates in data), or compute 6ND alone; default: the bundled "
                         "calibration's own (README), chinchilla for --data")
-    q.add_argument("--min-tokens-per-param", type=float, default=None, metavar="X",
+    q.add_argument("--min-tokens-per-param", type=checks.positive, default=None, metavar="X",
                    help="leave out runs with fewer pretraining tokens per parameter than X (runs too short for "
                         "the loss law, e.g. warmup-dominated); default: keep every run")
-    q.add_argument("--hold-out-size-from", type=float, default=None,
-                   help="fit without the runs of at least this size, kept for `validate` (gadre2024: 1e9)")
-    q.add_argument("--hold-out", nargs="+", metavar="RUN", help="fit without these runs, kept for `validate`")
-    q.add_argument("--hold-out-study", metavar="STUDY.toml",
-                   help="fit without the blind-validation runs ([study] holdout) of this study (mini: its own)")
+    held = q.add_mutually_exclusive_group()  # one rule: a second one would be ignored
+    held.add_argument("--hold-out-size-from", type=checks.positive, default=None,
+                      help="fit without the runs of at least this size, kept for `validate` (gadre2024: 1e9)")
+    held.add_argument("--hold-out", nargs="+", metavar="RUN", help="fit without these runs, kept for `validate`")
+    held.add_argument("--hold-out-study", type=checks.nonempty, metavar="STUDY.toml",
+                      help="fit without the blind-validation runs ([study] holdout) of this study (mini: its own)")
     q.set_defaults(func=cmd_fit)
 
     q = sub.add_parser("validate", help="leave-one-configuration-out MAE and interval coverage")
     calibration_flags(q)
-    q.add_argument("--data", help="a results Dataset (netCDF) matching --posterior")
-    q.add_argument("--interval", type=float, default=90.0)
+    q.add_argument("--data", type=checks.nonempty, help="a results Dataset (netCDF) matching --posterior")
+    q.add_argument("--interval", type=checks.percent, default=90.0)
     q.add_argument("--refit", action="store_true",
                    help="hold out exactly (NUTS refit) every configuration whose PSIS Pareto k̂ > 0.7 (minutes each)")
     # calibrate.validate.SPLITS, spelled out here so that building the parser imports no calibrate module
@@ -439,18 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--baselines", action="store_true",
                    help="also score least-squares fits of the same model with bootstrap intervals, and the naive "
                         "carry-forward (nearest training run) and loglinear (a line in log tokens and size)")
-    q.add_argument("--boot", type=int, default=20, help="bootstrap resamples for the baselines on held-out splits (default 20; "
-                        "leave-one-out folds use residuals only)")
-    q.add_argument("--compare", metavar="POSTERIOR",
+    q.add_argument("--boot", type=checks.natural, default=20,
+                   help="bootstrap resamples for the baselines on held-out splits (default 20; leave-one-out folds "
+                        "use residuals only)")
+    q.add_argument("--compare", type=checks.nonempty, metavar="POSTERIOR",
                    help="compare with another posterior of the same data (a bundled name such as gadre2024_compute, "
                         "or a .npz) by PSIS-LOO")
     q.set_defaults(func=cmd_validate)
 
     q = sub.add_parser("train", help="train the missing stages of one run for real (torch) and record its results")
     q.add_argument("name", help="run name, e.g. 0.3M-4MT-1+3MT-2Kep1-2Kep4")
-    q.add_argument("--out", default="runs", help="run store folder (default: runs)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--recipe", help="recipe TOML (default: the bundled one for the model size)")
+    q.add_argument("--out", type=checks.nonempty, default="runs", help="run store folder (default: runs)")
+    q.add_argument("--seed", type=checks.natural, default=0)
+    q.add_argument("--recipe", type=checks.nonempty, help="recipe TOML (default: the bundled one for the model size)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
 
@@ -470,42 +506,38 @@ def build_parser() -> argparse.ArgumentParser:
                        ("collect", "the results Dataset of every finished job")):
         w = wsub.add_parser(verb, help=text)
         w.add_argument("study", help="a study spec, e.g. studies/mini.toml")
-        w.add_argument("--out", help="run store (default: the study's [study] out)")
+        w.add_argument("--out", type=checks.nonempty, help="run store (default: the study's [study] out)")
         w.set_defaults(func=cmd_sweep)
         if verb == "submit":
             w.add_argument("--executor", choices=("local", "slurm"), help="default: the study's executor")
-            w.add_argument("--retries", type=int, help="retries per failed job (default: the study's max_retries)")
+            w.add_argument("--retries", type=checks.natural,
+                           help="retries per failed job (default: the study's max_retries)")
             w.add_argument("--detach", action="store_true", help="slurm: submit the tree with dependencies and exit")
         elif verb == "status":
-            w.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until nothing is live")
+            w.add_argument("--watch", type=checks.positive, metavar="S",
+                           help="refresh every S seconds until nothing is live")
         elif verb == "collect":
             w.add_argument("-o", "--output", required=True, help="output netCDF, e.g. results.nc")
 
     q = sub.add_parser("figs", help="the paper figures (PNG + PDF) and their index figures.md")
     calibration_flags(q)
-    q.add_argument("--data", help="a results Dataset (netCDF) to draw, with --posterior fitted to it")
-    q.add_argument("--only", help="comma-separated figures: fig2..fig8, forgetting, overtraining (default: all)")
-    q.add_argument("--out", default="figures", help="output folder (default: figures)")
+    q.add_argument("--data", type=checks.nonempty,
+                   help="a results Dataset (netCDF) to draw, with --posterior fitted to it")
+    q.add_argument("--only", type=checks.nonempty,
+                   help="comma-separated figures: fig2..fig8, forgetting, overtraining (default: all)")
+    q.add_argument("--out", type=checks.nonempty, default="figures", help="output folder (default: figures)")
     q.set_defaults(func=cmd_figs)
     return p
 
 
 def main(argv=None) -> int:
-    from dynsim.config import ConfigError
-    from dynsim.posterior import PosteriorError
-
-    known = (UsageError, ConfigError, PosteriorError, FileNotFoundError)
+    """Exit 0 on success, 2 with one line on stderr for a refused input (UserError, a missing file); any other
+    exception is a bug and shows its traceback."""
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "interval", 90) <= 0 or getattr(args, "interval", 90) >= 100:
-            raise UsageError("--interval must lie between 0 and 100")
         return args.func(args)
-    except known as e:
+    except (UserError, FileNotFoundError) as e:
         return _fail(str(e))
-    except ValueError as e:  # ResultsError and other input errors from the heavier verbs
-        if type(e).__module__.startswith(("dynsim", "calibrate", "train_runs")):
-            return _fail(str(e))
-        raise
     except KeyboardInterrupt:
         return _fail("interrupted")
     except BrokenPipeError:  # output piped into `head` and closed: not an error

@@ -22,14 +22,17 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
+from dynsim.errors import UserError, shown
+
 UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+MAX_COUNT = 10**24  # beyond every real size, token, example or epoch count; a 5,000-digit one is a typo
 NAME_FORM = ("{size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F}], "
              "e.g. 1B-160BT-8+42BT-100Kep1-100Kep8 or 1B-3TT-mnli:6Kep3")
 _NUM = r"\d+(?:\.\d+)?"
 _DATA = re.compile(r"[a-z0-9_]+")  # a data set's name: no '-' (separates stages) nor ':' (ends the name)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A malformed run-config; the message names the bad part and the expected form."""
 
 
@@ -143,13 +146,15 @@ def config_distance(a: RunConfig, b: RunConfig) -> float:
 
 # -- numbers with units -----------------------------------------------------------------------------
 def _count(text: str, unit: str, what: str, part: str) -> int:
-    """'1.6' with unit 'B' → 1_600_000_000 exactly; must be a whole number of items."""
+    """'1.6' with unit 'B' → 1_600_000_000 exactly; must be a whole number of items, below MAX_COUNT."""
     try:
         value = Decimal(text) * UNITS[unit]
     except (InvalidOperation, KeyError):
-        raise ConfigError(f"bad {what} '{part}'") from None
+        raise ConfigError(f"bad {what} {shown(part)}") from None
+    if value >= MAX_COUNT:
+        raise ConfigError(f"bad {what} {shown(part)}: not below 1e24, the largest count a run can have here")
     if value != value.to_integral_value():
-        raise ConfigError(f"bad {what} '{part}': {text}{unit} is not a whole number")
+        raise ConfigError(f"bad {what} {shown(part)}: {shown(text + unit)} is not a whole number")
     return int(value)
 
 
@@ -218,10 +223,10 @@ _EXAMPLES = re.compile(rf"({_NUM})([KMB]?)ep(\d+)")
 def parse_size(text: str) -> int:
     m = _SIZE.fullmatch(text.strip())
     if not m:
-        raise ConfigError(f"bad size '{text}': expected a parameter count such as 1B, 125M or 0.3M")
+        raise ConfigError(f"bad size {shown(text)}: expected a parameter count such as 1B, 125M or 0.3M")
     n = _count(m[1], m[2], "size", text)
     if n <= 0:
-        raise ConfigError(f"bad size '{text}': must be positive")
+        raise ConfigError(f"bad size {shown(text)}: must be positive")
     return n
 
 
@@ -229,11 +234,11 @@ def parse_pretrain(text: str) -> tuple[int, int]:
     """'320BT' → (320e9, 0); '20of160BT' → (20e9, 160e9)."""
     m = _PRETRAIN.fullmatch(text.strip())
     if not m:
-        raise ConfigError(f"bad pretraining tokens '{text}': expected a token count such as 160BT, 4MT or 20of160BT")
+        raise ConfigError(f"bad pretraining tokens {shown(text)}: expected a token count such as 160BT, 4MT or 20of160BT")
     tokens = _count(m[1], m[3], "pretraining tokens", text)
     schedule = _count(m[2], m[3], "pretraining tokens", text) if m[2] else 0
     if tokens <= 0:
-        raise ConfigError(f"bad pretraining tokens '{text}': must be positive")
+        raise ConfigError(f"bad pretraining tokens {shown(text)}: must be positive")
     return tokens, schedule
 
 
@@ -241,7 +246,7 @@ def parse_cpt(text: str) -> tuple[int, int]:
     """'8+42BT' → (8e9, 42e9): replay + domain tokens."""
     m = _CPT.fullmatch(text.strip())
     if not m:
-        raise ConfigError(f"bad CPT mix '{text}': expected {{replay}}+{{domain}} tokens such as 8+42BT or 0+50BT")
+        raise ConfigError(f"bad CPT mix {shown(text)}: expected {{replay}}+{{domain}} tokens such as 8+42BT or 0+50BT")
     return _count(m[1], m[3], "CPT mix", text), _count(m[2], m[3], "CPT mix", text)
 
 
@@ -249,17 +254,17 @@ def parse_examples(text: str, stage: str = "SFT") -> tuple[int, int]:
     """'100Kep1' → (100_000, 1)."""
     m = _EXAMPLES.fullmatch(text.strip())
     if not m:
-        raise ConfigError(f"bad {stage} budget '{text}': expected {{examples}}ep{{epochs}} such as 100Kep1")
-    examples, epochs = _count(m[1], m[2], f"{stage} budget", text), int(m[3])
+        raise ConfigError(f"bad {stage} budget {shown(text)}: expected {{examples}}ep{{epochs}} such as 100Kep1")
+    examples, epochs = _count(m[1], m[2], f"{stage} budget", text), _count(m[3], "", f"{stage} epochs", text)
     if examples <= 0 or epochs <= 0:
-        raise ConfigError(f"bad {stage} budget '{text}': examples and epochs must be positive")
+        raise ConfigError(f"bad {stage} budget {shown(text)}: examples and epochs must be positive")
     return examples, epochs
 
 
 def check_data_name(data: str) -> str:
     """A data set's name as the language spells it (lowercase letters, digits, '_'), or a ConfigError."""
     if not isinstance(data, str) or not _DATA.fullmatch(data):
-        raise ConfigError(f"bad SFT data name {data!r}: expected lowercase letters, digits and '_', as in mnli or "
+        raise ConfigError(f"bad SFT data name {shown(data)}: expected lowercase letters, digits and '_', as in mnli or "
                           f"tulu_v2")
     return data
 
@@ -268,7 +273,7 @@ def parse_sft(text: str) -> tuple[str, int, int]:
     """'mnli:393Kep3' → ('mnli', 393_000, 3); '100Kep1' → ('', 100_000, 1)."""
     data, colon, budget = text.strip().rpartition(":")
     if colon and not _DATA.fullmatch(data):
-        raise ConfigError(f"bad SFT stage {text!r}: the data name {data!r} must be lowercase letters, digits and '_', "
+        raise ConfigError(f"bad SFT stage {shown(text)}: the data name {shown(data)} must be lowercase letters, digits and '_', "
                           f"as in mnli:393Kep3")
     return (data, *parse_examples(budget, "SFT"))
 
@@ -279,7 +284,7 @@ def parse_config(name: str) -> RunConfig:
         raise ConfigError(f"empty run name: expected {NAME_FORM}")
     parts = name.strip().split("-")
     if len(parts) < 2:
-        raise ConfigError(f"bad run name '{name}': expected {NAME_FORM}")
+        raise ConfigError(f"bad run name {shown(name)}: expected {NAME_FORM}")
     size = parse_size(parts[0])
     pretrain, schedule = parse_pretrain(parts[1])
     fields = dict(size=size, pretrain=pretrain, pretrain_schedule=schedule)
@@ -287,12 +292,12 @@ def parse_config(name: str) -> RunConfig:
     if rest and "+" in rest[0]:
         fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(rest.pop(0))
         if fields["cpt_domain"] == 0:
-            raise ConfigError(f"bad CPT mix '{parts[2]}': domain tokens must be > 0")
+            raise ConfigError(f"bad CPT mix {shown(parts[2])}: domain tokens must be > 0")
     if len(rest) > 2:
-        raise ConfigError(f"bad run name '{name}': too many parts after the CPT field; expected {NAME_FORM}")
+        raise ConfigError(f"bad run name {shown(name)}: too many parts after the CPT field; expected {NAME_FORM}")
     for stage, part in zip(("sft", "rl"), rest):
         if "+" in part:
-            raise ConfigError(f"bad run name '{name}': the CPT field '{part}' must come right after the PT tokens")
+            raise ConfigError(f"bad run name {shown(name)}: the CPT field {shown(part)} must come right after the PT tokens")
         if stage == "sft":
             fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(part)
         else:
@@ -303,7 +308,7 @@ def parse_config(name: str) -> RunConfig:
 def parse_rl(text: str) -> tuple[int, int]:
     """'100Kep8' → (100_000, 8); a data name is the SFT stage's alone."""
     if ":" in text:
-        raise ConfigError(f"bad RL budget '{text}': only the SFT stage names its data set; expected {{examples}}ep"
+        raise ConfigError(f"bad RL budget {shown(text)}: only the SFT stage names its data set; expected {{examples}}ep"
                           f"{{epochs}} such as 100Kep8")
     return parse_examples(text, "RL")
 
@@ -326,7 +331,7 @@ def config_from_flags(
     if cpt is not None:
         fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(cpt)
         if fields["cpt_domain"] == 0:
-            raise ConfigError(f"bad CPT mix '{cpt}': domain tokens must be > 0")
+            raise ConfigError(f"bad CPT mix {shown(cpt)}: domain tokens must be > 0")
     if sft is not None:
         fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(sft)
     if rl is not None:

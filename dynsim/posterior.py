@@ -15,12 +15,13 @@ import numpy as np
 
 from dynsim import calibrations, forward, observation
 from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
+from dynsim.errors import UserError
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
 BUNDLED = tuple(calibrations.CALIBRATIONS)  # their data, forms and files: dynsim/calibrations.py
 
 
-class PosteriorError(ValueError):
+class PosteriorError(UserError):
     """A posterior file that is missing, unreadable or fails its diagnostics."""
 
 
@@ -197,6 +198,11 @@ class Posterior:
                 out.append(f"{label} {fmt(v)} outside the calibrated {fmt(min(seen_nonzero))}–{fmt(max(seen))}")
         return out
 
+    def unseen_stages(self, cfg: RunConfig) -> list[str]:
+        """cfg's stages (CPT, SFT, RL) that no calibrated run has: there is nothing to extrapolate them from."""
+        stages = {"CPT": lambda c: c.has_cpt, "SFT": lambda c: c.has_sft, "RL": lambda c: c.has_rl}
+        return [s for s, has in stages.items() if has(cfg) and not any(has(c) for c in self.observed)]
+
     def nearest_observed(self, cfg: RunConfig) -> RunConfig:
         """The calibrated configuration closest to cfg (config_distance: log-counts, stage presence weighs most)."""
         return min(self.observed, key=lambda c: config_distance(cfg, c))
@@ -210,7 +216,7 @@ def load(path) -> Posterior:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             params = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
         raise PosteriorError(f"{path}: not a readable dynsim posterior ({type(e).__name__})") from None
     if meta.get("schema") != SCHEMA:
         older = str(meta.get("schema", "")).startswith("dynsim.posterior/")

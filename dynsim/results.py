@@ -29,6 +29,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from importlib import resources
@@ -39,6 +40,7 @@ import xarray as xr
 
 from dynsim import __version__
 from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
+from dynsim.errors import UserError, shown
 
 CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
                "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")  # the counts of a RunConfig
@@ -60,7 +62,7 @@ EVOLM_CITATION = ("Qi et al. 2025, 'EvoLM: In Search of Lost Language Model Trai
                   "arXiv 2506.16029 (NeurIPS 2025), Tables 1-4")
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError):
     """A results file or record that cannot be read; the message says which and why."""
 
 
@@ -239,6 +241,8 @@ def read_record(path) -> dict:
         rec = json.loads(_read_bytes(path))
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not a JSON result record ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise ResultsError(f"{path}: not a JSON result record (not UTF-8 text)") from None
     if not isinstance(rec, dict) or rec.get("schema") != RECORD_SCHEMA:
         raise ResultsError(f"{path}: not a {RECORD_SCHEMA} record")
     return rec
@@ -259,18 +263,54 @@ def from_records(paths) -> xr.Dataset:
     rows, tasks, provenance = [], {}, set()
     for f in files:
         rec = read_record(f)
-        try:
-            cfg = parse_config(rec["config"])
-        except ConfigError as e:
-            raise ResultsError(f"{f}: {e}") from None
-        for m in rec["metrics"]:
-            rows.append(dict(config=cfg, task=m["task"], metric=m["metric"], seed=rec.get("seed", 0),
-                             value=m["value"], n_items=m.get("n_items"), n_correct=m.get("n_correct")))
-        for name, t in rec.get("tasks", {}).items():
+        rows += _record_rows(rec, f)
+        for name, t in _record_tasks(rec, f).items():
             tasks[name] = dict(kind=t.get("kind", "unknown"), chance=t.get("chance", ""), n_items=t.get("n_items", ""))
         provenance.add(json.dumps(rec.get("provenance", {}).get("code_version", "")))
     return from_rows(rows, tasks, {"title": "dynsim training results", "source": f"{len(files)} result records",
                                    "record_code_versions": ";".join(sorted(provenance))})
+
+
+def _record_rows(rec: dict, path) -> list[dict]:
+    """A record's numbers as rows, every field checked: a malformed record is refused, naming its file and field,
+    rather than dropped or carried into the Dataset."""
+    try:
+        cfg = parse_config(rec.get("config"))
+    except ConfigError as e:
+        raise ResultsError(f"{path}: {e}") from None
+    seed = rec.get("seed", 0)
+    if not _is_count(seed):
+        raise ResultsError(f"{path}: seed must be a non-negative integer, got {shown(seed)}")
+    metrics = rec.get("metrics")
+    if not isinstance(metrics, list) or not metrics:
+        raise ResultsError(f"{path}: needs 'metrics', a non-empty list of {{task, metric, value}}")
+    rows = []
+    for i, m in enumerate(metrics):
+        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) and m[k] for k in ("task", "metric")):
+            raise ResultsError(f"{path}: metrics[{i}] needs a 'task' and a 'metric' name")
+        value = m.get("value")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): value must be a finite number, "
+                               f"got {shown(value)}")
+        for k in ("n_items", "n_correct"):
+            if m.get(k) is not None and not _is_count(m[k]):
+                raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): {k} must be a non-negative "
+                                   f"integer, got {shown(m[k])}")
+        rows.append(dict(config=cfg, task=m["task"], metric=m["metric"], seed=seed, value=value,
+                         n_items=m.get("n_items"), n_correct=m.get("n_correct")))
+    return rows
+
+
+def _record_tasks(rec: dict, path) -> dict:
+    tasks = rec.get("tasks", {})
+    if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
+        raise ResultsError(f"{path}: 'tasks' must be a table of task name -> {{kind, chance, n_items}}, got "
+                           f"{shown(tasks)}")
+    return tasks
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 # -- views -----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 
 from dynsim.config import ConfigError, RunConfig, check_data_name, parse_config
+from dynsim.errors import UserError
 
 RUN_FIELDS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs",
               "rl_examples", "rl_epochs")
@@ -41,7 +42,7 @@ _COUNT = re.compile(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([KMBT]?)T?")
 _UNIT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 
 
-class CSVError(ValueError):
+class CSVError(UserError):
     """A CSV that cannot be imported; the message lists each bad row and column."""
 
 

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 from pathlib import Path
 
 from dynsim.config import (ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
                            parse_size)
+from dynsim.errors import UserError
 
 STAGES = ("pt", "cpt", "sft", "rl")
 EXECUTORS = ("local", "slurm")
 SCHEDULES = ("wsd", "cosine")
 
 
-class StudyError(ValueError):
+class StudyError(UserError):
     """A malformed study spec; the message names the file and the key."""
 
 
@@ -216,7 +218,7 @@ def load_study(path) -> Study:
         for f in dataclasses.fields(Resources):
             kind = float if f.type in ("float", float) else int if f.type in ("int", int) else str
             fields[f.name] = _typed(table, f.name, kind, f.default, f"resources.{stage}", err)
-        if fields["cpus"] < 1 or fields["gpus"] < 0 or fields["mem_gb"] <= 0 or fields["time_min"] <= 0:
+        if fields["cpus"] < 1 or fields["gpus"] < 0 or not 0 < fields["mem_gb"] < math.inf or fields["time_min"] <= 0:
             raise err(f"[resources.{stage}] needs cpus >= 1, gpus >= 0, mem_gb > 0, time_min > 0")
         resources[stage] = Resources(**fields)
 

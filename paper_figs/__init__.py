@@ -14,6 +14,8 @@ from pathlib import Path
 
 from . import style  # noqa: F401  (selects the Agg backend before anything imports pyplot)
 
+from dynsim.errors import UserError
+
 FIGURES = {  # name → module, in paper order
     "fig2": "fig2_upstream_pt",
     "fig3": "fig3_downstream_pt",
@@ -32,7 +34,7 @@ NAMED_SFT = ("finetuning",)  # the figures of a Dataset whose runs fine-tune on 
 INDEX, INDEX_JSON = "figures.md", "figures.json"
 
 
-class FigsError(ValueError):
+class FigsError(UserError):
     """A figure request that cannot be met (unknown figure, no bundled data); the message says why."""
 
 

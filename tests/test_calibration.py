@@ -51,7 +51,9 @@ def test_fit_cli_writes_a_diagnosed_posterior(tmp_path):
     out = tmp_path / "post.npz"
     code = main(["fit", "-o", str(out), "--draws", "300", "--tune", "300", "--chains", "2", "--quiet"])
     post = posterior.load(out)
-    assert out.with_suffix(".nc").exists() and post.n_draws == 600
+    assert out.with_suffix(".nc").exists()
+    # an R-hat retry doubles the draws: the posterior holds those of the attempt it reports
+    assert post.n_draws == 2 * post.meta["diagnostics"]["draws"] and post.n_draws in (600, 1200, 2400)
     assert set(post.meta["diagnostics"]) >= {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences"}
     assert code == (0 if not post.diagnostic_problems() else 2)
 

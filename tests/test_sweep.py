@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cloudpickle
@@ -110,3 +112,93 @@ def test_local_sweep_end_to_end(study, tmp_path, capsys):
     assert ds.attrs["study"] == "tiny"
     assert main(["sweep", "status", str(study.path)]) == 0
     assert "done 7" in capsys.readouterr().out
+
+
+# -- one dispatcher per run store --------------------------------------------------------------------------
+LIGHT_STUDY = """
+[study]
+name = "light"
+seeds = [0]
+executor = "local"
+max_parallel = 2
+[schedule]
+pt = "cosine"
+[[grid]]
+size = ["0.1M"]
+pretrain = ["50KT", "100KT"]
+"""
+# a dispatcher with a job that trains nothing: it waits for the go file (so that two start together), sleeps a
+# second, notes that it ran and writes the result record a finished job leaves
+DISPATCHER = """
+import sys, time
+from pathlib import Path
+from train_runs import sweep
+
+study, out, go = sweep.load(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+def job(config_name, out_dir, seed, recipe, parent_name=None, wsd_branches=()):
+    import json, os, time
+    from pathlib import Path
+    time.sleep(1)
+    with open(Path(out_dir) / "ran.txt", "a") as f:
+        f.write(f"{config_name}/seed{seed} {os.getpid()}\\n")
+    here = Path(out_dir) / config_name / f"seed{seed}"
+    here.mkdir(parents=True, exist_ok=True)
+    (here / "result.json").write_text(json.dumps({"config": config_name, "seed": seed}))
+    return {"config": config_name, "seed": seed}
+
+(out.parent / f"ready-{Path(sys.argv[0]).name}-{__import__('os').getpid()}").touch()
+while not go.exists():
+    time.sleep(0.02)
+try:
+    summary = sweep.submit(study, out=out, fn=job, poll_s=0.1, log=lambda m: None)
+except sweep.SweepError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+sys.exit(0 if summary["done"] == summary["jobs"] else 1)
+"""
+
+
+def test_two_simultaneous_submits_run_each_job_once(tmp_path):
+    """Two `submit`s of one study started together: one dispatches every job once, the other is refused at once,
+    naming the first one's pid (issue 19: both used to dispatch all 15 jobs)."""
+    spec, script, go, out = tmp_path / "light.toml", tmp_path / "dispatch.py", tmp_path / "go", tmp_path / "runs"
+    spec.write_text(LIGHT_STUDY)
+    script.write_text(DISPATCHER)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen([sys.executable, str(script), str(spec), str(out), str(go)], env=env, text=True,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
+    codes = [p.wait(timeout=120) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    assert sorted(codes) == [0, 2], errors
+    refusal = errors[codes.index(2)]
+    assert len(refusal.splitlines()) == 1 and f"pid {procs[codes.index(0)].pid}" in refusal, refusal
+    ran = (out / "ran.txt").read_text().splitlines()
+    assert sorted(line.split()[0] for line in ran) == ["0.1M-100KT/seed0", "0.1M-50KT/seed0"], ran
+
+
+def test_a_submit_while_another_holds_the_store_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """The CLI's side: exit 2, one line naming the holder's pid, and no state read or written."""
+    spec, out = tmp_path / "light.toml", tmp_path / "runs"
+    spec.write_text(LIGHT_STUDY)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from train_runs import sweep\n"
+                               f"with sweep.dispatch_lock({str(out)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+
+        def started(*args, **kwargs):
+            raise AssertionError("a second dispatcher started")
+        monkeypatch.setattr(sweep._Dispatcher, "run", started)
+        assert main(["sweep", "submit", str(spec), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and f"another dispatcher (pid {holder.pid})" in err, err
+        assert not (out / "_sweep" / "state.json").exists()
+    finally:
+        holder.communicate("", timeout=30)
+    assert main(["sweep", "status", str(spec), "--out", str(out)]) == 0  # the lock is gone with its holder

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from dynsim.errors import UserError
 from train_runs import tasks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,7 +130,7 @@ def load_general_corpus(source: str = "wordnet") -> GeneralCorpus:
             raise FileNotFoundError(f"general corpus '{source}' is neither 'wordnet', 'sample' nor a text file")
         docs = read_text_documents(path)
     if len(docs) < 2 * HELDOUT_EVERY:
-        raise ValueError(f"general corpus '{source}' has only {len(docs)} documents; need at least {2 * HELDOUT_EVERY}")
+        raise UserError(f"general corpus '{source}' has only {len(docs)} documents; need at least {2 * HELDOUT_EVERY}")
     train_docs = [d for d in docs if not is_heldout(d)]
     eval_docs = [d for d in docs if is_heldout(d)]
     random.Random("general-order").shuffle(train_docs)  # WordNet is sorted by topic; pretraining wants it mixed
@@ -156,7 +157,7 @@ def tokenizer_training_text(corpus: GeneralCorpus) -> list[str]:
 
 def get_tokenizer(corpus: GeneralCorpus, vocab_size: int = 512) -> Tokenizer:
     if vocab_size < 300:
-        raise ValueError(f"vocab_size must be at least 300 (256 bytes + merges + specials), got {vocab_size}")
+        raise UserError(f"vocab_size must be at least 300 (256 bytes + merges + specials), got {vocab_size}")
     key = sha(TOKENIZER_VERSION, corpus.hash, str(vocab_size), *FORMAT_SNIPPETS, str(FORMAT_SHARE))
     path = cache_dir() / "tokenizer" / f"{key}.json"
     if path.exists():

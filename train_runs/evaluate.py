@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynsim.errors import UserError
 from train_runs import tasks
 from train_runs.model import GPT, autocast_for
 
@@ -32,7 +33,7 @@ def text_loss(model: GPT, tokens: np.ndarray, block_size: int, max_tokens: int, 
     device = model.embed.weight.device
     n_windows = max(1, min(len(tokens) - 1, max_tokens) // block_size)
     if len(tokens) < block_size + 1:
-        raise ValueError(f"held-out text of {len(tokens)} tokens is shorter than one block ({block_size + 1})")
+        raise UserError(f"held-out text of {len(tokens)} tokens is shorter than one block ({block_size + 1})")
     total, count = 0.0, 0
     for start in range(0, n_windows, batch_size):
         rows = [tokens[i * block_size: i * block_size + block_size + 1] for i in range(start, min(n_windows, start + batch_size))]
@@ -60,7 +61,7 @@ def cloze_items(docs: list[str], n: int, seed: int = 0) -> list[dict]:
             cut = len(words) // 2
             splits.append((" ".join(words[:cut]), " " + " ".join(words[cut:])))
     if len(splits) < 4:
-        raise ValueError(f"need at least 4 held-out documents of 8-60 words for cloze items, have {len(splits)}")
+        raise UserError(f"need at least 4 held-out documents of 8-60 words for cloze items, have {len(splits)}")
     rng.shuffle(splits)
     items = []
     for i, (context, ending) in enumerate(splits[:n]):

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dynsim.errors import UserError
+
 
 @dataclass
 class ModelConfig:
@@ -31,10 +33,10 @@ class ModelConfig:
         self.n_kv_head = self.n_kv_head or self.n_head
         self.ffn_hidden = self.ffn_hidden or 16 * math.ceil(8 * self.d_model / 3 / 16)
         if self.d_model % self.n_head or self.n_head % self.n_kv_head:
-            raise ValueError(f"d_model ({self.d_model}) must divide into n_head ({self.n_head}) heads, "
+            raise UserError(f"d_model ({self.d_model}) must divide into n_head ({self.n_head}) heads, "
                              f"and n_head into n_kv_head ({self.n_kv_head}) groups")
         if (self.d_model // self.n_head) % 2:
-            raise ValueError(f"head size {self.d_model // self.n_head} must be even for RoPE")
+            raise UserError(f"head size {self.d_model // self.n_head} must be even for RoPE")
 
     @property
     def head_dim(self) -> int:
@@ -61,7 +63,7 @@ def config_for_params(target: int, vocab_size: int = 512, head_dim: int = 16, ma
     E.g. with vocab 512: 0.1M -> 2 layers x 48, 1M -> 5 layers x 128.
     """
     if target < 10_000:
-        raise ValueError(f"model size {target} is too small: the miniature needs at least 10K parameters")
+        raise UserError(f"model size {target} is too small: the miniature needs at least 10K parameters")
     best, best_score = None, math.inf
     for n_layer in range(1, 65):
         for d in range(head_dim, 8193, head_dim):
@@ -78,7 +80,7 @@ def config_for_params(target: int, vocab_size: int = 512, head_dim: int = 16, ma
             if score < best_score:
                 best, best_score = cfg, score
     if best is None:
-        raise ValueError(f"no model shape of about {target} parameters with vocab {vocab_size}")
+        raise UserError(f"no model shape of about {target} parameters with vocab {vocab_size}")
     return best
 
 

@@ -22,16 +22,22 @@ Dispatch. The dispatcher (the `submit` process) keeps a task table:
   adopts jobs still queued or running from an earlier `submit --detach`.
 The table is saved (atomically) to `<out>/_sweep/state.json`, which `status` reads; submitit's files (pickles,
 logs) live in `<out>/_sweep/submitit/`.
+One dispatcher per run store: `submit` holds an exclusive lock on `<out>/_sweep/dispatcher.lock` from before it
+reads the table until it returns, and a second `submit` of the same store is refused, naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from dynsim.errors import UserError
 from dynsim.study import Study, load_study
 from dynsim.tree import Node, descendants, format_plan, tree_for
 
@@ -40,7 +46,7 @@ SLURM_LIVE = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING"
               "RESIZING", "SUSPENDED"}
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """A sweep that cannot go on (bad study, missing results); one-line message."""
 
 
@@ -72,6 +78,36 @@ def result_path(out: Path, node: Node, seed: int) -> Path:
 
 def _state_path(out: Path) -> Path:
     return Path(out) / "_sweep" / "state.json"
+
+
+def _lock_path(out: Path) -> Path:
+    return Path(out) / "_sweep" / "dispatcher.lock"
+
+
+@contextlib.contextmanager
+def dispatch_lock(out: Path):
+    """Hold an exclusive lock on the run store `out` while dispatching: two `submit`s of one study started together
+    would both read the same state and both dispatch every job. Non-blocking: the second is refused at once, naming
+    the process that holds the lock (its pid is written in the lock file). The kernel drops the lock when the holder
+    exits, however it exits, so a killed dispatcher never leaves the store locked."""
+    path = _lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise SweepError(f"another dispatcher (pid {holder}) is running this sweep in {out} (it holds {path}); "
+                             "wait for it or stop it first") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)  # still locked: no later reader takes a finished dispatcher's pid for a live one
 
 
 def _key(node: Node, seed: int) -> str:
@@ -203,10 +239,7 @@ class _Dispatcher:
 
     # adopting jobs of an earlier detached submit
     def adopt(self) -> None:
-        prev = _read_state(self.out)
-        if prev.get("dispatcher_pid") and prev["dispatcher_pid"] != os.getpid() and _pid_alive(prev["dispatcher_pid"]):
-            raise SweepError(f"a dispatcher (pid {prev['dispatcher_pid']}) is already running this sweep in {self.out}; "
-                             "wait for it or stop it first")
+        prev = _read_state(self.out)  # under the dispatch lock: no other dispatcher is running
         if self.kind != "slurm" or prev.get("executor") != "slurm":
             return
         import submitit
@@ -360,12 +393,16 @@ def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_
     kind = executor or study.executor
     if kind == "local" and not wait:
         raise SweepError("--detach needs the slurm executor: local jobs are children of the dispatcher")
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise SweepError("the slurm executor needs Slurm's sbatch on PATH, and there is none here; "
+                         "use --executor local")
     if fn is None:
         from train_runs.sweep_job import NodeJob
 
         fn = NodeJob()
-    d = _Dispatcher(study, kind, out_dir(study, out), fn, max_retries, poll_s, log)
-    return d.run(wait=wait)
+    with dispatch_lock(out_dir(study, out)):  # before the dispatcher reads any state
+        d = _Dispatcher(study, kind, out_dir(study, out), fn, max_retries, poll_s, log)
+        return d.run(wait=wait)
 
 
 # -- status -------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ import dataclasses
 import random
 import re
 
+from dynsim.errors import UserError
+
 TASKS_VERSION = "tasks/3"  # bump when a generator changes: it is part of every run's data hash
 ANSWER_MARK = "####"
 
@@ -230,7 +232,7 @@ def make_items(task: str, split: str, n: int, seed: int = 0, stream: str = "") -
     `stream` separates independent training uses (SFT examples, RL prompts, CPT text) of the same split.
     """
     if task not in GENERATORS:
-        raise ValueError(f"unknown task '{task}': expected one of {', '.join(GENERATORS)}")
+        raise UserError(f"unknown task '{task}': expected one of {', '.join(GENERATORS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}': expected 'train' or 'eval'")
     names = TRAIN_NAMES if split == "train" else EVAL_NAMES
@@ -246,7 +248,7 @@ def make_items(task: str, split: str, n: int, seed: int = 0, stream: str = "") -
             seen.add(item.question)
             items.append(item)
     if len(items) < n:
-        raise ValueError(f"task '{task}' has fewer than {n} distinct evaluation items")
+        raise UserError(f"task '{task}' has fewer than {n} distinct evaluation items")
     return items
 
 
@@ -254,7 +256,7 @@ def make_mixture(weights: dict[str, float], split: str, n: int, seed: int = 0, s
     """n items drawn from several tasks in the given proportions (exact counts, interleaved by a seeded shuffle)."""
     total = sum(weights.values())
     if total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"task weights must be non-negative with a positive sum, got {weights}")
+        raise UserError(f"task weights must be non-negative with a positive sum, got {weights}")
     names = sorted(weights)
     counts = {t: int(n * weights[t] / total) for t in names}
     for t in names[: n - sum(counts.values())]:  # hand out the rounding remainder

@@ -28,12 +28,19 @@ import numpy as np
 import torch
 
 from dynsim.config import RunConfig, format_size, parse_config
+from dynsim.errors import UserError, shown
 from train_runs import data, evaluate, stages, tasks
 from train_runs.model import GPT, ModelConfig, config_for_params
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 SCHEMA = "dynsim.result/1"
 STAGES = ("pt", "cpt", "sft", "rl")
+STATE_BYTES = 16  # per parameter while training: fp32 weights, gradients and AdamW's two moments
+MAX_STEPS = 10_000_000  # optimizer steps in one stage: weeks at the miniature's fastest; more is a typo in a budget
+
+
+class RecipeError(UserError):
+    """A recipe that cannot be read or resolved: not TOML, an `extends` cycle, a missing or malformed table."""
 
 
 # -- recipes ------------------------------------------------------------------------------------------
@@ -47,21 +54,34 @@ def _merge(base: dict, over: dict) -> dict:
 def _recipe_path(recipe) -> Path:
     path = Path(recipe) if str(recipe).endswith(".toml") else RECIPES / f"{recipe}.toml"
     if not path.is_file():
-        raise FileNotFoundError(f"recipe '{recipe}' not found (looked for {path})")
+        raise FileNotFoundError(f"recipe {shown(recipe)} not found (looked for {shown(str(path))})")
     return path
 
 
-def _read_recipe_file(path: Path) -> dict:
-    """A recipe TOML; one that says `extends = "<recipe name or path>"` holds only what it changes of that one."""
-    with open(path, "rb") as f:
-        hp = tomllib.load(f)
+def _read_recipe_file(path: Path, seen: tuple = ()) -> dict:
+    """A recipe TOML; one that says `extends = "<recipe name or path>"` holds only what it changes of that one.
+    seen: the recipes that extend this one, so that a cycle is an error rather than a RecursionError."""
+    path = path.resolve()
+    if path in seen:
+        raise RecipeError(f"recipe {path.name} extends itself: {' -> '.join(p.name for p in seen + (path,))}")
+    try:
+        with open(path, "rb") as f:
+            hp = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"recipe {path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {path}: not a UTF-8 text file") from None
     base = hp.pop("extends", None)
-    return hp if base is None else _merge(_read_recipe_file(_recipe_path(base)), hp)
+    if base is not None and not isinstance(base, str):
+        raise RecipeError(f"recipe {path}: extends must be a recipe name or path, got {base!r}")
+    return hp if base is None else _merge(_read_recipe_file(_recipe_path(base), seen + (path,)), hp)
 
 
 def _for_size(hp: dict, size: int | None) -> dict:
     """hp with its largest fitting `[size."N"]` table (N <= size) merged in, and the size tables removed."""
     by_size = hp.pop("size", {})
+    if not isinstance(by_size, dict) or not all(isinstance(v, dict) for v in by_size.values()):
+        raise RecipeError(f"a recipe's size tables are [size.\"N\".<stage>] tables, got size = {by_size!r}")
     if size is not None and by_size:
         from dynsim.config import parse_size
         fitting = sorted((parse_size(k), v) for k, v in by_size.items() if parse_size(k) <= size)
@@ -86,8 +106,8 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     hp = _for_size(_read_recipe_file(base_path), size)
     hp = _for_size(_merge(hp, overrides), size)
     for section in ("data", "model", "run", "pt", "cpt", "sft", "rl", "eval"):
-        if section not in hp:
-            raise ValueError(f"recipe {base_path} lacks the [{section}] table")
+        if not isinstance(hp.get(section), dict):
+            raise RecipeError(f"recipe {base_path} lacks the [{section}] table")
     return hp
 
 
@@ -169,11 +189,65 @@ def model_config(config: RunConfig, hp: dict) -> ModelConfig:
     return config_for_params(config.size, hp["data"]["vocab_size"], m["head_dim"], m["max_seq_len"], m["aspect"])
 
 
+# -- what this machine can train ----------------------------------------------------------------------
+def check_runnable(todo: list[RunConfig], hp: dict) -> None:
+    """Refuse, before any data is read, stages this machine cannot train: a model whose weights, gradients and
+    optimizer state (STATE_BYTES a parameter) exceed its memory, a size the miniature has no shape for, or a stage
+    of more than MAX_STEPS optimizer steps (a budget off by a few units)."""
+    if not todo:
+        return
+    config = todo[-1]
+    need, have = config.size * STATE_BYTES, machine_memory(hp)
+    if need > have:
+        raise UserError(f"{config.name}: training a {format_size(config.size)} model needs about "
+                        f"{need / 2**30:,.3g} GiB for weights, gradients and optimizer state ({STATE_BYTES} bytes a "
+                        f"parameter); this machine has {have / 2**30:,.3g} GiB")
+    model_config(config, hp)  # a size without a model shape
+    for c in todo:
+        steps = stage_steps(c, hp)
+        if steps > MAX_STEPS:
+            raise UserError(f"{c.name}: its {c.stage().upper()} stage would take {steps:.3g} optimizer steps; the "
+                            f"limit is {MAX_STEPS:,} (is the budget meant?)")
+
+
+def machine_memory(hp: dict) -> int:
+    """Bytes the model can occupy: the RAM (it is built on the CPU), and on a GPU that GPU's memory too."""
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    device = hp["run"]["device"]
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return min(ram, torch.cuda.get_device_properties(0).total_memory)
+    return ram
+
+
+def stage_steps(config: RunConfig, hp: dict) -> int:
+    """Optimizer steps of the last stage of `config`: its tokens or examples over the recipe's batch (as
+    stage_loop counts them)."""
+    stage, T = config.stage(), _recipe_count(hp, "data", "block_size")
+    per_step = _recipe_count(hp, stage, "prompts_per_step" if stage == "rl" else "batch_size")
+    if stage == "pt":
+        items = stages.n_sequences(config.pretrain, T)
+    elif stage == "cpt":
+        items = round(config.cpt_replay / T) + stages.n_sequences(config.cpt_domain, T)
+    elif stage == "sft":
+        items = config.sft_examples * config.sft_epochs
+    else:
+        items = config.rl_examples * config.rl_epochs
+    return math.ceil(items / per_step)
+
+
+def _recipe_count(hp: dict, section: str, key: str) -> int:
+    """A recipe's integer >= 1 (a batch, a block): a negative batch would train nothing and record it as done."""
+    value = hp[section].get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RecipeError(f"recipe [{section}] {key} must be an integer >= 1, got {value!r}")
+    return value
+
+
 def load_model(path: Path, ctx: Context) -> GPT:
     state = torch.load(path, map_location=ctx.device, weights_only=False)
     stage = parse_config(state["config"]).stage()
     if state["recipe_hash"] != recipe_hash(ctx.hp, stage) or state["data_hash"] != ctx.stage_data_hash(stage):
-        raise ValueError(f"{path} was trained with another recipe or data; use a different out_dir for this recipe")
+        raise UserError(f"{path} was trained with another recipe or data; use a different out_dir for this recipe")
     model = GPT(ModelConfig(**state["model_config"])).to(ctx.device)
     model.load_state_dict(state["model"])
     return model.eval()
@@ -324,14 +398,15 @@ def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=No
     if isinstance(config, str):
         config = parse_config(config)
     if not isinstance(config, RunConfig):
-        raise ValueError(f"config must be a RunConfig or a run name, got {type(config).__name__}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UserError(f"config must be a RunConfig or a run name, got {type(config).__name__}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}")
     out_dir = Path(out_dir)
     hp = load_recipe(recipe, config.size)  # first: a bad recipe is an error even when the record exists
     final = run_dir(out_dir, config, seed) / "result.json"
     if final.exists():
         return json.loads(final.read_text())
+    check_runnable([c for c in lineage(config) if not (run_dir(out_dir, c, seed) / "model.pt").exists()], hp)
     torch.set_num_threads(hp["run"].get("threads") or torch.get_num_threads())
     ctx = make_context(hp, seed)
     ctx.wsd_branches = tuple(wsd_branches)
