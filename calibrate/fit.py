@@ -2,8 +2,8 @@
 
 Artefacts (written atomically, side by side):
   NAME.npz — every forward-model parameter's draws (chain × draw flattened) plus a JSON `meta` entry
-             (task table, calibrated configurations, diagnostics, data hash, provenance). `dynsim predict`
-             reads only this, with numpy.
+             (task table, calibrated configurations, diagnostics, data hash, provenance, and a checksum of all of
+             it that `posterior.load` verifies). `dynsim predict` reads only this, with numpy.
   NAME.nc  — the full ArviZ InferenceData (posterior, sample_stats) for diagnostics and figures.
 """
 
@@ -22,7 +22,7 @@ from calibrate import CACHE
 from dynsim import __version__, forward, posterior
 from dynsim.results import atomic_write
 
-RHAT_MAX = 1.01
+RHAT_MAX = posterior.RHAT_MAX
 
 
 def _configure_backends(chains: int):
@@ -92,7 +92,9 @@ def worst_mixing(idata, k: int = 3) -> list[str]:
 
 
 def passes(diag: dict) -> bool:
-    return diag["rhat_max"] <= RHAT_MAX and diag["divergences"] == 0
+    """The gate predict applies to the written posterior (posterior.diagnostic_problems): one rule, so a fit that
+    passes is never refused, and one whose R-hat or ESS is NaN (a single chain, a handful of draws) never passes."""
+    return not posterior.diagnostic_problems(diag)
 
 
 def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_accepts=(0.95, 0.99, 0.995), log=print):
@@ -109,7 +111,7 @@ def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_acce
             f"{diag['ess_bulk_min']:.0f}, ESS tail min {diag['ess_tail_min']:.0f}, divergences {diag['divergences']}")
         if passes(diag):
             return idata, diag, True
-        if diag["rhat_max"] > RHAT_MAX:
+        if not diag["rhat_max"] <= RHAT_MAX:
             for line in worst_mixing(idata):
                 log(f"  {line}")
         if diag["divergences"]:
@@ -158,6 +160,8 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None, thin
         meta["thinned"] = dict(every=thin, draws_kept=len(next(iter(draws.values()))),
                                why=f"predict's time grows with draws; diagnostics are of the full {total}")
     arrays = {f"param/{k}": v for k, v in draws.items()}
+    meta = json.loads(json.dumps(meta))  # as load will read it back: the checksum covers exactly that
+    meta[posterior.CHECKSUM] = posterior.content_checksum(draws, meta)
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     idata.attrs.update(data_hash=meta["data_hash"], code_version=__version__)

@@ -100,3 +100,26 @@ def _writable_from(folder: Path, flag: str, path) -> None:
         tempfile.TemporaryFile(dir=here).close()
     except OSError as e:
         raise UserError(f"{flag} {shown(path)}: cannot write in {shown(str(here))} ({e.strerror})") from None
+
+
+# -- measured values -----------------------------------------------------------------------------------
+POSITIVE_METRICS = ("loss", "bpb", "ppl")  # nats or bits per token, perplexity; every other metric is a percentage
+
+
+def out_of_range(metrics, values):
+    """A boolean per value: outside its metric's range (NaN or infinite; a loss, bpb or perplexity <= 0; an
+    accuracy outside 0-100 percent). One rule for a CSV, a result record and a stored Dataset."""
+    import numpy as np
+
+    values = np.asarray(values, float)
+    positive = np.isin(np.asarray(metrics, dtype=object), POSITIVE_METRICS)
+    with np.errstate(invalid="ignore"):
+        inside = np.where(positive, values > 0, (values >= 0) & (values <= 100))
+    return ~(np.isfinite(values) & inside)
+
+
+def range_problem(metric: str, value: float) -> str:
+    """Why value is out of range for metric (out_of_range), for a one-line message."""
+    if metric in POSITIVE_METRICS:
+        return f"{value:g}: a {metric} must be positive"
+    return f"{value:g}: an accuracy in percent lies in 0-100 (fractions: multiply by 100)"

@@ -31,21 +31,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _fail(message: str) -> int:
+    # a byte-flipped file can put undecodable text into a message: escaped, so that the error itself prints
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     print(f"dynsim: error: {message}", file=sys.stderr)
     return 2
 
 
 # -- predict ---------------------------------------------------------------------------------------
-def _load_posterior(args):
+def _load_posterior(args, path=None):
+    """args.posterior (or path, or the bundled calibration's), verified on load; refused, saying why, where its
+    diagnostics failed unless --force."""
     from dynsim import posterior
 
-    path = args.posterior or posterior.bundled_path(args.calibration)
+    path = path or args.posterior or posterior.bundled_path(args.calibration)
     post = posterior.load(path)
     problems = post.diagnostic_problems()
     if problems and not getattr(args, "force", False):
         raise posterior.PosteriorError(f"{path}: posterior failed its diagnostics ({'; '.join(problems)}); "
                                        "refit it, or pass --force to use it anyway")
     return post
+
+
+def _same_data(ds, post, flag: str) -> None:
+    """A posterior drawn or scored against a Dataset must have been fitted to it: another calibration's posterior
+    has no observed point in common with it, and a plot or a score of the pair would pass silently as one."""
+    fitted = {post.meta.get("data_hash"), post.meta.get("earlier_data_hash")} - {None, ""}
+    have = {ds.attrs.get("data_hash"), ds.attrs.get("earlier_data_hash")} - {None, ""}
+    if fitted and not fitted & have:
+        raise UsageError(f"{flag}: the posterior was fitted to data {post.meta['data_hash']}, not to this Dataset "
+                         f"(data {ds.attrs.get('data_hash', '?')}); give the posterior fitted to it")
 
 
 def cmd_predict(args) -> int:
@@ -69,6 +83,11 @@ def cmd_predict(args) -> int:
         raise UsageError("--corpus: this calibration was fitted to one pretraining corpus")
     draws = post.predict([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                          rng=np.random.default_rng(args.seed), corpus=args.corpus)
+    bad = ~np.isfinite(draws).all(axis=0)
+    if bad.any():  # never `nan [nan, nan]` with exit 0, nor a bare NaN in --json
+        c, t, m = rows[int(np.argmax(bad))]
+        raise UsageError(f"the posterior gives non-finite predictions for {int(bad.sum())} of {len(rows)} numbers "
+                         f"(first: {c.name} {t} {m}): {cfg.name} is beyond what its model can extrapolate to")
     level = args.interval
     lo, hi = np.percentile(draws, [50 - level / 2, 50 + level / 2], axis=0)
     mean, median = draws.mean(axis=0), np.median(draws, axis=0)
@@ -89,7 +108,7 @@ def cmd_predict(args) -> int:
                                  mean=round(float(a), 3), median=round(float(b), 3),
                                  lo=round(float(l), 3), hi=round(float(h), 3))
                             for (c, t, m), a, b, l, h in zip(rows, mean, median, lo, hi)],
-        }, indent=1))
+        }, indent=1, allow_nan=False))  # strict JSON: a NaN that got this far is a bug, not a bare `NaN`
         return 0
     corpus = f", pretraining corpus {args.corpus or post.corpora[0]}" if post.corpora else ""
     print(f"dynsim predict {cfg.name}   (posterior: {post.meta.get('data_title', '')}{corpus}, "
@@ -195,7 +214,7 @@ def cmd_fit(args) -> int:
 
     from calibrate import fit as fitting
     from calibrate.model import observations
-    from dynsim import calibrations
+    from dynsim import calibrations, posterior
 
     form = args.form or ("chinchilla" if args.data else calibrations.get(args.calibration).form)
     obs = observations(ds).with_form(form)
@@ -232,8 +251,8 @@ def cmd_fit(args) -> int:
           f"ESS tail min {diag['ess_tail_min']:.0f}  divergences {diag['divergences']}  ({diag['wall_s']} s)")
     print(f"wrote {path} and {path.with_suffix('.nc')}")
     if not ok:
-        return _fail(f"diagnostics failed after retries (R-hat {diag['rhat_max']:.3f}, "
-                     f"{diag['divergences']} divergences); the posterior was written but predict will refuse it")
+        return _fail(f"diagnostics failed after retries ({'; '.join(posterior.diagnostic_problems(diag))}); the "
+                     "posterior was written but predict will refuse it")
     return 0
 
 
@@ -241,6 +260,7 @@ def cmd_fit(args) -> int:
 def cmd_validate(args) -> int:
     ds = _dataset(args)  # a bad --data, --calibration or --posterior before the model's imports
     post = _load_posterior(args)
+    _same_data(ds, post, "--data" if args.data else "--posterior" if args.posterior else "--calibration")
 
     import numpy as np
 
@@ -261,7 +281,7 @@ def cmd_validate(args) -> int:
     if args.compare:  # two model forms of the same data: PSIS-LOO on the fitted runs, and the held-out runs
         from dynsim import posterior as posteriors
 
-        other = posteriors.load(posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
+        other = _load_posterior(args, posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
                                 else args.compare)
         if other.meta.get("held_out", {}).get("configs") != (held_out or {}).get("configs"):
             raise UsageError(f"--compare {args.compare}: it was fitted on other runs than this posterior")
@@ -392,6 +412,7 @@ def cmd_figs(args) -> int:
     ds = _dataset(args)  # --data, or the Dataset the bundled calibration was fitted to (as `dynsim fit`)
     names = paper_figs.select(args.only, ds)
     post = _load_posterior(args)
+    _same_data(ds, post, "--posterior" if args.posterior else "--calibration")
     label = args.posterior or f"bundled calibration '{args.calibration}'"
     command = shlex.join(["dynsim", "figs"] + (["--data", args.data] if args.data else [])
                          + (["--posterior", args.posterior] if args.posterior else ["--calibration", args.calibration])

@@ -7,8 +7,11 @@ each draw plus that draw's model discrepancy and the noise floor, so intervals a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,10 @@ from dynsim.config import RunConfig, config_distance, format_size, format_tokens
 from dynsim.errors import UserError
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
+CHECKSUM = "checksum"  # meta entry: content_checksum of the draws and the rest of meta, written by `dynsim fit`
+RHAT_MAX = 1.01  # a fit passes with every R-hat at or below this, no divergent transition ...
+ESS_MIN = 100  # ... and at least this many effective draws in bulk and tail (Vehtari et al. 2021: fewer, and
+#               R-hat itself is unreliable; a 5-draw fit passes no check but this one)
 BUNDLED = tuple(calibrations.CALIBRATIONS)  # their data, forms and files: dynsim/calibrations.py
 
 
@@ -44,13 +51,10 @@ class Posterior:
 
     # -- diagnostics ---------------------------------------------------------------------------------
     def diagnostic_problems(self) -> list[str]:
-        d, out = self.meta.get("diagnostics", {}), []
-        rhat, divergences = d.get("rhat_max"), d.get("divergences")
-        if not isinstance(rhat, (int, float)) or not rhat <= 1.01:  # NaN (one chain, or no draws) fails too
-            out.append(f"R-hat {rhat} > 1.01" if isinstance(rhat, (int, float)) else f"R-hat not recorded ({rhat!r})")
-        if not isinstance(divergences, int) or divergences != 0:
-            out.append(f"{divergences!r} divergent transitions")
-        return out
+        """Why this posterior should not be used (empty when it may): its fit's diagnostics, and draws that are
+        not finite numbers (one NaN draw makes every prediction NaN)."""
+        bad = [k for k, v in self.params.items() if not _finite(v)]
+        return diagnostic_problems(self.meta.get("diagnostics")) + ([f"non-finite draws in {', '.join(bad)}"] if bad else [])
 
     # -- prediction ----------------------------------------------------------------------------------
     def gathered(self) -> dict[str, np.ndarray]:
@@ -209,6 +213,9 @@ class Posterior:
 
 
 def load(path) -> Posterior:
+    """A posterior .npz, verified before use: readable, of this schema, its checksum (where it has one) matching its
+    draws and metadata, every parameter there with finite draws of the shape its metadata implies, the metadata
+    typed. Anything else is a PosteriorError naming the file; diagnostics are the caller's to judge (--force)."""
     path = Path(path)
     if not path.exists():
         raise PosteriorError(f"{path}: no such posterior file")
@@ -216,19 +223,136 @@ def load(path) -> Posterior:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             params = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError) as e:
+        # a zero-byte, truncated or byte-flipped file: zipfile's CRC or zlib finds the damage, or it is no zip at all
         raise PosteriorError(f"{path}: not a readable dynsim posterior ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise PosteriorError(f"{path}: not a {SCHEMA} file (its meta is not a table)")
     if meta.get("schema") != SCHEMA:
         older = str(meta.get("schema", "")).startswith("dynsim.posterior/")
         raise PosteriorError(f"{path}: " + (f"written by an older dynsim ({meta['schema']}, this one reads {SCHEMA}): "
                                             "refit it with `dynsim fit`" if older else f"not a {SCHEMA} file"))
+    # Posteriors written before the checksum existed (every bundled one, until refitted) have none: they are
+    # accepted, and checked by the structure below alone.
+    if CHECKSUM in meta and meta[CHECKSUM] != content_checksum(params, meta):
+        raise PosteriorError(f"{path}: damaged or edited: its draws or metadata no longer match its checksum")
     missing = [p.name for p in forward.PARAMS if p.name not in params and p.name not in forward.OPTIONAL_PARAMS]
     if missing:
         raise PosteriorError(f"{path}: posterior lacks parameters {', '.join(missing)}")
-    bad = [k for k, v in params.items() if not (np.issubdtype(v.dtype, np.number) and np.isfinite(v).all())]
-    if bad:  # one NaN draw would make every prediction NaN
+    bad = [k for k, v in params.items() if not _finite(v)]
+    if bad:  # one NaN draw would make every prediction NaN: refused even with --force
         raise PosteriorError(f"{path}: non-finite draws in {', '.join(bad)}")
-    return Posterior(params, meta, str(path))
+    problem = _meta_problem(meta) or _shape_problem(params, meta)
+    if problem:
+        raise PosteriorError(f"{path}: damaged or edited: {problem}")
+    try:
+        return Posterior(params, meta, str(path))
+    except (ValueError, KeyError, TypeError, IndexError) as e:  # a value of the right type that does not parse
+        raise PosteriorError(f"{path}: damaged or edited metadata ({type(e).__name__}: {e})".replace("\n", " ")) from None
+
+
+def content_checksum(params: dict[str, np.ndarray], meta: dict) -> str:
+    """sha256 over each parameter's name, dtype, shape and bytes (by name) and the metadata JSON without its
+    checksum entry (keys sorted). The zip's CRC already catches a flipped byte; this catches a file rewritten
+    with other numbers or metadata (an edited draw, diagnostics, task table), which a CRC recomputes."""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        a = np.ascontiguousarray(params[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps({k: v for k, v in meta.items() if k != CHECKSUM}, sort_keys=True).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def diagnostic_problems(diag) -> list[str]:
+    """Why a fit's diagnostics (meta["diagnostics"]) fail, empty when they pass: R-hat above RHAT_MAX, divergent
+    transitions, too few effective draws, and any of them NaN or not recorded (a one-chain or few-draw fit's
+    R-hat and ESS are NaN: unknown is not a pass). `dynsim fit` retries on these, and `predict` refuses them."""
+    if not isinstance(diag, dict):
+        return [f"diagnostics not recorded ({diag!r})"]
+    out = []
+    rhat, divergences = diag.get("rhat_max"), diag.get("divergences")
+    if not _is_number(rhat) or not rhat <= RHAT_MAX:  # NaN fails: it compares false
+        out.append(f"R-hat {rhat} > {RHAT_MAX}" if _is_number(rhat) else f"R-hat not recorded ({rhat!r})")
+    if not isinstance(divergences, int) or isinstance(divergences, bool) or divergences != 0:
+        out.append(f"{divergences!r} divergent transitions")
+    for key, label in (("ess_bulk_min", "bulk"), ("ess_tail_min", "tail")):
+        ess = diag.get(key)
+        if not _is_number(ess) or not ess >= ESS_MIN:
+            out.append(f"ESS {label} {ess:.0f} < {ESS_MIN}" if _is_number(ess) and not math.isnan(ess)
+                       else f"ESS {label} not recorded ({ess!r})")
+    return out
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(a: np.ndarray) -> bool:
+    """Draws that are real numbers, all finite (a string array, a boolean one or a NaN are not draws)."""
+    return a.dtype.kind in "fiu" and a.ndim >= 1 and bool(np.isfinite(a).all())
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What in a posterior's metadata has the wrong type or is missing (None when it is whole): checked on load,
+    so that an edited file is refused in one line, not met by a KeyError deep in a prediction."""
+    def names(v) -> bool:
+        return isinstance(v, list) and all(isinstance(s, str) for s in v)
+
+    tasks, observed = meta.get("tasks"), meta.get("observed")
+    if not isinstance(tasks, dict):
+        return "'tasks' must be a table of names, kinds and chance"
+    for key in ("names", "kinds", "chance"):
+        if not names(tasks.get(key)) or not tasks[key]:
+            return f"'tasks.{key}' must be a non-empty list of strings"
+    if not len(tasks["names"]) == len(tasks["kinds"]) == len(tasks["chance"]):
+        return "'tasks.names', 'tasks.kinds' and 'tasks.chance' must be of one length"
+    unknown = sorted(set(tasks["kinds"]) - set(forward.KINDS) - set(forward.UPSTREAM_KINDS))
+    if unknown:
+        return f"unknown task kind(s) {', '.join(map(repr, unknown))} in 'tasks.kinds'"
+    if not names(tasks.get("sft_datasets", [])):
+        return "'tasks.sft_datasets' must be a list of strings"
+    if not isinstance(observed, dict) or not all(names(observed.get(k)) for k in ("configs", "tasks", "metrics")) \
+            or not observed["configs"]:
+        return "'observed' must hold lists of 'configs' (at least one), 'tasks' and 'metrics'"
+    for key in ("noise_floor", "loss_nu"):
+        if not _is_number(meta.get(key)) or not 0 < meta[key] < math.inf:
+            return f"'{key}' must be a positive number, got {meta.get(key)!r}"
+    if meta.get("form", "chinchilla") not in forward.FORMS:
+        return f"unknown form {meta.get('form')!r} (one of {', '.join(forward.FORMS)})"
+    scales = meta.get("scales")
+    if scales is not None and not (isinstance(scales, dict) and all(v is None or (_is_number(v) and 0 < v < math.inf)
+                                                                     for v in scales.values())):
+        return "'scales' must be a table of positive numbers"
+    for key in ("corpora", "bases"):
+        if meta.get(key) is not None and not names(meta[key]):
+            return f"'{key}' must be a list of strings"
+    for key in ("held_out", "excluded"):  # validate reads their configs
+        if key in meta and not (isinstance(meta[key], dict) and names(meta[key].get("configs"))):
+            return f"'{key}' must be a table with a list of 'configs'"
+    return None
+
+
+def _shape_problem(params: dict[str, np.ndarray], meta: dict) -> str | None:
+    """A parameter whose shape does not match the others' draws or the groups its metadata names (a per-task
+    parameter needs one column per task): numpy would broadcast a wrong one silently."""
+    draws = {v.shape[0] for v in params.values()}
+    if len(draws) != 1 or 0 in draws:
+        return f"parameters hold different or no numbers of draws ({', '.join(map(str, sorted(draws)))})"
+    kinds, tasks = meta["tasks"]["kinds"], meta["tasks"]
+    n_down = max(1, sum(k in forward.KINDS for k in kinds))  # one placeholder column where there are none
+    columns = {"global": None, "sft_readout": None, "kind": len(forward.KINDS), "task": n_down,
+               "up_task": max(1, kinds.count("upstream")),
+               "task_data": n_down * max(1, len(tasks.get("sft_datasets", []))),
+               "corpus": len(meta.get("corpora") or []) or None, "base": len(meta.get("bases") or []) or None}
+    columns = {name: columns.get(group, ...) for name, group in forward.PARAM_GROUPS.items()}
+    columns |= {"discrepancy": len(observation.OBS_GROUPS), "run_shared": len(observation.SHARED_GROUPS)}
+    for name, v in params.items():
+        want = columns.get(name, ...)  # ...: a group this check does not know; its draws only
+        shape = (v.shape[0],) if want is None else (v.shape[0], want)
+        if want is not ... and v.shape != shape:
+            return f"parameter {name} has shape {v.shape}, its metadata implies {shape}"
+    return None
 
 
 def bundled_path(name: str) -> Path:

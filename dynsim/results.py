@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from dynsim import __version__
+from dynsim import __version__, checks
 from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
 from dynsim.errors import UserError, shown
 
@@ -97,6 +97,9 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
     that names no data set is dropped: such a Dataset is the same data as one without the column."""
     if df.empty:
         raise ResultsError("no results to build a Dataset from")
+    problem = _range_problem(df)
+    if problem:  # each reader names the bad row; this is the last word for any of them
+        raise ResultsError(problem)
     if SFT_DATA in df and not df[SFT_DATA].astype(str).ne("").any():
         df = df.drop(columns=SFT_DATA)
     keys = list(KEYS) + [k for k in OPTIONAL_KEYS if k in df]
@@ -292,6 +295,9 @@ def _record_rows(rec: dict, path) -> list[dict]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): value must be a finite number, "
                                f"got {shown(value)}")
+        if checks.out_of_range([m["metric"]], [value])[0]:
+            raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): "
+                               f"{checks.range_problem(m['metric'], value)}")
         for k in ("n_items", "n_correct"):
             if m.get(k) is not None and not _is_count(m[k]):
                 raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): {k} must be a non-negative "
@@ -441,9 +447,27 @@ def load(path) -> xr.Dataset:
                 raise ResultsError(f"{path}: damaged: '{key}' codes point outside its table '{table}'")
             ds[key] = (OBS, ds[table].values[codes].astype(object))
     stored = ds.attrs.get("data_hash")
-    if stored and data_hash(ds) != stored:
+    if not stored:  # every Dataset dynsim writes carries one: without it an edit could not be told
+        raise ResultsError(f"{path}: damaged or edited: it has no data hash")
+    if data_hash(ds) != stored:
         raise ResultsError(f"{path}: damaged or edited: its numbers no longer match their data hash {stored}")
+    problem = _range_problem(to_long(ds))
+    if problem:  # an edit that recomputed the hash: still no accuracy of 250% or loss of -1
+        raise ResultsError(f"{path}: damaged or edited: {problem}")
+    if "task_kind" not in ds.coords or ds.task_kind.dims != ("tasks",):
+        raise ResultsError(f"{path}: damaged or edited: no 'task_kind' table for its tasks")
     return ds
+
+
+def _range_problem(df) -> str | None:
+    """The first of a long table's values outside its metric's range (checks.out_of_range), and how many."""
+    bad = checks.out_of_range(df["metric"].to_numpy(object), df["value"].to_numpy(float))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    first = df.iloc[i]
+    return (f"{int(bad.sum())} value(s) outside their metric's range, first {first['task']} {first['metric']} "
+            f"{checks.range_problem(first['metric'], float(first['value']))}")
 
 
 def _from_dense(ds: xr.Dataset, where_from) -> xr.Dataset:

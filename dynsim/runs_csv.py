@@ -27,6 +27,7 @@ import math
 import re
 from pathlib import Path
 
+from dynsim import checks
 from dynsim.config import ConfigError, RunConfig, check_data_name, parse_config
 from dynsim.errors import UserError
 
@@ -36,7 +37,6 @@ SFT_DATA = "sft_data"  # the run's one text field
 COLUMNS = ("run",) + RUN_FIELDS + (SFT_DATA, "checkpoint", "seed", "corpus", "task", "metric", "value", "n_items",
                                    "n_correct", "task_kind", "task_chance", "task_n_benchmarks")
 TASK_KINDS = ("upstream", "upstream_avg", "ID", "OOD", "text")
-LOSS_METRICS = ("loss", "bpb", "ppl")  # not percentages
 MAX_REPORTED = 20  # bad rows listed one per line; the rest counted
 _COUNT = re.compile(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([KMBT]?)T?")
 _UNIT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
@@ -139,10 +139,8 @@ def _rows(df, problems: list):
     metric = column("metric")
     value = pd.to_numeric(column("value"), errors="coerce").to_numpy(float)
     flag(~np.isfinite(value), "value", lambda i: f"'{df['value'].iloc[i]}' is not a finite number")
-    is_loss = metric.isin(LOSS_METRICS).to_numpy()
-    flag(is_loss & (value <= 0), "value", lambda i: f"{value[i]:g}: a {metric.iloc[i]} must be positive")
-    flag(~is_loss & ((value < 0) | (value > 100)), "value",
-         lambda i: f"{value[i]:g}: an accuracy in percent lies in 0-100 (fractions: multiply by 100)")
+    flag(checks.out_of_range(metric.to_numpy(), value), "value", lambda i: checks.range_problem(metric.iloc[i], value[i]))
+    is_loss = metric.isin(checks.POSITIVE_METRICS).to_numpy()  # a task of losses alone defaults to kind `text`
     seed = pd.to_numeric(column("seed").replace("", "0"), errors="coerce").to_numpy(float)
     flag(~np.isfinite(seed) | (seed != np.round(seed)) | (seed < 0), "seed", "not a whole number >= 0")
     counts = {}

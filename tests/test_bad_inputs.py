@@ -47,6 +47,9 @@ BAD_STUDIES = {  # name: (what replaces what in STUDY, the words of the refusal)
     "holdout": (('seeds = [0]', 'seeds = [0]\nholdout = ["0.1M-70KT"]'), "is not a run of the grid"),
     "no_grid": (('[[grid]]\nsize = ["0.1M"]\npretrain = ["50KT", "100KT"]\n', ''), "at least one [[grid]]"),
     "toml": (('[schedule]', '[schedule'), "not valid TOML"),
+    "recipe_key": (('pt = "cosine"', 'pt = "cosine"\n[recipe.pt]\nlrr = 1e-3'), "[recipe]: unknown key [pt] lrr"),
+    "recipe_batch": (('pt = "cosine"', 'pt = "cosine"\n[recipe.sft]\nbatch_size = -4'), "batch_size must be an integer"),
+    "recipe_type": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\nthreads = "all"'), "[run] threads must be an integer"),
 }
 MINIATURE = (REPO / "train_runs" / "recipes" / "miniature.toml").read_text()
 BAD_RECIPES = {  # name: (text, the words of the refusal)
@@ -56,12 +59,15 @@ BAD_RECIPES = {  # name: (text, the words of the refusal)
     "toml": ("[pt\nlr = 1\n", "not valid TOML"),
     "no_model": (MINIATURE.replace("[model]", "[modle]"), "lacks the [model] table"),
     "negative_batch": ('extends = "miniature"\n[pt]\nbatch_size = -4\n', "batch_size must be an integer >= 1"),
-    "float_batch": ('extends = "miniature"\n[pt]\nbatch_size = 1.5\n', "batch_size must be an integer >= 1"),
+    "float_batch": ('extends = "miniature"\n[pt]\nbatch_size = 1.5\n', "batch_size must be an integer"),
     "zero_prompts": ('extends = "miniature"\n[rl]\nprompts_per_step = 0\n', None),  # an RL run's: below
     "zero_block": ('extends = "miniature"\n[data]\nblock_size = 0\n', "block_size must be"),
     "size_table": ('extends = "miniature"\nsize = 5\n', "size tables"),
     "extends_number": ("extends = 5\n", "extends must be a recipe name"),
     "no_base": ('extends = "no_such_base"\n', "no_such_base"),
+    "unknown_key": ('extends = "miniature"\n[pt]\nlrr = 1e-3\n', "unknown key [pt] lrr"),
+    "unknown_table": ('extends = "miniature"\n[optimizer]\nlr = 1e-3\n', "unknown table [optimizer]"),
+    "lr_text": ('extends = "miniature"\n[pt]\nlr = "fast"\n', "[pt] lr must be a number, got 'fast'"),
 }
 GOOD_RECORD = {"schema": "dynsim.result/1", "config": "0.1M-1MT", "seed": 0,
                "metrics": [{"task": "arith", "metric": "greedy", "value": 50.0, "n_items": 10, "n_correct": 5}],
@@ -104,6 +110,7 @@ def inputs(tmp_path_factory) -> Path:
         assert old in STUDY, name
         (d / f"study_{name}.toml").write_text(STUDY.replace(old, new))
     (d / "study_png.toml").write_bytes(PNG)
+    (d / "study_gpus.toml").write_text(STUDY.replace('pt = "cosine"', 'pt = "cosine"\n[resources.default]\ngpus = 64'))
     for name, (text, _) in BAD_RECIPES.items():
         (d / f"recipe_{name}.toml").write_text(text.replace("{in}", str(d)))
     (d / "recipe_png.toml").write_bytes(PNG)
@@ -268,6 +275,8 @@ def _cases():
           (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--executor", "cloud"], "invalid choice"),
           (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--detach"], "--detach needs the slurm executor"),
           (w + ["submit", "{in}/study_mem_nan.toml", "--out", "{tmp}/runs"], "mem_gb > 0"),
+          (w + ["submit", "{in}/study_gpus.toml", "--out", "{tmp}/runs"], "asks for 64 GPU(s) a job"),
+          (w + ["submit", "{in}/study_recipe_key.toml", "--out", "{tmp}/runs"], "unknown key [pt] lrr"),
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}"], "is an existing folder"),
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}/plain.txt/r.nc"], "is a file, not a folder"),
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{tmp}/r.nc"], "no results yet"),

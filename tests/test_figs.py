@@ -143,7 +143,8 @@ def test_cli_draws_one_figure_from_a_data_file_and_posterior(post, drawn, tmp_pa
     ds, _, _ = drawn
     data = results.save(ds, tmp_path / "sim.nc")
     p = tmp_path / "post.npz"
-    np.savez(p, meta=json.dumps(post.meta), **{f"param/{k}": v for k, v in post.params.items()})
+    meta = post.meta | {"data_hash": ds.attrs["data_hash"]}  # as if fitted to it: figs refuses another's posterior
+    np.savez(p, meta=json.dumps(meta), **{f"param/{k}": v for k, v in post.params.items()})
     out = tmp_path / "figs"
     assert cli.main(["figs", "--data", str(data), "--posterior", str(p), "--only", "forgetting", "--out", str(out)]) == 0
     assert sorted(f.name for f in out.iterdir()) == ["figures.json", "figures.md", "forgetting.pdf", "forgetting.png"]

@@ -137,6 +137,8 @@ def test_a_checkpoint_trained_with_another_recipe_is_refused(store):
     other = {**RECIPE, "pt": {"lr": 1e-3}}
     with pytest.raises(ValueError, match="another recipe"):
         train(PT + "-100ep1", store, recipe=other, progress=False)
+    from dynsim.config import parse_config
+    assert not run_dir(store, parse_config(PT + "-100ep1"), 0).parent.exists()  # the failed stage left no empty folder
 
 
 def test_bad_inputs_raise_one_line_errors(store):
@@ -273,13 +275,13 @@ def test_a_recipe_can_extend_another(tmp_path):
 
 
 def test_size_tables_apply_by_size_and_a_callers_override_wins(tmp_path, monkeypatch):
-    from train_runs import train as train_module
+    from train_runs import recipe as recipe_module
     # a copy of the recipe folder whose default recipe has size tables (the shipped one has none at present)
-    for f in train_module.RECIPES.glob("*.toml"):
+    for f in recipe_module.RECIPES.glob("*.toml"):
         (tmp_path / f.name).write_text(f.read_text())
     with open(tmp_path / "miniature.toml", "a") as f:
         f.write('\n[size."0.3M".rl]\nlr = 1e-4\nmix = { arith = 0.5, check = 0.5 }\n[size."1M".rl]\nlr = 5e-5\n')
-    monkeypatch.setattr(train_module, "RECIPES", tmp_path)
+    monkeypatch.setattr(recipe_module, "RECIPES", tmp_path)
     small, large, larger = (load_recipe(None, n) for n in (100_000, 300_000, 2_000_000))
     assert small["rl"]["lr"] == 3e-5 and "check" not in small["rl"]["mix"]  # below every table: the [rl] table
     assert large["rl"]["lr"] == 1e-4 and large["rl"]["mix"] == {"arith": 0.5, "check": 0.5}  # a mix is replaced whole

@@ -387,6 +387,20 @@ class _Dispatcher:
                 "wall_s": self.elapsed()}
 
 
+def _check_local_gpus(study: Study) -> None:
+    """Local jobs run on this machine's GPUs or none (the local executor cannot wait for more): a study asking for
+    more GPUs a job than there are would silently train on the CPU."""
+    want = max(r.gpus for r in study.resources.values())
+    if not want:
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    if want > have:
+        raise SweepError(f"[resources] asks for {want} GPU(s) a job, and this machine has {have}: lower gpus, or "
+                         "use --executor slurm")
+
+
 def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_retries: int | None = None,
            wait: bool = True, poll_s: float = 0.5, log=print) -> dict:
     """Dispatch every missing job of `study`; with wait, until all are done or failed. Returns a summary."""
@@ -396,6 +410,8 @@ def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_
     if kind == "slurm" and shutil.which("sbatch") is None:
         raise SweepError("the slurm executor needs Slurm's sbatch on PATH, and there is none here; "
                          "use --executor local")
+    if kind == "local":
+        _check_local_gpus(study)
     if fn is None:
         from train_runs.sweep_job import NodeJob
 
@@ -468,4 +484,15 @@ def collect(study: Study, path, out=None):
 
 
 def load(path) -> Study:
-    return load_study(path)
+    """A study spec, its [recipe] resolved for every model size of its grid: a bad recipe value is refused at
+    `plan` and `submit`, not found by each job at run time."""
+    from train_runs.recipe import RecipeError, load_recipe
+
+    study = load_study(path)
+    recipe = study.train_recipe()
+    for size in sorted({c.size for c in study.runs}):
+        try:
+            load_recipe(recipe, size)
+        except RecipeError as e:
+            raise SweepError(f"{path}: [recipe]: {str(e).removeprefix('recipe overrides: ')}") from None
+    return study

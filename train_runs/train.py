@@ -14,13 +14,13 @@ trains only RL. A killed run resumes from its last resume.pt and replays the sam
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import subprocess
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,85 +30,13 @@ import torch
 from dynsim.config import RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
 from train_runs import data, evaluate, stages, tasks
+from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F401 (RecipeError, load_recipe: train_runs.train's API)
 from train_runs.model import GPT, ModelConfig, config_for_params
 
-RECIPES = Path(__file__).resolve().parent / "recipes"
 SCHEMA = "dynsim.result/1"
 STAGES = ("pt", "cpt", "sft", "rl")
 STATE_BYTES = 16  # per parameter while training: fp32 weights, gradients and AdamW's two moments
 MAX_STEPS = 10_000_000  # optimizer steps in one stage: weeks at the miniature's fastest; more is a typo in a budget
-
-
-class RecipeError(UserError):
-    """A recipe that cannot be read or resolved: not TOML, an `extends` cycle, a missing or malformed table."""
-
-
-# -- recipes ------------------------------------------------------------------------------------------
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("mix", "domain_mix") else v
-    return out
-
-
-def _recipe_path(recipe) -> Path:
-    path = Path(recipe) if str(recipe).endswith(".toml") else RECIPES / f"{recipe}.toml"
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {shown(recipe)} not found (looked for {shown(str(path))})")
-    return path
-
-
-def _read_recipe_file(path: Path, seen: tuple = ()) -> dict:
-    """A recipe TOML; one that says `extends = "<recipe name or path>"` holds only what it changes of that one.
-    seen: the recipes that extend this one, so that a cycle is an error rather than a RecursionError."""
-    path = path.resolve()
-    if path in seen:
-        raise RecipeError(f"recipe {path.name} extends itself: {' -> '.join(p.name for p in seen + (path,))}")
-    try:
-        with open(path, "rb") as f:
-            hp = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise RecipeError(f"recipe {path}: not valid TOML ({e})") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"recipe {path}: not a UTF-8 text file") from None
-    base = hp.pop("extends", None)
-    if base is not None and not isinstance(base, str):
-        raise RecipeError(f"recipe {path}: extends must be a recipe name or path, got {base!r}")
-    return hp if base is None else _merge(_read_recipe_file(_recipe_path(base), seen + (path,)), hp)
-
-
-def _for_size(hp: dict, size: int | None) -> dict:
-    """hp with its largest fitting `[size."N"]` table (N <= size) merged in, and the size tables removed."""
-    by_size = hp.pop("size", {})
-    if not isinstance(by_size, dict) or not all(isinstance(v, dict) for v in by_size.values()):
-        raise RecipeError(f"a recipe's size tables are [size.\"N\".<stage>] tables, got size = {by_size!r}")
-    if size is not None and by_size:
-        from dynsim.config import parse_size
-        fitting = sorted((parse_size(k), v) for k, v in by_size.items() if parse_size(k) <= size)
-        if fitting:
-            hp = _merge(hp, fitting[-1][1])
-    return hp
-
-
-def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None) -> dict:
-    """The resolved hyperparameters for one model size.
-
-    recipe: None (recipes/miniature.toml), a recipe name or TOML path, or a dict of overrides merged onto the
-    default (e.g. {"data": {"general_corpus": "sample"}, "pt": {"lr": 1e-3}}).
-    """
-    base_path = RECIPES / "miniature.toml"
-    overrides = {}
-    if isinstance(recipe, dict):
-        overrides = recipe
-    elif recipe is not None:
-        base_path = _recipe_path(recipe)
-    # the file's [size."N"] tables first, then the overrides (and their own size tables): what a caller asks wins
-    hp = _for_size(_read_recipe_file(base_path), size)
-    hp = _for_size(_merge(hp, overrides), size)
-    for section in ("data", "model", "run", "pt", "cpt", "sft", "rl", "eval"):
-        if not isinstance(hp.get(section), dict):
-            raise RecipeError(f"recipe {base_path} lacks the [{section}] table")
-    return hp
 
 
 def recipe_hash(hp: dict, stage: str) -> str:
@@ -222,8 +150,8 @@ def machine_memory(hp: dict) -> int:
 def stage_steps(config: RunConfig, hp: dict) -> int:
     """Optimizer steps of the last stage of `config`: its tokens or examples over the recipe's batch (as
     stage_loop counts them)."""
-    stage, T = config.stage(), _recipe_count(hp, "data", "block_size")
-    per_step = _recipe_count(hp, stage, "prompts_per_step" if stage == "rl" else "batch_size")
+    stage, T = config.stage(), recipe_count(hp, "data", "block_size")
+    per_step = recipe_count(hp, stage, "prompts_per_step" if stage == "rl" else "batch_size")
     if stage == "pt":
         items = stages.n_sequences(config.pretrain, T)
     elif stage == "cpt":
@@ -233,14 +161,6 @@ def stage_steps(config: RunConfig, hp: dict) -> int:
     else:
         items = config.rl_examples * config.rl_epochs
     return math.ceil(items / per_step)
-
-
-def _recipe_count(hp: dict, section: str, key: str) -> int:
-    """A recipe's integer >= 1 (a batch, a block): a negative batch would train nothing and record it as done."""
-    value = hp[section].get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise RecipeError(f"recipe [{section}] {key} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def load_model(path: Path, ctx: Context) -> GPT:
@@ -380,9 +300,23 @@ def evaluate_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> dict:
     return record
 
 
+@contextlib.contextmanager
+def _no_empty_folders_on_failure(out_dir: Path, here: list[Path]):
+    """A stage that fails (a parent trained with another recipe, an interrupt before its first checkpoint) leaves
+    no empty run folder behind, which would look like a run begun: the folders this call made and left empty are
+    removed, deepest first. A resume checkpoint keeps its folder."""
+    made = {p for h in here for p in (h, h.parent, out_dir) if not p.exists()}
+    try:
+        yield
+    except BaseException:
+        for p in sorted(made, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or never made
+                p.rmdir()
+        raise
+
+
 def _progress(enabled: bool):
     if not enabled:
-        import contextlib
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     return Progress(TextColumn("{task.description:>5}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -411,7 +345,8 @@ def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=No
     ctx = make_context(hp, seed)
     ctx.wsd_branches = tuple(wsd_branches)
     record = None
-    with _progress(progress) as bar:
+    folders = [run_dir(out_dir, c, seed) for c in lineage(config)]
+    with _progress(progress) as bar, _no_empty_folders_on_failure(out_dir, folders):
         for c in lineage(config):
             here = run_dir(out_dir, c, seed)
             if not (here / "model.pt").exists():
