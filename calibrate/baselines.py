@@ -45,8 +45,10 @@ def _sizes(obs) -> dict[str, int]:
     n = {"global": 1, "task": len(obs.table.downstream), "up_task": len(obs.table.upstream), "kind": len(forward.KINDS),
          "corpus": max(len(obs.corpora), 1), "sft_readout": int(forward.measures_sft_forgetting(obs.x)),
          "task_data": len(obs.table.downstream) * len(obs.table.sft_datasets)}
-    return {p.name: n[p.group] for p in forward.PARAMS
-            if n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)
+    # least squares fits the law without a quality per base checkpoint (a random effect needs its prior to be
+    # told apart from the residuals)
+    return {p.name: n[p.group] for p in forward.PARAMS if p.name not in forward.BASE_QUALITY_PARAMS
+            and n[p.group] and not (p.group == "corpus" and len(obs.corpora) < 2)
             and (p.name != "smoothmax_k" or obs.form == "smoothmax")}
 
 

@@ -154,6 +154,8 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None, thin
         sampler=dict(backend="pymc+numpyro NUTS", seed=diag.get("seed")),
     ) | (extra_meta or {})
     draws = draws_of(idata)
+    if "base_quality" in draws:
+        meta["bases"] = list(obs.bases)  # the order of base_quality's columns (forward.base_key)
     if thin > 1:
         total = len(next(iter(draws.values())))
         draws = {k: v[::thin] for k, v in draws.items()}

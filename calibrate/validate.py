@@ -60,9 +60,11 @@ def refit_without(post: Posterior, obs, held: np.ndarray, draws=500, tune=500, c
     """An exact fold: NUTS on the observations that are not held out."""
     from calibrate import fit
 
-    idata = fit.sample(obs.subset(~held), draws=draws, tune=tune, chains=chains, target_accept=0.95, seed=seed,
-                       progress=False)
-    return Posterior(fit.draws_of(idata), post.meta | {"diagnostics": fit.diagnostics(idata)}, post.path)
+    train = obs.subset(~held)
+    idata = fit.sample(train, draws=draws, tune=tune, chains=chains, target_accept=0.95, seed=seed, progress=False)
+    # the fold's own base checkpoints: a held-out one is new to it, and draws its quality
+    return Posterior(fit.draws_of(idata), post.meta | {"diagnostics": fit.diagnostics(idata), "bases": list(train.bases)},
+                     post.path)
 
 
 def loco(post: Posterior, obs, level: float = 0.9, seed: int = 0, refit_above: float | None = None, log=None) -> dict:

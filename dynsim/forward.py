@@ -19,6 +19,9 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                                 with L_down = L_pt + forget_reach · (L_gen − L_pt)  (the share of forgetting it feels)
                                 + (1 + D/(20N))^(−ot_sensitivity) · post_gain − OOD · epoch_decline · log(SFT epochs)
                                 + size_ability[kind] · log(N/N_ref)                 (size beyond the loss)
+                                + quality_ability[kind] · q_base                    (the base checkpoint's quality)
+  base checkpoint quality  q_base ~ N(0, 1) per pretraining checkpoint, where several have post-trained descendants:
+                        L_pt ← L_pt · e^(−quality_loss · q_base), shared by the checkpoint and its descendants
                         post_gain = sft_gain · (1 − e^(−SFT ex·ep / sft_scale)) + rl_gain · (1 − e^(−RL ex·ep / rl_scale))
                                     (sft_gain → data_gain[task, data set] for a run that names its SFT data)
   per-item success      p_i   = σ(μ + item_spread · z_i),  z_i ~ N(0, 1) over the task's items (logit-normal)
@@ -107,11 +110,18 @@ PARAMS = (
     Param("corpus_link", "corpus", "validation loss a corpus's models carry at equal cloze accuracy (nats; first 0)"),
     # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
     Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
+    # Only where runs of several base checkpoints were post-trained (EvoLM, Amuro & Char, a miniature study):
+    Param("base_quality", "base", "a base checkpoint's quality beyond the law, in standard deviations: shared by "
+          "every number of the checkpoint and of its CPT / SFT / RL descendants (a new checkpoint draws its own)"),
+    Param("quality_loss", "global", "relative general loss one standard deviation of base quality removes"),
+    Param("quality_ability", "kind", "downstream ability logits one standard deviation of base quality adds"),
 )
 OPTIONAL_PARAMS = ("corpus_E", "corpus_logB", "corpus_link", "sft_forget",  # absent where the data cannot inform them: read as zero
                    "data_gain",  # only where runs name their SFT data set (Amuro & Char): sft_gain serves elsewhere
                    "smoothmax_k",  # the smoothmax form's only
-                   "forget_reach")  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
+                   "forget_reach",  # absent from posteriors fitted before it existed: read as 1 (all forgetting)
+                   *("base_quality", "quality_loss", "quality_ability"))  # only where base checkpoints have descendants
+BASE_QUALITY_PARAMS = OPTIONAL_PARAMS[-3:]  # a random effect per checkpoint: the Bayesian fit's alone
 PARAM_GROUPS = {p.name: p.group for p in PARAMS}
 
 
@@ -258,10 +268,18 @@ class Design:
         return Design(cast(self.rows), cast(self.fixed))
 
 
+def base_key(config, corpus_idx: int = 0) -> str:
+    """The base checkpoint a run descends from (its pretraining run, schedule and corpus): what `base_quality`
+    is shared over."""
+    return f"{config.size}/{config.pretrain}/{config.pretrain_schedule}/{int(corpus_idx)}"
+
+
 def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corpus_idx=None,
-           form: str = "chinchilla", scales: dict | None = None) -> Design:
+           form: str = "chinchilla", scales: dict | None = None, bases: list[str] | None = None) -> Design:
     """Observations (config_i, task_i, metric_i[, pretraining corpus index]) → the Design the forward model
-    reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given)."""
+    reads (SI units). scales: N_ref, D_ref, loss_ref (DEFAULT_SCALES if not given). bases: the base checkpoints
+    (`base_key`) whose quality the parameters hold, in order; a row of another base gets index len(bases) + j for
+    the j-th such base (`n_new_bases` of them: a prediction draws their quality)."""
     if form not in FORMS:
         raise ValueError(f"unknown model form '{form}': choose one of {', '.join(FORMS)}")
     n = len(configs)
@@ -292,7 +310,12 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
     x["pair_idx"] = np.where(data_idx >= 0, x["task_idx"] * max(len(table.sft_datasets), 1) + data_idx, 0)
     scales = DEFAULT_SCALES | (scales or {})
     x["log_size"] = np.log(x["N"] / scales["N_ref"])
-    fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]))
+    known = {b: i for i, b in enumerate(bases or [])}
+    new: dict[str, int] = {}
+    x["base_idx"] = np.array([known[k] if k in known else len(known) + new.setdefault(k, len(new))
+                              for k in map(base_key, configs, x["corpus_idx"])], dtype=int)
+    fixed = dict(form=form, n_up_tasks=len(up), up_chance=np.array([table.chance[table.names.index(t)][0] for t in up]),
+                 n_new_bases=len(new))
     return Design(x, fixed | scales)
 
 
@@ -366,8 +389,18 @@ def general_loss(p, x, xp):
 
 
 def pretrain_loss(p, x, xp):
-    """Loss on general text after pretraining: Chinchilla form + un-annealed gap (replay tokens count as
-    pretraining tokens: they are the same distribution)."""
+    """Loss on general text after pretraining: the law (`law_loss`) times the base checkpoint's own quality
+    factor, where the parameters hold one: a checkpoint sits off the law by a fraction of its loss, and its
+    descendants inherit that (EvoLM's 4B-80BT scores under 1B-80BT on all six cloze tasks)."""
+    loss = law_loss(p, x, xp)
+    if "base_quality" not in p:
+        return loss
+    return loss * xp.exp(-p["quality_loss"] * _param(xp, p["base_quality"], x["base_idx"]))
+
+
+def law_loss(p, x, xp):
+    """The pretraining law: Chinchilla form + un-annealed gap (replay tokens count as pretraining tokens: they
+    are the same distribution)."""
     E, B = p["E"], p["B"]
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
         E = E + _param(xp, p["corpus_E"], x["corpus_idx"])
@@ -427,6 +460,8 @@ def ability_shift(p, x, xp):
     shift = g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
     if "size_ability" in p:  # a larger model gains more from post-training than its loss alone says
         shift = shift + _param(xp, p["size_ability"], x["kind_idx"]) * x["log_size"]
+    if "base_quality" in p:  # a better checkpoint than the law says is better downstream beyond its loss, too
+        shift = shift + _param(xp, p["quality_ability"], x["kind_idx"]) * _param(xp, p["base_quality"], x["base_idx"])
     return shift
 
 

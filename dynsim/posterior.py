@@ -84,7 +84,7 @@ class Posterior:
                     tau = self.params["run_shared"][draws][:, shared_group].astype(np.float32)
                     u = gen.standard_normal((len(values), n_blocks), dtype=np.float32)
                     values += np.where(block >= 0, tau * u[:, np.maximum(block, 0)], np.float32(0.0))
-                slope = self.loss_slope(x, draws)
+                slope = self.loss_slope(x, draws, p)
                 if is_loss.any() or slope is not None:
                     # A run's relative deviation from the loss law: one draw per run (configuration and corpus),
                     # Student-t as in the likelihood, carried by its loss and, by the link's slope, its cloze
@@ -104,8 +104,9 @@ class Posterior:
         shared_group = np.minimum(groups, len(observation.SHARED_GROUPS) - 1)
         n_runs = int(run.max()) + 1 if len(run) else 0
         generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
+        p = self.parameters(x, rng)  # after the noise generators: a posterior without base quality predicts as before
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
-        return forward.predict_many(self.gathered(), x, finish=finish)
+        return forward.predict_many(p, x, finish=finish)
 
     def groups(self, configs, tasks, metrics) -> np.ndarray:
         """Each observation's discrepancy group (observation.OBS_GROUPS)."""
@@ -121,14 +122,24 @@ class Posterior:
             except ValueError as e:
                 raise PosteriorError(str(e)) from None
         return forward.design(configs, tasks, metrics, self.table, corpus, self.meta.get("form", "chinchilla"),
-                              self.meta.get("scales"))
+                              self.meta.get("scales"), self.meta.get("bases"))
 
-    def loss_slope(self, x: forward.Design, draws=slice(None)) -> np.ndarray | None:
+    def parameters(self, x: forward.Design, rng=None) -> dict[str, np.ndarray]:
+        """`gathered` for the design x: a base checkpoint the fit never saw draws its quality from its prior,
+        one standard normal per draw and checkpoint, shared by the rows that descend from it."""
+        p = self.gathered()
+        if "base_quality" in p and x["n_new_bases"]:
+            rng = rng.spawn(1)[0] if rng is not None else np.random.default_rng(0)
+            new = rng.standard_normal((self.n_draws, x["n_new_bases"])).astype(p["base_quality"].dtype)
+            p["base_quality"] = np.concatenate([p["base_quality"], new], axis=1)
+        return p
+
+    def loss_slope(self, x: forward.Design, draws=slice(None), params=None) -> np.ndarray | None:
         """Points each observation's number falls per unit of relative deviation from the loss law where that
         deviation enters its likelihood (cloze numbers of a calibration with measured losses), else None."""
         if not self.meta.get("cloze_loss_slope"):  # the loss is latent
             return None
-        p = {k: v[draws] for k, v in self.gathered().items()}
+        p = {k: v[draws] for k, v in (params or self.parameters(x)).items()}
         slope = forward.cloze_loss_slope(p, x, np)
         return None if slope is None else 100.0 * slope
 

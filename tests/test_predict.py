@@ -247,3 +247,39 @@ def test_predicted_losses_are_positive(calibration, config, task):
 
     draws = posterior.load(posterior.bundled_path(calibration)).predict([parse_config(config)], [task], ["loss"], rng=np.random.default_rng(0))
     assert np.isfinite(draws).all() and (draws > 0).all()
+
+
+def test_a_base_checkpoints_quality_is_inherited_by_its_descendants():
+    """base_quality (forward.pretrain_loss, forward.ability_shift): a checkpoint the fit saw keeps its quality, so
+    a better one predicts higher cloze and downstream numbers for all of its descendants; a checkpoint the fit never
+    saw draws one quality per draw, shared by its own numbers and its descendants' (they move together), and
+    independent of another new checkpoint's."""
+    import numpy as np
+
+    from dynsim import forward, posterior
+    from dynsim.config import parse_config
+
+    post = posterior.load(posterior.bundled_path("evolm"))
+    S = post.n_draws
+    seen = [forward.base_key(parse_config(n)) for n in ("1B-80BT", "1B-160BT")]
+    quality = np.tile([-1.5, 1.5], (S, 1))  # 1B-80BT worse than its law, 1B-160BT better
+    params = post.params | {"base_quality": quality, "quality_loss": np.full(S, 0.03),
+                            "quality_ability": np.tile([0.6, 0.6], (S, 1))}
+    with_quality = posterior.Posterior(params, post.meta | {"bases": seen})
+    rows = [("1B-80BT", "HellaSwag", "0shot_acc"), ("1B-80BT-8+42BT-100Kep1", "ID_avg", "greedy_pass@1"),
+            ("1B-160BT", "HellaSwag", "0shot_acc"), ("1B-160BT-8+42BT-100Kep1", "ID_avg", "greedy_pass@1")]
+    args = ([parse_config(c) for c, _, _ in rows], [t for _, t, _ in rows], [m for _, _, m in rows])
+    before = post.predict(*args, noise=False).mean(axis=0)
+    after = with_quality.predict(*args, noise=False).mean(axis=0)
+    assert after[0] < before[0] - 1 and after[1] < before[1] - 0.5  # the worse checkpoint and its SFT run
+    assert after[2] > before[2] + 1 and after[3] > before[3] + 0.5  # the better one and its SFT run
+
+    new = [("4B-80BT", "HellaSwag", "0shot_acc"), ("4B-80BT-8+42BT-100Kep1", "ID_avg", "greedy_pass@1"),
+           ("4B-160BT", "HellaSwag", "0shot_acc"), ("4B-160BT-8+42BT-100Kep1", "ID_avg", "greedy_pass@1")]
+    args = ([parse_config(c) for c, _, _ in new], [t for _, t, _ in new], [m for _, _, m in new])
+    d = with_quality.predict(*args, noise=False, rng=np.random.default_rng(5)).astype(float)
+    same = np.corrcoef(d[:, 0], d[:, 1])[0, 1]
+    assert same > 0.5  # a new checkpoint's cloze and its SFT run's numbers share its quality
+    assert abs(np.corrcoef(d[:, 0], d[:, 3])[0, 1]) < same - 0.3  # another checkpoint's do not
+    wider = d.std(axis=0) > post.predict(*args, noise=False).astype(float).std(axis=0)
+    assert wider.all()  # an unseen checkpoint's quality is uncertainty

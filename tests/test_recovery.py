@@ -20,8 +20,9 @@ Measured (2026-12-03, smoothmax form, 94 scored numbers, 2-core machine shared w
 19/19 inside 99.9%; R-hat 1.008, ESS bulk 869, 0 divergences at target_accept 0.97.
 
 Criterion, on 18 scalars: the 16 global parameters (`forward.PARAMS` with group "global") and the size term
-per kind (size_ability: ID, OOD):
-  (a) at most 4 of the 18 known values outside their central 90% posterior interval, and
+per kind (size_ability: ID, OOD), and where the posterior has them the base-quality loadings (quality_loss is
+global; quality_ability per kind: 21 scalars):
+  (a) at most 4 of the 18 known values outside their central 90% posterior interval (`allowed_outside`), and
   (b) every one inside its central 99.9% interval (≈ the range of the draws), and
   (c) the fit's diagnostics pass (R-hat ≤ 1.01, no divergences, after the fit's own retries).
 False-alarm rate for a correct model and sampler, treating the 18 coverages as independent Bernoulli
@@ -54,7 +55,15 @@ DRAWS, TUNE, CHAINS = 1000, 500, 4
 # The fit's own retry ladder, starting at 0.97: on this design 0.9 left 4 divergences (one run, 500/500
 # draws), as it did for the bundled fit, and each rung costs a full fit.
 TARGET_ACCEPTS = (0.97, 0.995)
-MAX_OUTSIDE_90 = 4  # of 18 (19 with the smoothmax form's k); see the false-alarm arithmetic above
+FALSE_ALARM = 0.04  # of criterion (a); see the arithmetic above
+
+
+def allowed_outside(n: int) -> int:
+    """Known values allowed outside their 90% intervals: the fewest m with P(Binomial(n, 0.1) > m) ≤ FALSE_ALARM
+    (4 of 18 or 19 scalars, 5 of 21 with the base-quality loadings)."""
+    from scipy.stats import binom
+
+    return next(m for m in range(n + 1) if binom.sf(m, n, 0.1) <= FALSE_ALARM)
 
 
 def simulate(obs, post, draw: int, rng):
@@ -95,7 +104,8 @@ def test_known_parameters_are_recovered():
 
     # the global scalars (16, and the smoothmax form's k) and the size term per kind
     checked = ([(p.name, None) for p in forward.PARAMS if p.group == "global" and p.name in known.params]
-               + [("size_ability", k) for k in range(len(forward.KINDS))])
+               + [(name, k) for name in ("size_ability", "quality_ability") if name in known.params
+                  for k in range(len(forward.KINDS))])
     rows, inside90, inside999 = [], 0, 0
     for name, k in checked:
         true, d = known.params[name][draw], draws[name]
@@ -118,5 +128,5 @@ def test_known_parameters_are_recovered():
     print(f"inside 90%: {inside90}/{len(checked)}; inside 99.9%: {inside999}/{len(checked)}")
 
     assert ok, f"diagnostics failed: {diag}"
-    assert inside90 >= len(checked) - MAX_OUTSIDE_90, f"only {inside90}/{len(checked)} known values inside their 90% intervals"
+    assert inside90 >= len(checked) - allowed_outside(len(checked)), f"only {inside90}/{len(checked)} known values inside their 90% intervals"
     assert inside999 == len(checked), "a known value lies outside its 99.9% interval"
