@@ -535,29 +535,75 @@ def _normalised(logw: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def suggest(post, interest: np.ndarray, runs: list[RunConfig], tpe=TOKENS_PER_EXAMPLE, k: int = 3,
-            n_sims: int = 16, seed: int = 0, logw0: np.ndarray | None = None, trained=None) -> list[Suggestion]:
-    """All `runs` ranked by expected reduction of the variance of `interest` (S, m) per FLOP of their new stages
-    (the first k; k=None: all). The same simulating draws and one predictive stream for every run (common random
-    numbers). trained: checkpoints that exist (default: the calibration's runs and their prefixes)."""
-    S = post.n_draws
-    logw0 = np.zeros(S) if logw0 is None else logw0
-    sims = np.random.default_rng(seed).choice(S, min(n_sims, S - 1), replace=False, p=_normalised(logw0))
+@dataclasses.dataclass
+class Pool:
+    """Candidate runs with what training each would measure, predicted once: noise-free draws `mean` (S, n) and
+    predictive draws `y` (S, n; rows of draws not simulated from are zero) of every run's numbers, run after
+    run (`cols`). Reused while the weights change (a sequential study) since neither depends on them."""
+
+    runs: list[RunConfig]
+    rows: dict
+    cols: dict
+    mean: np.ndarray
+    y: np.ndarray
+    flops: dict
+    new: dict  # run → its stages not yet trained
+
+    @classmethod
+    def build(cls, post, runs, tpe=TOKENS_PER_EXAMPLE, trained=None, outcome_draws=None, seed: int = 0) -> Pool:
+        """outcome_draws: the draws outcomes will be simulated from (default all; fewer is faster)."""
+        trained = trained_prefixes(post) if trained is None else trained
+        rows = {run: measurements(post, run, trained) for run in runs}
+        rows = {run: rs for run, rs in rows.items() if rs}
+        every = [r for rs in rows.values() for r in rs]
+        if not every:
+            raise DecideError("no candidate run measures anything new")
+        cols, start = {}, 0
+        for run, rs in rows.items():
+            cols[run] = slice(start, start + len(rs))
+            start += len(rs)
+        mean = predict_rows(post, every, noise=False)
+        draws = np.arange(post.n_draws) if outcome_draws is None else np.asarray(outcome_draws)
+        y = np.zeros_like(mean)
+        y[draws] = predict_rows(subset(post, draws), every, noise=True, seed=seed)
+        return cls(list(rows), rows, cols, mean, y, {run: run_flops(run, tpe, trained) for run in rows},
+                   {run: [c for c in lineage(run) if c not in trained] for run in rows})
+
+    def expected_variance(self, post, run, interest, logw0, sims) -> tuple[float, float]:
+        c = self.cols[run]
+        return preposterior(post, self.rows[run], self.mean[:, c], self.y[:, c], interest, logw0, sims)
+
+    def reveal(self, post, run, values) -> np.ndarray:
+        """log p(values | draw) of measured `values` of run's numbers, (S,): the update of the log weights."""
+        cs, ts, ms = map(list, zip(*self.rows[run]))
+        return post.log_likelihood(cs, ts, ms, values, self.mean[:, self.cols[run]])
+
+
+def simulating_draws(post, logw0: np.ndarray, n_sims: int, seed: int) -> np.ndarray:
+    """The draws outcomes are simulated from: a sample from the current (weighted) posterior."""
+    p = _normalised(logw0)
+    return np.random.default_rng(seed).choice(post.n_draws, min(n_sims, int((p > 0).sum()) - 1), replace=False, p=p)
+
+
+def rank(post, interest: np.ndarray, pool: Pool, logw0: np.ndarray | None = None, n_sims: int = 16, seed: int = 0,
+         k: int | None = None, sims: np.ndarray | None = None) -> list[Suggestion]:
+    """The pool's runs ranked by expected reduction of the variance of `interest` (S, m) per FLOP of their new
+    stages (the first k; None: all), the same simulating draws for every run (common random numbers)."""
+    logw0 = np.zeros(post.n_draws) if logw0 is None else logw0
+    sims = simulating_draws(post, logw0, n_sims, seed) if sims is None else sims
     var0 = float(weighted_variance(interest, logw0))
-    trained = trained_prefixes(post) if trained is None else trained
-    rows = {run: measurements(post, run, trained) for run in runs}
-    every = [r for rs in rows.values() for r in rs]
-    if not every:
-        return []
-    mean = predict_rows(post, every, noise=False)
-    y = np.zeros_like(mean)  # only the simulating draws' outcomes are needed: predict those draws alone
-    y[sims] = predict_rows(subset(post, sims), every, noise=True, seed=seed)
-    out, start = [], 0
-    for run, rs in rows.items():
-        cols = slice(start, start + len(rs))
-        start += len(rs)
-        var, e = preposterior(post, rs, mean[:, cols], y[:, cols], interest, logw0, sims)
-        new = [c for c in lineage(run) if c not in trained]
-        out.append(Suggestion(run, run_flops(run, tpe, trained), new, var0 - var, e))
+    out = []
+    for run in pool.runs:
+        var, e = pool.expected_variance(post, run, interest, logw0, sims)
+        out.append(Suggestion(run, pool.flops[run], pool.new[run], var0 - var, e))
     out.sort(key=lambda s: s.reduction / s.flops, reverse=True)
     return out if k is None else out[:k]
+
+
+def suggest(post, interest: np.ndarray, runs: list[RunConfig], tpe=TOKENS_PER_EXAMPLE, k: int = 3,
+            n_sims: int = 16, seed: int = 0) -> list[Suggestion]:
+    """`rank` over candidate runs, predicting outcomes only from the draws they are simulated from."""
+    logw0 = np.zeros(post.n_draws)
+    sims = simulating_draws(post, logw0, n_sims, seed)
+    pool = Pool.build(post, runs, tpe, outcome_draws=sims, seed=seed)
+    return rank(post, interest, pool, logw0, sims=sims, k=k)
