@@ -222,8 +222,8 @@ def cmd_suggest(args) -> int:
         return 0
     print(f"dynsim suggest: the runs that most reduce the posterior variance of {target.name} per FLOP, at "
           f"{why}:\n  " + "\n  ".join(c.name for c in interest))
-    print(f"variance now {var0:.3g} {target.units}² (sd {np.sqrt(var0):.2f} per configuration summed in "
-          f"quadrature); {len(runs)} candidate runs, {args.sims} simulated outcomes each, {wall:.1f} s")
+    print(f"variance now {var0:.3g} {target.units}² (summed over the {len(interest)} configurations); {len(runs)} "
+          f"candidate runs, {args.sims} simulated outcomes each, {wall:.1f} s")
     print(_cost_note(tpe, source) + "; checkpoints of calibrated runs are reused")
     width = max(len(s.config.name) for s in ranked) + 2
     print(f"\n  {'#':<3}{'run':<{width}}{'new FLOPs':>10}{'E[Δvar]':>9}{'share':>7}{'per 1e21 FLOPs':>16}{'ESS':>7}")
