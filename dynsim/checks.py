@@ -57,6 +57,22 @@ def percent(text: str) -> float:
     return value
 
 
+def quantile(text: str) -> float:
+    """A probability strictly between 0 and 1 (a quantile level)."""
+    value = _number(text, float, "a number strictly between 0 and 1")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value:g}")
+    return value
+
+
+def token_pair(text: str) -> tuple[int, int]:
+    """'512,1024': two integers >= 1."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected two integers >= 1 as SFT,RL, got {shown(text)}")
+    return count(parts[0]), count(parts[1])
+
+
 def nonempty(text: str) -> str:
     """A non-empty name or path (a corpus, a calibration, a file): '' would silently mean the default."""
     if not text.strip():

@@ -128,6 +128,132 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# -- optimize / suggest (logic in dynsim/decide.py) ---------------------------------------------------
+def _decision_setup(args):
+    """The posterior, target, cost assumptions and candidate grid both verbs share; every bad flag refused here,
+    before any search."""
+    from dynsim import decide
+
+    post = _load_posterior(args)
+    target = decide.parse_target(args.target, post)
+    if args.tokens_per_example:
+        tpe, source = args.tokens_per_example, "--tokens-per-example"
+    else:
+        tpe, source = decide.tokens_per_example(None if args.posterior else args.calibration)
+    fix = decide.parse_constraints(args.fix, "--fix")
+    maximum = decide.parse_constraints(args.max, "--max")
+    budget = decide.parse_budget(args.budget, args.gpu_flops) if args.budget else None
+    return post, target, tpe, source, fix, maximum, budget
+
+
+def _progress(args):
+    """Search progress on stderr, where a person watches (a terminal) and not in --json."""
+    return (lambda m: print(f"  {m}", file=sys.stderr, flush=True)) if sys.stderr.isatty() and not args.json else None
+
+
+def _cost_note(tpe, source) -> str:
+    return (f"cost: 6·N·tokens per stage; SFT {tpe[0]} and RL {tpe[1]} tokens per example-epoch ({source}); "
+            f"RL rollout generation not counted")
+
+
+def cmd_optimize(args) -> int:
+    import time
+
+    from dynsim import decide
+
+    t0 = time.time()
+    post, target, tpe, source, fix, maximum, budget = _decision_setup(args)
+    if budget is None:
+        raise UsageError("--budget is required, e.g. --budget 1e22FLOPs or --budget 5000GPUh")
+    grid = decide.space(post, target, budget, tpe, fix, maximum, in_range=args.in_range)
+    best = decide.optimize(post, target, budget, grid, tpe, risk=args.risk, top=args.top, seed=args.seed,
+                           progress=_progress(args))
+    wall = time.time() - t0
+    what = "posterior mean" if args.risk is None else f"{args.risk:g}-quantile over the posterior"
+    if args.json:
+        print(json.dumps({"target": target.name, "units": target.units, "higher_is_better": target.sign > 0,
+                          "budget_flops": budget, "objective": what, "posterior": post.path,
+                          "data_hash": post.meta.get("data_hash"), "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
+                          "tokens_per_example_source": source, "space": grid.describe(), "evaluated": best.evaluated,
+                          "interval": decide.LEVEL, "wall_s": round(wall, 2),
+                          "allocations": [a.as_dict(target) for a in best.allocations]}, indent=1))
+        return 0
+    sense = "higher" if target.sign > 0 else "lower"
+    print(f"dynsim optimize: {target.name} ({target.units}, {sense} is better), {what}, within {budget:.3g} FLOPs"
+          f"   (posterior: {post.meta.get('data_title', '')}, {post.n_draws} draws)")
+    print(_cost_note(tpe, source))
+    print(f"searched {grid.describe()}: {best.evaluated} pipelines evaluated in {wall:.1f} s")
+    width = max(len(a.config.name) for a in best.allocations) + 2
+    print(f"\n  {'#':<3}{'allocation':<{width}}{'FLOPs':>9}{'mean':>8}   {decide.LEVEL:.0%} interval"
+          f"{'P(best)':>10}{'E[regret]':>11}")
+    for n, a in enumerate(best.allocations, 1):
+        print(f"  {n:<3}{a.config.name:<{width}}{a.flops:9.2e}{a.mean:8.2f}   [{a.lo:5.1f}, {a.hi:5.1f}]"
+              f"{a.p_best:10.3f}{a.regret:11.2f}{'  !' if a.outside else ''}")
+    flags: dict[str, list[str]] = {}  # each extrapolation once, with the allocations it applies to
+    for n, a in enumerate(best.allocations, 1):
+        for message in a.outside:
+            flags.setdefault(message, []).append(f"#{n}")
+    for message, ranks in flags.items():
+        print(f"  ! extrapolating: {message} ({' '.join(ranks)})")
+    print(f"\nP(best), E[regret]: per posterior draw, the best of the {decide.TOP_SET} best allocations found and "
+          f"each one's shortfall from it ({target.units}); intervals are posterior-predictive for a new run")
+    return 0
+
+
+def cmd_suggest(args) -> int:
+    import time
+
+    import numpy as np
+
+    from dynsim import decide
+    from dynsim.config import parse_config
+
+    t0 = time.time()
+    post, target, tpe, source, fix, maximum, budget = _decision_setup(args)
+    at = [parse_config(n) for n in args.at or []]
+    per_run = decide.parse_budget(args.budget_per_run, args.gpu_flops) if args.budget_per_run else float("inf")
+    if budget is None:  # the budget of the largest calibrated run: where the next decision is likely to be made
+        budget = max(decide.run_flops(c, tpe) for c in post.observed)
+    grid = decide.space(post, target, budget, tpe, fix, maximum, in_range=args.in_range)
+    if at:
+        for c in at:
+            if post.unseen_stages(c):
+                raise UsageError(f"--at {c.name}: the calibration has no runs with {' or '.join(post.unseen_stages(c))}")
+        interest, why = at, "the configurations given by --at"
+    else:
+        best = decide.optimize(post, target, budget, grid, tpe, risk=args.risk, top=3, seed=args.seed,
+                               progress=_progress(args))
+        interest, why = [a.config for a in best.allocations], f"the 3 best allocations of {budget:.3g} FLOPs"
+    values = decide.target_draws(post, target, interest)
+    runs = decide.candidate_runs(post, grid, per_run, tpe, extra=[target.config(c, post) for c in interest])
+    if not runs:
+        raise UsageError(f"no candidate run's new stages fit within --budget-per-run {per_run:.3g} FLOPs")
+    ranked = decide.suggest(post, values, runs, tpe, k=args.k, n_sims=args.sims, seed=args.seed)
+    var0 = float(decide.weighted_variance(values, np.zeros(post.n_draws)))
+    wall = time.time() - t0
+    if args.json:
+        print(json.dumps({"target": target.name, "units": target.units, "interest": [c.name for c in interest],
+                          "interest_rule": why, "prior_variance": round(var0, 4), "candidates": len(runs),
+                          "simulated_outcomes": args.sims, "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
+                          "tokens_per_example_source": source, "wall_s": round(wall, 2),
+                          "suggestions": [s.as_dict(target, var0) for s in ranked],
+                          "study_snippet": decide.study_snippet([s.config for s in ranked])}, indent=1))
+        return 0
+    print(f"dynsim suggest: the runs that most reduce the posterior variance of {target.name} per FLOP, at "
+          f"{why}:\n  " + "\n  ".join(c.name for c in interest))
+    print(f"variance now {var0:.3g} {target.units}² (summed over the {len(interest)} configurations); {len(runs)} "
+          f"candidate runs, {args.sims} simulated outcomes each, {wall:.1f} s")
+    print(_cost_note(tpe, source) + "; checkpoints of calibrated runs are reused")
+    width = max(len(s.config.name) for s in ranked) + 2
+    print(f"\n  {'#':<3}{'run':<{width}}{'new FLOPs':>10}{'E[Δvar]':>9}{'share':>7}{'per 1e21 FLOPs':>16}{'ESS':>7}")
+    for n, s in enumerate(ranked, 1):
+        print(f"  {n:<3}{s.config.name:<{width}}{s.flops:10.2e}{s.reduction:9.3f}{s.reduction / var0:7.1%}"
+              f"{s.reduction / s.flops * 1e21:16.3f}{s.ess:7.0f}")
+    print("\ntrain them:\n" + "\n".join(f"  {decide.train_command(s.config)}" for s in ranked))
+    print("\nor as a study for `dynsim sweep` (studies/README.md):\n" + decide.study_snippet([s.config for s in ranked]))
+    return 0
+
+
 # -- fit -------------------------------------------------------------------------------------------
 def _too_few_tokens(obs, min_tpp) -> "np.ndarray":
     """Runs with fewer pretraining tokens per parameter than min_tpp (left out of fits, and of their scoring)."""
@@ -452,6 +578,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "(gadre2024: c4_original, rpj, rw_original; default the first)")
     calibration_flags(q)
     q.set_defaults(func=cmd_predict)
+
+    def decision_flags(q, budget_help):
+        q.add_argument("--target", type=checks.nonempty,
+                       help="TASK[:METRIC], e.g. ID_avg:maj@16 or ARC-Easy (default: the calibration's main "
+                            "downstream metric, EvoLM's ID_avg:maj@16)")
+        q.add_argument("--budget", type=checks.nonempty, help=budget_help)
+        q.add_argument("--gpu-flops", type=checks.positive, default=None, metavar="FLOP/S",
+                       help="sustained FLOP/s per GPU for budgets in GPU-hours (default: an H100's dense bf16 peak at 40%% "
+                            "utilisation, dynsim/decide.py GPU_FLOPS)")
+        q.add_argument("--fix", action="append", metavar="KEY=VALUE",
+                       help="hold an axis: size=1B, pretrain=160BT, cpt=8+42BT, sft=100Kep1, rl=100Kep8 or none")
+        q.add_argument("--max", action="append", metavar="KEY=VALUE",
+                       help="bound an axis: size=4B, pretrain=320BT, cpt=50BT (total), sft=200Kep2, rl=100Kep8")
+        q.add_argument("--in-range", action="store_true", help="only values within the calibrated range")
+        q.add_argument("--risk", type=checks.quantile, default=None, metavar="Q",
+                       help="maximise the Q-quantile of the target over the posterior instead of its mean "
+                            "(a cautious user: 0.1)")
+        q.add_argument("--tokens-per-example", type=checks.token_pair, metavar="SFT,RL",
+                       help="tokens one SFT and one RL example cost per epoch (default: the calibration's study)")
+        q.add_argument("--seed", type=checks.natural, default=0)
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        calibration_flags(q)
+
+    q = sub.add_parser("optimize", help="the allocation of a compute budget across the stages that maximises a target")
+    decision_flags(q, "compute budget: FLOPs (1e22FLOPs) or GPU-hours (5000GPUh)")
+    q.add_argument("--top", type=checks.count, default=5, help="allocations to report (default 5)")
+    q.set_defaults(func=cmd_optimize)
+
+    q = sub.add_parser("suggest", help="the next runs that most reduce the target's uncertainty per FLOP")
+    decision_flags(q, "the budget whose best allocations the target is about (default: the largest calibrated "
+                      "run's cost)")
+    q.add_argument("--at", nargs="+", metavar="RUN", help="configurations whose target to pin down instead")
+    q.add_argument("--budget-per-run", type=checks.nonempty, help="the most a suggested run may cost (FLOPs or GPUh)")
+    q.add_argument("-k", type=checks.count, default=3, help="runs to suggest (default 3)")
+    q.add_argument("--sims", type=checks.count, default=16, help="simulated outcomes per candidate run (default 16)")
+    q.set_defaults(func=cmd_suggest)
 
     q = sub.add_parser("fit", help="fit the Bayesian model to a results Dataset (NUTS) and write its posterior")
     q.add_argument("--calibration", type=checks.nonempty, default="evolm",

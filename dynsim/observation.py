@@ -101,7 +101,8 @@ def block_log_density(resid, var, shared_sd, block, n_blocks: int, xp=np):
     member[np.arange(len(rows)), np.asarray(block)[rows]] = 1.0
     take = (lambda v: v[..., rows]) if xp is np else (lambda v: v[rows])
     r, v, tau2 = take(resid), take(var), take(shared_sd) ** 2
-    dot = (lambda m: m @ member) if xp is np else (lambda m: xp.dot(m, member))
+    # numpy: einsum, not BLAS (a skinny product; BLAS threads on a busy machine made it 3x slower here)
+    dot = (lambda m: np.einsum("...i,ij->...j", m, member)) if xp is np else (lambda m: xp.dot(m, member))
     a = dot(1.0 / v)
     b = dot(r / v)
     tau2_block = dot(tau2 / v) / xp.maximum(a, 1e-30)  # every number of a block shares its group's τ²

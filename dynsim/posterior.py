@@ -169,23 +169,38 @@ class Posterior:
         rl = [(c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl]
         return (usual_pair(sft) if sft else (100_000, 1)), (usual_pair(rl) if rl else (100_000, 8))
 
+    def metrics_of(self, kind: str) -> list[str]:
+        """The metrics the calibration measured for a kind of number: 'cloze' (upstream accuracies), 'loss' or
+        'downstream' (greedy, maj@k, pass@k, ...)."""
+        observed = self.meta["observed"]["metrics"]
+        if kind == "cloze":
+            return [m for m in observed if forward.metric_kind(m)[0] == "cloze"] or ["0shot_acc"]
+        if kind == "loss":
+            return ["loss"] if "loss" in observed else []
+        return [m for m in observed if forward.metric_kind(m)[0] not in ("cloze", "loss")]
+
+    def _upstream_rows(self, cfg: RunConfig, averages: bool = True) -> list[tuple[RunConfig, str, str]]:
+        """cfg's upstream numbers; averages=False leaves out an upstream average whose tasks are all there (the
+        same evidence twice, as the fit scores it: calibrate/model.py, _averages_scored_once)."""
+        rows = []
+        for t in self.table.names:
+            kind = self.table.kind(t)
+            if kind == "upstream" or (kind == "upstream_avg" and (averages or not self.table.upstream)):
+                rows += [(cfg, t, m) for m in self.metrics_of("cloze")]
+            elif kind == "text" and t in self.meta["observed"]["tasks"]:
+                rows += [(cfg, t, m) for m in self.metrics_of("loss")]
+        return rows
+
+    def _downstream_rows(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
+        return [(cfg, t, m) for t in self.table.downstream for m in self.metrics_of("downstream")]
+
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
         (the calibration's usual post-training when cfg has none of its own: EvoLM's 100Kep1 / 100Kep8)."""
-        rows = []
         base = cfg.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
-        upstream_cfg = cfg if not cfg.has_sft else base
-        observed = self.meta["observed"]["metrics"]
-        cloze = [m for m in observed if forward.metric_kind(m)[0] == "cloze"] or ["0shot_acc"]
-        for t in self.table.names:
-            kind = self.table.kind(t)
-            if kind == "upstream" or kind == "upstream_avg":
-                rows += [(upstream_cfg, t, m) for m in cloze]
-            elif kind == "text" and "loss" in observed and t in self.meta["observed"]["tasks"]:
-                rows.append((upstream_cfg, t, "loss"))
+        rows = self._upstream_rows(cfg if not cfg.has_sft else base)
         if not self.table.downstream:
             return rows
-        metrics = [m for m in observed if forward.metric_kind(m)[0] not in ("cloze", "loss")]
         (sft_ex, sft_ep), (rl_ex, rl_ep) = self.usual_post_training()
         if cfg.has_sft:
             post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
@@ -193,10 +208,47 @@ class Posterior:
             sft = base.replace(sft_examples=sft_ex, sft_epochs=sft_ep)
             post = [sft, sft.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
         for c in post:
-            for t in self.table.downstream:
-                for m in metrics:
-                    rows.append((c, t, m))
+            rows += self._downstream_rows(c)
         return rows
+
+    def measured_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
+        """The numbers a new run's last stage would be evaluated on, as the calibration's runs were: upstream
+        numbers after PT or CPT, downstream ones after SFT or RL (EvoLM's evaluation protocol); an upstream
+        average is left out where its tasks are all measured (`_upstream_rows`)."""
+        return self._downstream_rows(cfg) if cfg.has_sft else self._upstream_rows(cfg, averages=False)
+
+    def log_likelihood(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], values: np.ndarray,
+                       mean: np.ndarray, corpus=None) -> np.ndarray:
+        """log p(values | draw) under the observation model (dynsim/observation.py), (..., S): values (..., n)
+        are one or more sets of measurements of the observations (config_i, task_i, metric_i), mean (S, n) their
+        noise-free draws (`predict(..., noise=False)`). Each run's shared deviation per accuracy group is
+        integrated out (block_log_density), a loss deviates relatively with Student-t tails. Item counts are
+        taken as unknown (the noise floor), as in `predict`'s predictive."""
+        values = np.asarray(values, dtype=float)
+        groups = self.groups(configs, tasks, metrics)
+        is_loss = np.array([m == "loss" for m in metrics], dtype=bool)
+        slope = self.loss_slope(self.design(configs, tasks, metrics, corpus))
+        var = self.noise_sd(groups, mean, loss_slope=slope, run_groups=observation.loss_group(configs)) ** 2
+        mean = np.asarray(mean, dtype=float)
+        out = np.zeros(values.shape[:-1] + (self.n_draws,))
+        acc = np.flatnonzero(~is_loss)
+        if acc.size:
+            shared = (self.params["run_shared"][:, np.minimum(groups[acc], len(observation.SHARED_GROUPS) - 1)]
+                      if "run_shared" in self.params else np.zeros((self.n_draws, acc.size)))
+            keys = [f"{configs[i].name}/{corpus}" for i in acc]
+            block, n_blocks = observation.run_blocks(keys, groups[acc])
+            resid = (values[..., None, acc] - mean[:, acc]).reshape(-1, acc.size)  # 2-D: one matrix product
+            tile = lambda a: np.broadcast_to(a, out.shape + (acc.size,)).reshape(-1, acc.size)  # noqa: E731
+            dens = observation.block_log_density(resid, tile(var[:, acc]), tile(shared), block, n_blocks)
+            out += dens.sum(axis=-1).reshape(out.shape)
+        if is_loss.any():
+            rows = np.flatnonzero(is_loss)
+            flat = out.reshape(-1, self.n_draws)  # log_density takes one set of measurements at a time
+            for y, o in zip(values[..., rows].reshape(-1, rows.size), flat):
+                o += observation.log_density(y, mean[:, rows], np.sqrt(var[:, rows]), np.ones(rows.size, bool),
+                                             self.meta["loss_nu"]).sum(axis=-1)
+            out = flat.reshape(out.shape)
+        return out
 
     # -- the calibrated range ------------------------------------------------------------------------
     def outside_range(self, cfg: RunConfig) -> list[str]:

@@ -1,0 +1,609 @@
+"""Decisions from the posterior, numpy only: where to spend a compute budget (`dynsim optimize`) and which run to
+train next to be surer (`dynsim suggest`).
+
+optimize
+    Candidates are whole pipelines (size, pretraining tokens, CPT replay + domain, SFT examples × epochs,
+    RL examples × epochs) on log grids around what the calibration saw (`Space`), within a FLOP budget
+    (`run_flops`). Every candidate is scored on the *same* stored posterior draws (common random numbers), so
+    differences between candidates carry no Monte-Carlo noise of their own. The grid's product is ~10^5 pipelines,
+    too many to predict in seconds, so the search is batched coordinate ascent from the best of a random sample:
+    each step tries every value of one axis (size and pretraining tokens together, since at a fixed budget they
+    trade against each other) for every start at once. Among the best allocations found it reports, per draw,
+    which is best (the posterior probability of being best) and how far each falls short of the draw's best (the
+    expected regret).
+
+suggest
+    A candidate run is scored by how much measuring it would shrink the posterior variance of the target at the
+    configurations of interest, per FLOP of its new stages. No refit: outcomes are simulated from the posterior
+    predictive (one draw's measurement each), the draws are importance-weighted by the outcome's likelihood under
+    each (the observation model, `Posterior.log_likelihood`), and the target's weighted variance is averaged over
+    the simulated outcomes (a preposterior analysis). The draw an outcome was simulated from is left out of its
+    own weighting: it would explain its outcome perfectly and overstate what the run teaches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+
+import numpy as np
+
+from dynsim import forward
+from dynsim.config import (ConfigError, RunConfig, format_examples, format_size, format_tokens, parse_examples,
+                           parse_size)
+from dynsim.errors import UserError, shown
+from dynsim.tree import lineage, stage_tokens
+
+# A GPU's sustained training throughput, to turn a budget in GPU-hours into FLOPs: an H100 SXM's dense bf16 peak
+# of 989 TFLOP/s at 40% model-FLOPs utilisation, the range large dense pretraining reports (35-45%: Llama 3,
+# Dubey et al. 2024, §3.3.2). `--gpu-flops` states another.
+GPU_FLOPS = 0.4 * 989e12
+# Tokens one SFT example and one RL example cost per epoch when the calibration names no study of its own:
+# EvoLM's, as estimated in studies/evolm_1b.toml (read from there when present; these are its values).
+TOKENS_PER_EXAMPLE = (512, 1024)
+LEVEL = 0.9  # the reported predictive interval
+SEARCH_SAMPLE, SEARCH_STARTS, TOP_SET = 256, 6, 40  # random screen, coordinate-ascent starts, the P(best) set
+
+
+class DecideError(UserError):
+    """An impossible or malformed request to optimize or suggest."""
+
+
+# -- compute ---------------------------------------------------------------------------------------------
+def parse_budget(text: str, gpu_flops: float | None = None) -> float:
+    """'1e22FLOPs', '1e22' → FLOPs; '5000GPUh' (GPU-hours at gpu_flops FLOP/s, default GPU_FLOPS) → FLOPs."""
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?\d+)?)\s*(flops?|gpu-?h(?:ours?)?)?\s*", str(text), re.IGNORECASE)
+    try:
+        value = float(m[1]) if m else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise DecideError(f"bad budget {shown(text)}: expected FLOPs such as 1e22FLOPs or GPU-hours such as 5000GPUh")
+    return value * (gpu_flops or GPU_FLOPS) * 3600 if m[2] and m[2].lower().startswith("gpu") else value
+
+
+def run_flops(cfg: RunConfig, tokens_per_example=TOKENS_PER_EXAMPLE, trained=frozenset()) -> float:
+    """Training FLOPs of cfg's stages that are not in `trained` (checkpoints that exist): 6·N·D per stage, with
+    SFT and RL tokens = examples × epochs × tokens per example (as `dynsim sweep plan` counts them, dynsim/tree.py).
+    RL's rollout generation (2·N per sampled token) and any critic are not counted: a lower bound for RL."""
+    return sum(6.0 * c.size * stage_tokens(c, *tokens_per_example) for c in lineage(cfg) if c not in trained)
+
+
+def tokens_per_example(calibration: str | None) -> tuple[tuple[int, int], str]:
+    """(SFT, RL) tokens per example for a calibration's cost accounting, and where they come from: the study
+    spec of the calibration's runs (its [tokens_per_example]), else EvoLM's."""
+    from dynsim import calibrations, posterior
+    from dynsim.study import StudyError, load_study
+
+    spec = {"evolm": "studies/evolm_1b.toml"}.get(calibration or "")
+    if calibration in calibrations.CALIBRATIONS and calibrations.get(calibration).study:
+        spec = calibrations.get(calibration).hold_out.get("study", spec)
+    path = posterior.repo_root() / spec if spec else None
+    if path is not None and path.exists():
+        try:
+            s = load_study(path)
+            return (s.sft_tokens_per_example, s.rl_tokens_per_example), f"{spec} [tokens_per_example]"
+        except StudyError:
+            pass
+    return TOKENS_PER_EXAMPLE, "EvoLM's estimate (studies/evolm_1b.toml)"
+
+
+# -- the target ------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Target:
+    task: str
+    metric: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}:{self.metric}"
+
+    @property
+    def sign(self) -> float:
+        """+1 where more is better (accuracies), −1 for a loss."""
+        return -1.0 if self.metric == "loss" else 1.0
+
+    @property
+    def units(self) -> str:
+        return "nats/token" if self.metric == "loss" else "points"
+
+    def config(self, cfg: RunConfig, post) -> RunConfig:
+        """The model the target is measured on: upstream numbers on the model before SFT (as `predict`)."""
+        if post.table.kind(self.task) in forward.KINDS:
+            return cfg
+        return cfg.replace(sft_examples=0, sft_epochs=0, sft_data="", rl_examples=0, rl_epochs=0)
+
+
+def parse_target(text: str | None, post) -> Target:
+    """'ID_avg:maj@16', 'ARC-Easy' (its kind's usual metric) or None (the calibration's main target: the ID
+    average's majority vote where there are downstream tasks, else the upstream average, else the loss)."""
+    table = post.table
+    if text is None:
+        ids = [t for t in table.downstream if table.kind(t) == "ID"] or table.downstream
+        ups = [t for t, k in zip(table.names, table.kinds) if k == "upstream_avg"] or table.upstream
+        texts = [t for t, k in zip(table.names, table.kinds) if k == "text"]
+        pool = ids or ups or texts
+        if not pool:
+            raise DecideError("this calibration predicts no task to optimise")
+        task = next((t for t in pool if "avg" in t.lower()), pool[0])
+        return parse_target(task, post)
+    task, _, metric = str(text).partition(":")
+    if task not in table.names:
+        raise DecideError(f"unknown target task {shown(task)}: this calibration predicts {', '.join(table.names)}")
+    kind = table.kind(task)
+    allowed = post.metrics_of("downstream" if kind in forward.KINDS else "loss" if kind == "text" else "cloze")
+    if not metric:
+        order = ("maj", "greedy", "pass", "mean")
+        ranked = sorted(allowed, key=lambda m: order.index(forward.metric_kind(m)[0])
+                        if forward.metric_kind(m)[0] in order else 0)
+        if not ranked:
+            raise DecideError(f"target {shown(task)}: the calibration measured no metric of it")
+        metric = ranked[0]
+    if metric not in allowed:
+        raise DecideError(f"target {shown(text)}: {task} is predicted as {', '.join(allowed) or 'nothing'}, "
+                          f"not {shown(metric)}")
+    return Target(task, metric)
+
+
+# -- the candidate grid ----------------------------------------------------------------------------------
+def _geometric(anchor: float, lo: float, hi: float, ratio: float) -> list[float]:
+    """anchor · ratio^k for every integer k with the value in [lo, hi]."""
+    k0, k1 = math.ceil(math.log(lo / anchor, ratio) - 1e-9), math.floor(math.log(hi / anchor, ratio) + 1e-9)
+    return [anchor * ratio ** k for k in range(k0, k1 + 1)]
+
+
+def _rounded(values) -> list[int]:
+    """Counts rounded to 3 significant digits (names stay short: 1.6+48.4BT, not 1.600000001+...)."""
+    return sorted({int(float(f"{v:.3g}")) for v in values if v >= 1})
+
+
+@dataclasses.dataclass
+class Space:
+    """The candidate axes. cpt, sft and rl hold (replay, domain) / (examples, epochs) pairs; (0, 0) is 'none'."""
+
+    size: list[int]
+    pretrain: list[int]
+    cpt: list[tuple[int, int]]
+    sft: list[tuple[int, int]]
+    rl: list[tuple[int, int]]
+
+    AXES = ("size", "pretrain", "cpt", "sft", "rl")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(getattr(self, a)) for a in self.AXES)
+
+    def config(self, idx) -> RunConfig:
+        i, j, c, s, r = idx
+        (rep, dom), (se, sp), (re_, rp) = self.cpt[c], self.sft[s], self.rl[r]
+        return RunConfig(self.size[i], self.pretrain[j], cpt_replay=rep, cpt_domain=dom, sft_examples=se,
+                         sft_epochs=sp, rl_examples=re_, rl_epochs=rp)
+
+    def describe(self) -> str:
+        def many(name, values, fmt):
+            return f"{name} {len(values)} ({fmt(values[0])}…{fmt(values[-1])})" if len(values) > 1 else \
+                f"{name} {fmt(values[0])}"
+
+        pair = lambda f: lambda v: "none" if v == (0, 0) else f(*v)  # noqa: E731
+        return ", ".join([many("size", self.size, format_size), many("pretrain", self.pretrain, format_tokens),
+                          many("CPT", self.cpt, pair(format_tokens)), many("SFT", self.sft, pair(format_examples)),
+                          many("RL", self.rl, pair(format_examples))])
+
+
+def space(post, target: Target, budget: float, tpe=TOKENS_PER_EXAMPLE, fix: dict | None = None,
+          maximum: dict | None = None, in_range: bool = False) -> Space:
+    """Log grids around the calibration's runs: sizes ×2 from a quarter of the smallest to 4× the largest;
+    pretraining tokens 4 per decade from a quarter of the smallest to what the budget buys the smallest size;
+    CPT totals ×2 around the observed ones at replay shares 0, the observed ones and twice the largest; SFT and RL
+    examples ×2 within 4× of the observed, epochs 1-8 (RL 1-16) and the observed. Values beyond the calibrated
+    range are kept and flagged (Posterior.outside_range). Stages the calibration never saw are left out, and a
+    downstream target always has SFT (it is measured after it), an upstream one never SFT or RL."""
+    obs = [c for c in post.observed if c.annealed] or post.observed
+    fix, maximum = fix or {}, maximum or {}
+    sizes = [c.size for c in obs]
+    size = _rounded(_geometric(min(sizes), min(sizes) / 4, max(sizes) * 4, 2.0))
+    size = sorted(set(size) | set(sizes))
+    pts = [c.pretrain for c in obs]
+    top = max(max(pts), budget / (6.0 * min(size)))
+    pretrain = sorted(set(_rounded(_geometric(min(pts), min(pts) / 4, top, 10 ** 0.25))) | set(pts))
+    cpt = [(0, 0)]
+    if any(c.has_cpt for c in post.observed):
+        mixes = {(c.cpt_replay, c.cpt_domain) for c in post.observed if c.has_cpt}
+        totals = [r + d for r, d in mixes]
+        shares = sorted({round(r / (r + d), 3) for r, d in mixes} | {0.0, round(2 * max(r / (r + d) for r, d in mixes), 3)})
+        for total in _geometric(max(totals), max(totals) / 8, max(totals) * 2, 2.0):
+            cpt += [(int(round(s * total)), int(round((1 - s) * total))) for s in shares if s < 1]
+        cpt = sorted(set(cpt) | mixes)
+    downstream = post.table.kind(target.task) in forward.KINDS
+
+    def post_training(stage: str, epochs: list[int]) -> list[tuple[int, int]]:
+        seen = [(getattr(c, f"{stage}_examples"), getattr(c, f"{stage}_epochs")) for c in post.observed
+                if getattr(c, f"{stage}_examples")]
+        if not seen or not downstream:
+            return []
+        ex = [e for e, _ in seen]
+        examples = _rounded(_geometric(min(ex), min(ex) / 4, max(ex) * 4, 2.0))
+        return sorted(set(itertools.product(examples, sorted(set(epochs) | {p for _, p in seen}))) | set(seen))
+
+    sft = post_training("sft", [1, 2, 4, 8])
+    rl = [(0, 0)] + post_training("rl", [1, 2, 4, 8, 16])
+    if downstream and not sft:
+        raise DecideError(f"target {target.name} is measured after SFT, which this calibration never saw")
+    axes = dict(size=size, pretrain=pretrain, cpt=cpt, sft=sft or [(0, 0)], rl=rl if sft else [(0, 0)])
+    if in_range:  # the calibrated range is a box, field by field (Posterior.outside_range): cut each axis to it
+        hub = max(post.observed, key=lambda c: (c.has_sft, c.has_rl, c.has_cpt))
+        for key in Space.AXES:
+            axes[key] = [v for v in axes[key] if not _outside(post, hub, key, v)]
+    for key, value in fix.items():
+        axes[key] = [value]
+    for key, value in maximum.items():
+        if key in ("size", "pretrain"):  # the bound itself is a natural candidate (--max pretrain=320BT)
+            axes[key] = sorted(set(axes[key]) | {value})
+        keep = [v for v in axes[key] if _within(v, value)]
+        if not keep:
+            raise DecideError(f"--max {key}: no candidate value is within it")
+        axes[key] = keep
+    return Space(**axes)
+
+
+def _outside(post, cfg: RunConfig, axis: str, value) -> bool:
+    """Whether one axis value lies outside the calibrated range (cfg supplies the other fields)."""
+    fields = dict(size=("size",), pretrain=("pretrain",), cpt=("cpt_replay", "cpt_domain"),
+                  sft=("sft_examples", "sft_epochs"), rl=("rl_examples", "rl_epochs"))[axis]
+    try:
+        probe = dataclasses.replace(cfg, **dict(zip(fields, value if isinstance(value, tuple) else (value,))))
+    except ConfigError:  # 'none' for SFT under an RL stage: an absent stage is never out of range
+        return False
+    return bool(post.outside_range(probe))
+
+
+def _within(value, bound) -> bool:
+    """A grid value within a --max: a count at most the bound; a CPT mix at most the bound's total tokens; an
+    (examples, epochs) pair at most the bound's in both."""
+    if isinstance(value, tuple) and isinstance(bound, tuple):
+        return all(v <= b for v, b in zip(value, bound))
+    if isinstance(value, tuple):
+        return sum(value) <= bound
+    return value <= bound
+
+
+def parse_constraints(pairs: list[str] | None, flag: str) -> dict:
+    """['size=1B', 'pretrain=320BT', 'cpt=8+42BT', 'sft=100Kep1', 'rl=none'] → grid values. For --max, cpt is a
+    total of tokens ('50BT')."""
+    from dynsim.config import parse_cpt, parse_pretrain
+
+    out = {}
+    for text in pairs or []:
+        key, eq, value = str(text).partition("=")
+        key, value = {"pt": "pretrain"}.get(key.strip(), key.strip()), value.strip()
+        if not eq or key not in Space.AXES:
+            raise DecideError(f"{flag} {shown(text)}: expected KEY=VALUE with KEY one of {', '.join(Space.AXES)}")
+        try:
+            if value == "none" and key in ("cpt", "sft", "rl"):
+                if flag == "--max":
+                    raise DecideError(f"{flag} {shown(text)}: 'none' is a --fix value")
+                out[key] = (0, 0)
+            elif key == "size":
+                out[key] = parse_size(value)
+            elif key == "pretrain" or (key == "cpt" and flag == "--max"):
+                tokens, schedule = parse_pretrain(value)
+                if schedule:
+                    raise DecideError(f"{flag} {shown(text)}: give a token count such as 320BT")
+                out[key] = tokens
+            elif key == "cpt":
+                out[key] = parse_cpt(value)
+            else:
+                out[key] = parse_examples(value, key.upper())
+        except ConfigError as e:
+            raise DecideError(f"{flag} {key}: {e}") from None
+    return out
+
+
+# -- scoring ---------------------------------------------------------------------------------------------
+def target_draws(post, target: Target, configs: list[RunConfig], noise: bool = False, seed: int = 0) -> np.ndarray:
+    """The target at each configuration, (S, n): the model's value per draw (noise=False), or a new
+    measurement's predictive draws (noise=True, one seeded stream: common random numbers across configs)."""
+    if not configs:
+        return np.zeros((post.n_draws, 0))
+    cs = [target.config(c, post) for c in configs]
+    return post.predict(cs, [target.task] * len(cs), [target.metric] * len(cs), noise=noise,
+                        rng=np.random.default_rng(seed)).astype(float)
+
+
+def objective(utility: np.ndarray, risk: float | None) -> np.ndarray:
+    """What the search maximises per candidate (columns of utility = sign · target draws): the posterior mean,
+    or with risk = q the q-quantile over draws (a cautious user's: the value the allocation beats with
+    probability 1 − q)."""
+    return utility.mean(axis=0) if risk is None else np.quantile(utility, risk, axis=0)
+
+
+@dataclasses.dataclass
+class Allocation:
+    config: RunConfig
+    flops: float
+    objective: float
+    mean: float
+    lo: float
+    hi: float
+    p_best: float
+    regret: float
+    outside: list[str]
+
+    def as_dict(self, target: Target) -> dict:
+        return dict(config=self.config.name, flops=float(f"{self.flops:.4g}"), target=target.name,
+                    units=target.units, mean=round(self.mean, 3), lo=round(self.lo, 3), hi=round(self.hi, 3),
+                    p_best=round(self.p_best, 4), expected_regret=round(self.regret, 3),
+                    outside_calibrated_range=self.outside)
+
+
+@dataclasses.dataclass
+class Optimum:
+    target: Target
+    budget: float
+    risk: float | None
+    space: Space
+    evaluated: int
+    allocations: list[Allocation]
+
+
+def optimize(post, target: Target, budget: float, space_: Space, tpe=TOKENS_PER_EXAMPLE, risk: float | None = None,
+             top: int = 5, seed: int = 0, progress=None) -> Optimum:
+    """The allocations of `budget` FLOPs over `space_` with the best objective (module docstring)."""
+    rng = np.random.default_rng(seed)
+    shape = space_.shape
+    cache: dict[tuple, np.ndarray] = {}  # grid index → utility draws (S,)
+    feasible: dict[tuple, bool] = {}
+
+    def ok(idx) -> bool:
+        if idx not in feasible:
+            try:
+                cfg = space_.config(idx)
+            except ConfigError:  # e.g. an SFT-less RL: not a pipeline
+                feasible[idx] = False
+                return False
+            feasible[idx] = run_flops(cfg, tpe) <= budget
+        return feasible[idx]
+
+    def evaluate(indices) -> None:
+        new = [i for i in dict.fromkeys(indices) if i not in cache]
+        if new:
+            u = target.sign * target_draws(post, target, [space_.config(i) for i in new])
+            cache.update(zip(new, u.T))
+
+    def score(idx) -> float:
+        return float(objective(cache[idx][:, None], risk)[0])
+
+    # screen a random sample of feasible pipelines (and the cheapest of each axis, so a tight budget has one)
+    sample = {tuple(int(rng.integers(n)) for n in shape) for _ in range(SEARCH_SAMPLE * 8)}
+    sample = [i for i in sample if ok(i)][:SEARCH_SAMPLE]
+    if ok((0,) * 5):
+        sample.append((0,) * 5)
+    if not sample:
+        smallest = run_flops(space_.config((0,) * 5), tpe)  # each axis's first value is its cheapest
+        raise DecideError(f"budget {budget:.3g} FLOPs is below the smallest candidate pipeline "
+                          f"{space_.config((0,) * 5).name} ({smallest:.3g} FLOPs)")
+    evaluate(sample)
+    starts = sorted(sample, key=score, reverse=True)[:SEARCH_STARTS]
+    blocks = ((0, 1), (2,), (3,), (4,))  # size and pretraining tokens move together
+    for sweep in range(20):
+        moved = False
+        for block in blocks:
+            moves = {}
+            for s in starts:
+                ranges = [range(shape[a]) if a in block else [s[a]] for a in range(5)]
+                moves[s] = [i for i in itertools.product(*ranges) if ok(i)]
+            evaluate([i for m in moves.values() for i in m])
+            new_starts = [max(moves[s], key=score) for s in starts]
+            moved |= new_starts != starts
+            starts = list(dict.fromkeys(new_starts))
+        if progress:
+            progress(f"sweep {sweep + 1}: {len(cache)} pipelines evaluated, best {max(map(score, starts)):.3f}")
+        if not moved:
+            break
+    # the best distinct allocations found; probability of being best and regret among them, per draw
+    ranked = sorted(cache, key=score, reverse=True)[:TOP_SET]
+    u = np.stack([cache[i] for i in ranked], axis=1)  # (S, candidates)
+    best = u.argmax(axis=1)
+    p_best = np.bincount(best, minlength=len(ranked)) / len(best)
+    regret = (u.max(axis=1, keepdims=True) - u).mean(axis=0)
+    shown_ = ranked[:top]
+    configs = [space_.config(i) for i in shown_]
+    pred = target_draws(post, target, configs, noise=True, seed=seed)
+    lo, hi = np.percentile(pred, [50 - 50 * LEVEL, 50 + 50 * LEVEL], axis=0)
+    allocations = [Allocation(c, run_flops(c, tpe), score(i), float(pred[:, k].mean()), float(lo[k]), float(hi[k]),
+                              float(p_best[k]), float(regret[k]), post.outside_range(c))
+                   for k, (i, c) in enumerate(zip(shown_, configs))]
+    return Optimum(target, budget, risk, space_, len(cache), allocations)
+
+
+# -- suggest ---------------------------------------------------------------------------------------------
+def trained_prefixes(post) -> frozenset:
+    """Every stage prefix of the calibrated runs: their checkpoints exist, so a new run starting there pays only
+    for its new stages."""
+    return frozenset(c for run in post.observed for c in lineage(run))
+
+
+def candidate_runs(post, space_: Space, budget_per_run: float, tpe=TOKENS_PER_EXAMPLE, extra=()) -> list[RunConfig]:
+    """Runs one grid step from a calibrated run or from a configuration of interest (`extra`) on one axis (a
+    one-axis sweep, as EvoLM's own design), their stage prefixes, and `extra` themselves, that are not yet
+    trained and whose new stages cost at most budget_per_run."""
+    trained = trained_prefixes(post)
+    seeds = list(post.observed) + list(extra)
+    out = set(extra) | {c for e in extra for c in lineage(e)}
+    for cfg in seeds:
+        here = dict(size=cfg.size, pretrain=cfg.pretrain, cpt=(cfg.cpt_replay, cfg.cpt_domain),
+                    sft=(cfg.sft_examples, cfg.sft_epochs), rl=(cfg.rl_examples, cfg.rl_epochs))
+        for axis in Space.AXES:
+            values = getattr(space_, axis)
+            if here[axis] in values:
+                k = values.index(here[axis])
+                steps = values[max(0, k - 1): k + 2]
+            else:  # off the grid: the grid values nearest below and above
+                steps = [v for v in values if _within(v, here[axis])][-1:] + \
+                        [v for v in values if not _within(v, here[axis])][:1]
+            for v in steps:
+                fields = {**here, axis: v}
+                try:
+                    run = RunConfig(fields["size"], fields["pretrain"], cpt_replay=fields["cpt"][0],
+                                    cpt_domain=fields["cpt"][1], sft_examples=fields["sft"][0],
+                                    sft_epochs=fields["sft"][1], rl_examples=fields["rl"][0], rl_epochs=fields["rl"][1])
+                except ConfigError:
+                    continue
+                out.update(lineage(run))
+    return sorted(c for c in out if c not in trained and not post.unseen_stages(c)
+                  and 0 < run_flops(c, tpe, trained) <= budget_per_run)
+
+
+@dataclasses.dataclass
+class Suggestion:
+    config: RunConfig
+    flops: float
+    new_stages: list[RunConfig]
+    reduction: float  # expected reduction of the target's posterior variance (summed over configs of interest)
+    ess: float  # mean effective sample size of the reweighted draws (few: the estimate is coarse)
+
+    def as_dict(self, target: Target, var0: float) -> dict:
+        return dict(config=self.config.name, flops=float(f"{self.flops:.4g}"),
+                    new_stages=[c.name for c in self.new_stages], variance_reduction=round(self.reduction, 4),
+                    share_of_variance=round(self.reduction / var0, 4) if var0 > 0 else 0.0,
+                    per_1e21_flops=float(f"{self.reduction / self.flops * 1e21:.4g}"), ess=round(self.ess, 1),
+                    command=train_command(self.config), units=f"{target.units}^2")
+
+
+def train_command(cfg: RunConfig) -> str:
+    return f"dynsim train {cfg.name}"
+
+
+def study_snippet(configs: list[RunConfig]) -> str:
+    """A [[grid]] block per run for a `dynsim sweep` study spec (studies/README.md)."""
+    blocks = []
+    for c in configs:
+        fields = [f'size = ["{format_size(c.size)}"]', f'pretrain = ["{format_tokens(c.pretrain)}"]',
+                  f'cpt = ["{format_tokens(c.cpt_replay, c.cpt_domain) if c.has_cpt else "none"}"]',
+                  f'sft = ["{format_examples(c.sft_examples, c.sft_epochs) if c.has_sft else "none"}"]',
+                  f'rl = ["{format_examples(c.rl_examples, c.rl_epochs) if c.has_rl else "none"}"]']
+        blocks.append("[[grid]]\n" + "\n".join(fields))
+    return "\n\n".join(blocks)
+
+
+def measurements(post, run: RunConfig, trained=frozenset()) -> list[tuple[RunConfig, str, str]]:
+    """The numbers training `run` would produce: each new stage evaluated as the calibration's runs were."""
+    return [row for c in lineage(run) if c not in trained for row in post.measured_outputs(c)]
+
+
+def weighted_variance(values: np.ndarray, logw: np.ndarray) -> np.ndarray:
+    """Variance of each column of values (S, m) under log weights (..., S), summed over columns: (...,)."""
+    w = np.exp(logw - logw.max(axis=-1, keepdims=True))
+    w /= w.sum(axis=-1, keepdims=True)
+    mean = w @ values
+    return (w @ values ** 2 - mean ** 2).sum(axis=-1)
+
+
+def ess(logw: np.ndarray) -> np.ndarray:
+    w = np.exp(logw - logw.max(axis=-1, keepdims=True))
+    return w.sum(axis=-1) ** 2 / (w ** 2).sum(axis=-1)
+
+
+def preposterior(post, rows, mean: np.ndarray, y: np.ndarray, interest: np.ndarray, logw0: np.ndarray,
+                 sims: np.ndarray) -> tuple[float, float]:
+    """Expected posterior variance of `interest` (S, m; summed over columns) after measuring `rows`
+    [(config, task, metric)] whose noise-free draws are `mean` (S, n) and predictive draws `y` (S, n): one
+    outcome simulated from each draw in `sims`, the draws reweighted by its likelihood on top of logw0 (the current
+    log weights), the simulating draw itself left out. Returns it and the mean effective sample size."""
+    cs, ts, ms = map(list, zip(*rows))
+    logw = post.log_likelihood(cs, ts, ms, y[sims], mean) + logw0
+    logw[np.arange(len(sims)), sims] = -np.inf
+    return float(weighted_variance(interest, logw).mean()), float(ess(logw).mean())
+
+
+def predict_rows(post, rows, noise: bool, seed: int = 0) -> np.ndarray:
+    cs, ts, ms = map(list, zip(*rows))
+    return post.predict(cs, ts, ms, noise=noise, rng=np.random.default_rng(seed)).astype(float)
+
+
+def subset(post, draws: np.ndarray):
+    """The posterior restricted to some draws (indices, repeats allowed: a resample)."""
+    from dynsim.posterior import Posterior
+
+    return Posterior({k: v[draws] for k, v in post.params.items()}, post.meta, post.path)
+
+
+def _normalised(logw: np.ndarray) -> np.ndarray:
+    w = np.exp(logw - logw.max())
+    return w / w.sum()
+
+
+@dataclasses.dataclass
+class Pool:
+    """Candidate runs with what training each would measure, predicted once: noise-free draws `mean` (S, n) and
+    predictive draws `y` (S, n; rows of draws not simulated from are zero) of every run's numbers, run after
+    run (`cols`). Reused while the weights change (a sequential study) since neither depends on them."""
+
+    runs: list[RunConfig]
+    rows: dict
+    cols: dict
+    mean: np.ndarray
+    y: np.ndarray
+    flops: dict
+    new: dict  # run → its stages not yet trained
+
+    @classmethod
+    def build(cls, post, runs, tpe=TOKENS_PER_EXAMPLE, trained=None, outcome_draws=None, seed: int = 0) -> Pool:
+        """outcome_draws: the draws outcomes will be simulated from (default all; fewer is faster)."""
+        trained = trained_prefixes(post) if trained is None else trained
+        rows = {run: measurements(post, run, trained) for run in runs}
+        rows = {run: rs for run, rs in rows.items() if rs}
+        every = [r for rs in rows.values() for r in rs]
+        if not every:
+            raise DecideError("no candidate run measures anything new")
+        cols, start = {}, 0
+        for run, rs in rows.items():
+            cols[run] = slice(start, start + len(rs))
+            start += len(rs)
+        mean = predict_rows(post, every, noise=False)
+        draws = np.arange(post.n_draws) if outcome_draws is None else np.asarray(outcome_draws)
+        y = np.zeros_like(mean)
+        y[draws] = predict_rows(subset(post, draws), every, noise=True, seed=seed)
+        return cls(list(rows), rows, cols, mean, y, {run: run_flops(run, tpe, trained) for run in rows},
+                   {run: [c for c in lineage(run) if c not in trained] for run in rows})
+
+    def expected_variance(self, post, run, interest, logw0, sims) -> tuple[float, float]:
+        c = self.cols[run]
+        return preposterior(post, self.rows[run], self.mean[:, c], self.y[:, c], interest, logw0, sims)
+
+    def reveal(self, post, run, values) -> np.ndarray:
+        """log p(values | draw) of measured `values` of run's numbers, (S,): the update of the log weights."""
+        cs, ts, ms = map(list, zip(*self.rows[run]))
+        return post.log_likelihood(cs, ts, ms, values, self.mean[:, self.cols[run]])
+
+
+def simulating_draws(post, logw0: np.ndarray, n_sims: int, seed: int) -> np.ndarray:
+    """The draws outcomes are simulated from: a sample from the current (weighted) posterior."""
+    p = _normalised(logw0)
+    return np.random.default_rng(seed).choice(post.n_draws, min(n_sims, int((p > 0).sum()) - 1), replace=False, p=p)
+
+
+def rank(post, interest: np.ndarray, pool: Pool, logw0: np.ndarray | None = None, n_sims: int = 16, seed: int = 0,
+         k: int | None = None, sims: np.ndarray | None = None) -> list[Suggestion]:
+    """The pool's runs ranked by expected reduction of the variance of `interest` (S, m) per FLOP of their new
+    stages (the first k; None: all), the same simulating draws for every run (common random numbers)."""
+    logw0 = np.zeros(post.n_draws) if logw0 is None else logw0
+    sims = simulating_draws(post, logw0, n_sims, seed) if sims is None else sims
+    var0 = float(weighted_variance(interest, logw0))
+    out = []
+    for run in pool.runs:
+        var, e = pool.expected_variance(post, run, interest, logw0, sims)
+        out.append(Suggestion(run, pool.flops[run], pool.new[run], var0 - var, e))
+    out.sort(key=lambda s: s.reduction / s.flops, reverse=True)
+    return out if k is None else out[:k]
+
+
+def suggest(post, interest: np.ndarray, runs: list[RunConfig], tpe=TOKENS_PER_EXAMPLE, k: int = 3,
+            n_sims: int = 16, seed: int = 0) -> list[Suggestion]:
+    """`rank` over candidate runs, predicting outcomes only from the draws they are simulated from."""
+    logw0 = np.zeros(post.n_draws)
+    sims = simulating_draws(post, logw0, n_sims, seed)
+    pool = Pool.build(post, runs, tpe, outcome_draws=sims, seed=seed)
+    return rank(post, interest, pool, logw0, sims=sims, k=k)
