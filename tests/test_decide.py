@@ -22,16 +22,24 @@ def target(post):
     return decide.parse_target(None, post)
 
 
+def without_quality(post):
+    """post with no base-checkpoint quality: a checkpoint nobody trained draws its quality anew in every prediction
+    (forward.pretrain_loss), so a truth at one draw is a fixed number only without it."""
+    zero = {k: np.zeros_like(v) for k, v in post.params.items() if k in ("quality_loss", "quality_ability")}
+    return posterior.Posterior(post.params | zero, post.meta, post.path)
+
+
 def narrow_around(post, s: int, spread: float = 0.01, n: int = 200, seed: int = 0):
-    """A posterior of n draws scattered by `spread` (relative) around draw s, which is the truth."""
+    """A posterior of n draws scattered by `spread` (relative) around draw s, which is the truth (without base
+    quality: the search is what is tested)."""
     rng = np.random.default_rng(seed)
-    params = {k: np.repeat(v[s:s + 1], n, axis=0) for k, v in post.params.items()}
+    params = {k: np.repeat(v[s:s + 1], n, axis=0) for k, v in without_quality(post).params.items()}
     params = {k: v * np.exp(spread * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in params.items()}
     return posterior.Posterior(params, post.meta, post.path)
 
 
 def truth_values(post, s, target, configs):
-    return decide.target_draws(decide.subset(post, np.array([s])), target, configs)[0]
+    return decide.target_draws(decide.subset(without_quality(post), np.array([s])), target, configs)[0]
 
 
 def small_space(post, target, budget):

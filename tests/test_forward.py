@@ -121,8 +121,8 @@ def test_predict_many_matches_predict_over_a_grid(name):
            if (post.table.kind(t) in forward.KINDS) == (forward.metric_kind(m)[0] not in ("cloze", "loss"))
            and (m == "loss") == (post.table.kind(t) == "text")]
     obs += obs[:3]
-    x = forward.design(*map(list, zip(*obs)), post.table, None, post.meta.get("form", "chinchilla"), post.meta.get("scales"))
-    p = {k: v[:300] for k, v in post.gathered().items()}
+    x = post.design(*map(list, zip(*obs)))
+    p = {k: v[:300] for k, v in post.parameters(x).items()}
     exact, fast = forward.predict(p, x, np), forward.predict_many(p, x, block=128)
     assert fast.dtype == np.float32 and fast.shape == exact.shape == (300, len(obs))
     assert np.abs(fast - exact).max() < 3e-4, np.abs(fast - exact).max()
