@@ -203,8 +203,6 @@ def cmd_optimize(args) -> int:
 def cmd_suggest(args) -> int:
     import time
 
-    import numpy as np
-
     from dynsim import decide
     from dynsim.config import parse_config
 
@@ -228,13 +226,12 @@ def cmd_suggest(args) -> int:
     runs = decide.candidate_runs(post, grid, per_run, tpe, extra=[target.config(c, post) for c in interest])
     if not runs:
         raise UsageError(f"no candidate run's new stages fit within --budget-per-run {per_run:.3g} FLOPs")
-    ranked = decide.suggest(post, values, runs, tpe, k=args.k, n_sims=args.sims, seed=args.seed)
-    var0 = float(decide.weighted_variance(values, np.zeros(post.n_draws)))
+    ranked, var0 = decide.suggest(post, values, runs, tpe, k=args.k, seed=args.seed)
     wall = time.time() - t0
     if args.json:
         print(json.dumps({"target": target.name, "units": target.units, "interest": [c.name for c in interest],
                           "interest_rule": why, "prior_variance": round(var0, 4), "candidates": len(runs),
-                          "simulated_outcomes": args.sims, "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
+                          "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
                           "tokens_per_example_source": source, "wall_s": round(wall, 2),
                           "suggestions": [s.as_dict(target, var0) for s in ranked],
                           "study_snippet": decide.study_snippet([s.config for s in ranked])}, indent=1))
@@ -242,13 +239,14 @@ def cmd_suggest(args) -> int:
     print(f"dynsim suggest: the runs that most reduce the posterior variance of {target.name} per FLOP, at "
           f"{why}:\n  " + "\n  ".join(c.name for c in interest))
     print(f"variance now {var0:.3g} {target.units}² (summed over the {len(interest)} configurations); {len(runs)} "
-          f"candidate runs, {args.sims} simulated outcomes each, {wall:.1f} s")
+          f"candidate runs, chosen together (each given the ones above it), {wall:.1f} s")
     print(_cost_note(tpe, source) + "; checkpoints of calibrated runs are reused")
     width = max(len(s.config.name) for s in ranked) + 2
-    print(f"\n  {'#':<3}{'run':<{width}}{'new FLOPs':>10}{'E[Δvar]':>9}{'share':>7}{'per 1e21 FLOPs':>16}{'ESS':>7}")
+    print(f"\n  {'#':<3}{'run':<{width}}{'new FLOPs':>10}{'E[Δvar]':>9}{'share':>7}{'per 1e21 FLOPs':>16}{'var left':>10}")
     for n, s in enumerate(ranked, 1):
         print(f"  {n:<3}{s.config.name:<{width}}{s.flops:10.2e}{s.reduction:9.3f}{s.reduction / var0:7.1%}"
-              f"{s.reduction / s.flops * 1e21:16.3f}{s.ess:7.0f}")
+              f"{s.reduction / s.flops * 1e21:16.3f}{s.left:10.3f}")
+    print("\nE[Δvar]: the expected reduction of the variance given the runs above it (Bayes-linear, dynsim/decide.py)")
     print("\ntrain them:\n" + "\n".join(f"  {decide.train_command(s.config)}" for s in ranked))
     print("\nor as a study for `dynsim sweep` (studies/README.md):\n" + decide.study_snippet([s.config for s in ranked]))
     return 0
@@ -612,7 +610,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--at", nargs="+", metavar="RUN", help="configurations whose target to pin down instead")
     q.add_argument("--budget-per-run", type=checks.nonempty, help="the most a suggested run may cost (FLOPs or GPUh)")
     q.add_argument("-k", type=checks.count, default=3, help="runs to suggest (default 3)")
-    q.add_argument("--sims", type=checks.count, default=16, help="simulated outcomes per candidate run (default 16)")
     q.set_defaults(func=cmd_suggest)
 
     q = sub.add_parser("fit", help="fit the Bayesian model to a results Dataset (NUTS) and write its posterior")

@@ -90,29 +90,99 @@ def test_optimize_beats_random_allocations_when_truth_is_a_posterior_draw(post, 
     assert np.mean(ours) < np.mean(random_)
 
 
-def test_suggest_reduces_variance_more_than_random_picks(post, target):
-    """The realised posterior variance of the target after revealing one run, with outcomes simulated from truths
-    drawn from the posterior: suggest's pick leaves less of it than a random candidate, on average."""
+def linear_gaussian(n_draws=20_000, seed=0):
+    """A toy where Bayes is closed-form: θ ~ N(0, Σ) in 4 dimensions, two targets T = Aθ, five numbers Y = Bθ of two
+    configurations, noise ε ~ N(0, R) shared within a configuration (as a run's deviation) and not across."""
+    rng = np.random.default_rng(seed)
+    L = rng.normal(size=(4, 4))
+    sigma = L @ L.T + np.eye(4)
+    A, B = rng.normal(size=(2, 4)), rng.normal(size=(5, 4))
+    stage = np.array([0, 0, 0, 1, 1])
+    R = np.diag([0.5, 0.8, 0.3, 1.0, 0.4]) + 0.3 * (stage[:, None] == stage[None, :])
+    theta = rng.multivariate_normal(np.zeros(4), sigma, n_draws)
+    noise = rng.multivariate_normal(np.zeros(5), R, n_draws)
+    return dict(sigma=sigma, A=A, B=B, R=R, stage=stage, theta=theta, noise=noise, rng=rng)
+
+
+def gaussian_posterior(toy, idx, y=None):
+    """The exact posterior mean and covariance of T = Aθ after measuring numbers idx (values y)."""
+    S, A, B, R = toy["sigma"], toy["A"], toy["B"][idx], toy["R"][np.ix_(idx, idx)]
+    gain = S @ B.T @ np.linalg.inv(B @ S @ B.T + R)
+    cov = S - gain @ B @ S
+    return (None if y is None else A @ gain @ y), A @ cov @ A.T
+
+
+def test_bayes_linear_update_matches_the_gaussian_posterior():
+    """On a linear-Gaussian toy the expected variance after measuring some numbers, and the ensemble after the
+    ensemble Kalman update with measured values, match the closed-form posterior (to Monte-Carlo error)."""
+    toy = linear_gaussian()
+    T, Y = toy["theta"] @ toy["A"].T, toy["theta"] @ toy["B"].T
+    ens = decide.Ensemble(T, Y, toy["noise"], toy["stage"])
+    prior = np.trace(toy["A"] @ toy["sigma"] @ toy["A"].T)
+    assert ens.variance() == pytest.approx(prior, rel=0.03)
+    for idx in ([0, 1, 2], [3, 4], [0, 1, 2, 3, 4]):
+        exact = np.trace(gaussian_posterior(toy, idx)[1])
+        assert ens.expected_variance(np.array(idx)) == pytest.approx(exact, rel=0.03)
+    truth = toy["rng"].multivariate_normal(np.zeros(4), toy["sigma"])
+    y = toy["B"] @ truth + toy["rng"].multivariate_normal(np.zeros(5), toy["R"])
+    mean, cov = gaussian_posterior(toy, [0, 1, 2, 3, 4], y)
+    ens.assimilate(np.arange(3), y[:3])  # one configuration, then the other: sequential = joint for a Gaussian
+    ens.assimilate(np.arange(3, 5), y[3:])
+    assert np.all(np.abs(ens.T.mean(axis=0) - mean) < 0.05 * np.sqrt(np.diag(cov)))
+    assert ens.T.var(axis=0, ddof=1) == pytest.approx(np.diag(cov), rel=0.05)
+    assert ens.expected_variance(np.arange(5)) == ens.variance()  # measured numbers teach nothing twice
+
+
+def test_greedy_passes_over_a_run_that_teaches_what_an_earlier_pick_does():
+    """Two runs measure the same quantity (θ1), a third another (θ2), the target is θ1 + 0.8 θ2, all of equal
+    cost: alone the two θ1 runs rank first, chosen together the second pick is the θ2 run."""
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=(4000, 2))
+    runs = [parse_config("1B-40BT"), parse_config("2B-20BT"), parse_config("4B-10BT")]  # 6·N·D equal
+    mean = theta[:, [0, 0, 1]]
+    pool = decide.Pool(runs, [(r, "x", "y") for r in runs], {r: np.array([i]) for i, r in enumerate(runs)},
+                       np.arange(3), mean, 0.1 * rng.normal(size=(4000, 3)), (512, 1024), frozenset())
+    ens = decide.Ensemble.of((theta[:, 0] + 0.8 * theta[:, 1])[:, None], pool)
+    alone = sorted(runs, key=lambda r: ens.expected_variance(pool.of[r]))
+    assert set(alone[:2]) == set(runs[:2])
+    picks = decide.greedy(ens, pool, 2)
+    assert picks[1].config == runs[2] and picks[0].config in runs[:2]
+    assert picks[1].left < ens.variance() - picks[0].reduction
+
+
+def test_suggest_reduces_target_error_at_least_as_fast_as_random_picks(post, target):
+    """A simulated sequential study: truths drawn from the posterior (left out of the ensemble), runs revealed one
+    at a time by the ensemble Kalman update, picked by suggest or at random among runs of the same cost (three
+    random orders per truth). Over the truths, the RMS error of the target after 4 picks is at most random's
+    times a margin: the RMS ratios suggest/random for rng seeds 0-4 were 0.90, 0.84, 0.98, 0.90, 0.99 (the
+    expected variances left by the whole ensemble: 0.52 points² after suggest's 4 picks, 0.66 after random
+    ones of equal cost, from 1.05), so 1.1 leaves room for floating-point differences between machines."""
     interest_cfgs = [parse_config("1B-160BT-8+42BT-100Kep1-100Kep8")]
     interest = decide.target_draws(post, target, interest_cfgs)
     grid = decide.space(post, target, 4e21, in_range=True)
     runs = decide.candidate_runs(post, grid, float("inf"), extra=interest_cfgs)
-    runs = [runs[i] for i in np.random.default_rng(0).choice(len(runs), 16, replace=False)]
     pool = decide.Pool.build(post, runs)
-    # rank by reduction itself (equal cost is not the question here)
-    logw0 = np.zeros(post.n_draws)
-    sims = decide.simulating_draws(post, logw0, 16, 0)
-    best = max(pool.runs, key=lambda r: -pool.expected_variance(post, r, interest, logw0, sims)[0])
-    rng = np.random.default_rng(2)
+    rng = np.random.default_rng(0)
     ours, random_ = [], []
     for s in rng.choice(post.n_draws, 30, replace=False):
-        logw = np.zeros(post.n_draws)
-        logw[s] = -np.inf  # the truth is not among the draws that explain it
-        for run, out in ((best, ours), (runs[rng.integers(len(runs))], random_)):
-            update = pool.reveal(post, run, pool.y[s, pool.cols[run]])
-            out.append(float(decide.weighted_variance(interest, logw + update)))
-    assert np.mean(ours) < np.mean(random_)
-    assert np.mean(ours) < float(decide.weighted_variance(interest, np.zeros(post.n_draws)))
+        # 1,000 of the other draws: a smaller ensemble keeps the test fast; its truth is not among them
+        members = rng.choice(np.delete(np.arange(post.n_draws), s), 1000, replace=False)
+        values, truth = pool.mean[s] + pool.noise[s], interest[s, 0]
+        spent = []
+
+        def by_suggest(ens, remaining, done):
+            spent.append(decide.best_next(ens, pool, remaining, done))
+            return spent[-1].config
+
+        *_, (_, _, ens) = decide.reveal(decide.Ensemble.of(interest, pool, members), pool, values, by_suggest, 4)
+        ours.append((ens.T.mean() - truth) ** 2)
+        for _ in range(3):
+            step = iter(range(4))
+            pick = lambda ens, rem, done: decide.equal_cost(pool, rem, done, spent[next(step)].flops,  # noqa: E731
+                                                            [rem[i] for i in rng.permutation(len(rem))])
+            *_, (_, _, ens) = decide.reveal(decide.Ensemble.of(interest, pool, members), pool, values, pick, 4)
+            random_.append((ens.T.mean() - truth) ** 2)
+    assert np.sqrt(np.mean(ours)) <= 1.1 * np.sqrt(np.mean(random_))
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -139,3 +209,19 @@ def test_optimize_cli_json(capsys):
     assert len(out["allocations"]) == 3 and out["target"] == "ID_avg:maj@16"
     assert all(a["flops"] <= 2e21 and not a["outside_calibrated_range"] for a in out["allocations"])
     assert 0 <= sum(a["p_best"] for a in out["allocations"]) <= 1
+
+
+def test_suggest_cli_json_chooses_runs_together(capsys):
+    """k runs chosen greedily: each one's expected reduction is given the ones before it, so the variance left
+    falls pick by pick and is the variance now less the reductions so far (to the sampling error of the
+    ensemble update that conditions on the earlier picks: ~0.01 points² here)."""
+    import json
+
+    assert cli.main(["suggest", "--in-range", "-k", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    picks = out["suggestions"]
+    assert len(picks) == 3 and len({p["config"] for p in picks}) == 3
+    assert all(p["flops"] > 0 and p["variance_reduction"] > 0 for p in picks)
+    left = out["prior_variance"] - np.cumsum([p["variance_reduction"] for p in picks])
+    assert np.all(np.diff([p["variance_left"] for p in picks]) < 0)
+    assert [p["variance_left"] for p in picks] == pytest.approx(left, abs=0.03 * out["prior_variance"])
