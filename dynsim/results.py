@@ -251,6 +251,15 @@ def read_record(path) -> dict:
     return rec
 
 
+def check_record(path) -> dict:
+    """A result record checked as `from_records` checks it (schema, config, seed, every metric, the task table),
+    without building a Dataset: a record that passes here is one that `sweep collect` can load."""
+    rec = read_record(path)
+    _record_rows(rec, path)
+    _record_tasks(rec, path)
+    return rec
+
+
 def from_records(paths) -> xr.Dataset:
     """Result records (JSON files, or folders searched for result.json) → Dataset."""
     files = []

@@ -8,7 +8,10 @@
                        size = ["1B"], pretrain = ["20BT", ...], cpt = ["none", "8+42BT"], sft = [...], rl = [...]
                        "none" = stage absent; combinations with RL but no SFT are left out (RL starts from SFT)
     [resources.<stage>]   gpus, cpus, mem_gb, time_min, partition, account (stage: pt, cpt, sft, rl; or default)
-    [recipe]           overrides merged onto train_runs' miniature recipe (e.g. data.general_corpus = "sample")
+    [recipe]           overrides merged onto train_runs' miniature recipe (e.g. data.general_corpus = "sample");
+                       with a [trainer] command, the user trainer's own hyper-parameters, passed on as they are
+    [trainer]          command = "torchrun ... train.py --config {node_json} --out {run_dir}": a user's own trainer
+                       instead of the built-in one (TRAINER_PLACEHOLDERS; README "Your own trainer")
 
 Every problem raises `StudyError` with a one-line message naming the file and the bad key. Light: tomllib only.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import shlex
+import string
 import tomllib
 from pathlib import Path
 
@@ -28,6 +33,17 @@ from dynsim.errors import UserError
 STAGES = ("pt", "cpt", "sft", "rl")
 EXECUTORS = ("local", "slurm")
 SCHEDULES = ("wsd", "cosine")
+# what a [trainer] command may name, each filled per node and seed by train_runs.user_trainer
+TRAINER_PLACEHOLDERS = {
+    "node_json": "the node's description, a JSON file in its run dir",
+    "run_dir": "the node's run dir: the trainer's checkpoints and its result.json go here",
+    "parent_dir": "the parent node's run dir (its checkpoint); empty for a node trained from scratch",
+    "gpus": "GPUs a job of the node's stage ([resources])",
+    "cpus": "CPUs a job of the node's stage ([resources])",
+    "seed": "the seed",
+    "config": "the node's run config name",
+    "stage": "pt, cpt, sft or rl",
+}
 
 
 class StudyError(UserError):
@@ -62,6 +78,7 @@ class Study:
     resources: dict  # stage -> Resources
     recipe: dict
     holdout: tuple[RunConfig, ...] = ()  # blind-validation runs (among `runs`), excluded from the fit
+    trainer_command: str = ""  # a user's own trainer ([trainer] command); "" = the built-in one
 
     def resources_for(self, stage: str) -> Resources:
         return self.resources[stage]
@@ -76,7 +93,7 @@ class Study:
         return recipe
 
 
-_TOP = {"study", "schedule", "tokens_per_example", "grid", "resources", "recipe"}
+_TOP = {"study", "schedule", "tokens_per_example", "grid", "resources", "recipe", "trainer"}
 _STUDY = {"name", "description", "seeds", "executor", "out", "max_retries", "max_parallel", "holdout"}
 _GRID = {"size", "pretrain", "cpt", "sft", "rl"}
 _RES = {f.name for f in dataclasses.fields(Resources)}
@@ -124,6 +141,41 @@ def _axis(grid: dict, key: str, i: int, err, parse, required: bool = False) -> l
         except ConfigError as e:
             raise err(f"[{where}] {key}: {e}") from None
     return out
+
+
+def trainer_argv(command: str, values: dict) -> list[str]:
+    """The argument list of a [trainer] command for one node: split like a shell would (no shell runs it), then
+    each argument's placeholders filled, so a path with spaces stays one argument."""
+    return [arg.format(**values) for arg in shlex.split(command)]
+
+
+def _trainer_command(table, err) -> str:
+    """The [trainer] table's command, checked here so a typo is refused at `plan`, not by every job at run time."""
+    _check_keys(table, {"command"}, "trainer", err)
+    command = _typed(table, "command", str, "", "trainer", err)
+    try:
+        args = shlex.split(command)
+    except ValueError as e:
+        raise err(f"[trainer] command is not a valid command line ({e})") from None
+    if not args:
+        raise err("[trainer] needs a command, e.g. command = \"python train.py --config {node_json} --out {run_dir}\"")
+    allowed = ", ".join("{" + k + "}" for k in TRAINER_PLACEHOLDERS)
+    named = set()
+    for arg in args:
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(arg) if f is not None]
+        except ValueError as e:
+            raise err(f"[trainer] command: {e} in {arg!r} (write {{{{ and }}}} for literal braces)") from None
+        for f, spec, conv in fields:
+            if f not in TRAINER_PLACEHOLDERS:
+                raise err(f"[trainer] command: unknown placeholder {{{f}}} (allowed: {allowed})")
+            if spec or conv:
+                raise err(f"[trainer] command: placeholder {{{f}}} takes no format or conversion")
+            named.add(f)
+    if not named & {"node_json", "run_dir"}:
+        raise err("[trainer] command must name {node_json} or {run_dir}: the trainer needs its node and where to "
+                  "write its result.json")
+    return command
 
 
 def load_study(path) -> Study:
@@ -225,9 +277,10 @@ def load_study(path) -> Study:
     recipe = spec.get("recipe", {})
     if not isinstance(recipe, dict):
         raise err("[recipe] must be a table")
+    trainer_command = _trainer_command(spec["trainer"], err) if "trainer" in spec else ""
     out = Path(_typed(st, "out", str, f"runs/{name}", "study", err))
     return Study(name=name, path=path, description=_typed(st, "description", str, "", "study", err),
                  seeds=tuple(seeds), executor=executor, out=out, max_retries=max_retries, max_parallel=max_parallel,
                  pt_schedule=pt_schedule, decay_frac=decay_frac, sft_tokens_per_example=sft_tpe,
                  rl_tokens_per_example=rl_tpe, runs=tuple(runs), resources=resources, recipe=recipe,
-                 holdout=tuple(held))
+                 holdout=tuple(held), trainer_command=trainer_command)

@@ -400,3 +400,20 @@ def test_sweep_reports_and_retries_a_sigkilled_job_on_slurm(tmp_path):
     # the CPT child was submitted (afterok) behind the first attempt, and again behind the retry
     assert log.count("0.1M-50KT-0+20KT/seed0") >= 2 and "afterok:" in log
     assert (study.out / "0.1M-50KT-0+20KT" / "seed0" / "result.json").exists()
+
+
+def test_own_trainer_through_a_two_level_tree_on_slurm(tmp_path):
+    """Issue 20: a study's [trainer] command as each node's Slurm job (examples/own_trainer.py, PT -> SFT): the
+    child is queued afterok behind its parent's job and starts from its checkpoint."""
+    from test_own_trainer import PT, SFT, TRAINER, run_dir, write_study
+
+    from dynsim.results import check_record
+    from dynsim.study import load_study
+
+    study = load_study(write_study(tmp_path, TRAINER, executor="slurm"))
+    summary, log = _submit_bounded(study)
+    print(log)
+    assert summary["done"] == 2 and summary["failed"] == 0, log
+    assert "afterok:" in log and f"{SFT}/seed0" in log, log
+    assert check_record(run_dir(tmp_path, SFT) / "result.json")["provenance"]["init"] == str(run_dir(tmp_path, PT))
+    assert (run_dir(tmp_path, PT) / "train.log").read_text().count("== dynsim") == 1

@@ -8,7 +8,8 @@
 One job = one tree node for one seed: `run_node` trains that node's last stage from its parent's checkpoint
 (`train_runs.train.train`, which resumes a killed run from its resume.pt and writes result.json atomically).
 It is submitted as `sweep_job.NodeJob`, a submitit Checkpointable: on a Slurm timeout or preemption submitit
-requeues it and it resumes from its checkpoint.
+requeues it and it resumes from its checkpoint. A study with a `[trainer] command` runs that command instead
+(`train_runs.user_trainer`, submitted as `sweep_job.CommandJob`), on the same run dirs and with the same dispatch.
 
 Dispatch. The dispatcher (the `submit` process) keeps a task table:
 - a job is submitted once its parent is done; on Slurm also while its parent is queued or running, with
@@ -72,8 +73,13 @@ def out_dir(study: Study, out=None) -> Path:
     return Path(out) if out is not None else study.out
 
 
+def node_dir(out: Path, name: str, seed: int) -> Path:
+    """Where a node's job trains (its run dir): train_runs.train.run_dir's layout, without importing torch."""
+    return Path(out) / name / f"seed{seed}"
+
+
 def result_path(out: Path, node: Node, seed: int) -> Path:
-    return Path(out) / node.name / f"seed{seed}" / "result.json"
+    return node_dir(out, node.name, seed) / "result.json"
 
 
 def _state_path(out: Path) -> Path:
@@ -181,6 +187,14 @@ def _tail(job, lines: int = 12) -> str:
             text += t.rstrip().splitlines()
     # stderr last: the traceback, srun's "Killed"
     text = [t for t in text if t.strip()]
+    from train_runs.user_trainer import TrainerFailed
+
+    failed = f"{TrainerFailed.__module__}.{TrainerFailed.__qualname__}: "
+    if text and text[-1].startswith(failed) and "Traceback (most recent call last):" in text:
+        # a user's trainer failed: its own last lines (printed by the job) and the job's one line say why; the
+        # traceback through submitit would push the trainer's lines out of the tail
+        cut = len(text) - 1 - text[::-1].index("Traceback (most recent call last):")
+        text = [t for t in text[:cut] if not t.startswith("submitit ")] + [text[-1].removeprefix(failed)]
     return "\n".join("    | " + t for t in text[-lines:]) or "    | (no log output)"
 
 
@@ -264,7 +278,9 @@ class _Dispatcher:
         if task in self.live or task in self.failed or task in self.blocked or self.is_done(task):
             return None
         parent = self.parent_task(task)
-        if parent is None or self.is_done(parent):
+        # a parent whose job is still live is not done yet even with a result.json: a user's trainer writes its
+        # own, and its job may still refuse it (exit code, a bad record)
+        if parent is None or (self.is_done(parent) and parent not in self.live):
             return ""
         if self.kind == "slurm" and parent in self.live:
             return self.live[parent].job_id
@@ -307,6 +323,10 @@ class _Dispatcher:
 
     def args(self, task) -> tuple:
         node, seed = self.by_config[task[0]], task[1]
+        if self.study.trainer_command:
+            from train_runs.user_trainer import node_spec
+
+            return (node_spec(self.study, node, seed, self.out), self.study.trainer_command)
         return (node.name, str(self.out), seed, self.recipe, node.parent.name if node.parent else None, node.branches)
 
     # polling
@@ -413,9 +433,9 @@ def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_
     if kind == "local":
         _check_local_gpus(study)
     if fn is None:
-        from train_runs.sweep_job import NodeJob
+        from train_runs.sweep_job import CommandJob, NodeJob
 
-        fn = NodeJob()
+        fn = CommandJob() if study.trainer_command else NodeJob()
     with dispatch_lock(out_dir(study, out)):  # before the dispatcher reads any state
         d = _Dispatcher(study, kind, out_dir(study, out), fn, max_retries, poll_s, log)
         return d.run(wait=wait)
@@ -485,10 +505,13 @@ def collect(study: Study, path, out=None):
 
 def load(path) -> Study:
     """A study spec, its [recipe] resolved for every model size of its grid: a bad recipe value is refused at
-    `plan` and `submit`, not found by each job at run time."""
+    `plan` and `submit`, not found by each job at run time. Under a user's [trainer] command the [recipe] is that
+    trainer's to read, passed on in each node's JSON unchecked."""
     from train_runs.recipe import RecipeError, load_recipe
 
     study = load_study(path)
+    if study.trainer_command:
+        return study
     recipe = study.train_recipe()
     for size in sorted({c.size for c in study.runs}):
         try:
