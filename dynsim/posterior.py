@@ -295,8 +295,8 @@ def load(path) -> Posterior:
         older = str(meta.get("schema", "")).startswith("dynsim.posterior/")
         raise PosteriorError(f"{path}: " + (f"written by an older dynsim ({meta['schema']}, this one reads {SCHEMA}): "
                                             "refit it with `dynsim fit`" if older else f"not a {SCHEMA} file"))
-    # Posteriors written before the checksum existed (every bundled one, until refitted) have none: they are
-    # accepted, and checked by the structure below alone.
+    # Posteriors written before the checksum existed have none: they are accepted, and checked by the structure
+    # below alone.
     if CHECKSUM in meta and meta[CHECKSUM] != content_checksum(params, meta):
         raise PosteriorError(f"{path}: damaged or edited: its draws or metadata no longer match its checksum")
     missing = [p.name for p in forward.PARAMS if p.name not in params and p.name not in forward.OPTIONAL_PARAMS]

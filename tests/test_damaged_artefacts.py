@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dynsim import posterior, results
+from dynsim import calibrations, posterior, results
 from dynsim.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -123,6 +123,7 @@ def _write_posterior(path: Path, edit) -> None:
     with np.load(POSTERIOR) as f:
         meta = json.loads(str(f["meta"]))
         params = {k.removeprefix("param/"): f[k] for k in f.files if k.startswith("param/")}
+    meta.pop(posterior.CHECKSUM, None)  # a file without one, unless the case adds it (_checksummed)
     edit(params, meta)
     np.savez(path, **{f"param/{k}": v for k, v in params.items()}, meta=np.array(json.dumps(meta)))
 
@@ -318,11 +319,12 @@ def test_an_out_of_range_csv_value_is_refused_not_dropped(name, words, damaged, 
 
 def test_the_undamaged_copies_are_accepted(damaged, capsys):
     """The cases above fail for their damage alone: the same posterior with its checksum predicts, and the bundled
-    files verify (they predate the checksum: accepted without one, checked wherever one is present)."""
+    files verify (a file without a checksum is accepted, one with a checksum is checked)."""
     post = posterior.load(damaged / "checksummed.npz")
     assert post.meta[posterior.CHECKSUM].startswith("sha256:") and post.diagnostic_problems() == []
     assert main(["predict", "--pretrain", "160BT", "--posterior", str(damaged / "checksummed.npz"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert all(math.isfinite(p["mean"]) for p in out["predictions"])
-    assert posterior.CHECKSUM not in posterior.load(POSTERIOR).meta
+    for name in calibrations.CALIBRATIONS:  # every bundled posterior carries its checksum, and it verifies
+        assert posterior.load(posterior.bundled_path(name)).meta[posterior.CHECKSUM].startswith("sha256:")
     assert results.load(MINI_RESULTS).attrs["data_hash"]
