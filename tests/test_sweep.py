@@ -139,7 +139,11 @@ study, out, go = sweep.load(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 def job(config_name, out_dir, seed, recipe, parent_name=None, wsd_branches=()):
     import json, os, time
     from pathlib import Path
-    time.sleep(1)
+    # hold the store until the other dispatcher has tried it (30 s at most: if it never is refused, it dispatched
+    # too, and ran.txt shows it), so a loaded machine that starts the second one late cannot make them sequential
+    deadline = time.monotonic() + 30
+    while not (Path(out_dir).parent / "refused").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     with open(Path(out_dir) / "ran.txt", "a") as f:
         f.write(f"{config_name}/seed{seed} {os.getpid()}\\n")
     here = Path(out_dir) / config_name / f"seed{seed}"
@@ -154,6 +158,7 @@ try:
     summary = sweep.submit(study, out=out, fn=job, poll_s=0.1, log=lambda m: None)
 except sweep.SweepError as e:
     print(e, file=sys.stderr)
+    (out.parent / "refused").touch()
     sys.exit(2)
 sys.exit(0 if summary["done"] == summary["jobs"] else 1)
 """
