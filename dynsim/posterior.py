@@ -217,39 +217,6 @@ class Posterior:
         average is left out where its tasks are all measured (`_upstream_rows`)."""
         return self._downstream_rows(cfg) if cfg.has_sft else self._upstream_rows(cfg, averages=False)
 
-    def log_likelihood(self, configs: list[RunConfig], tasks: list[str], metrics: list[str], values: np.ndarray,
-                       mean: np.ndarray, corpus=None) -> np.ndarray:
-        """log p(values | draw) under the observation model (dynsim/observation.py), (..., S): values (..., n)
-        are one or more sets of measurements of the observations (config_i, task_i, metric_i), mean (S, n) their
-        noise-free draws (`predict(..., noise=False)`). Each run's shared deviation per accuracy group is
-        integrated out (block_log_density), a loss deviates relatively with Student-t tails. Item counts are
-        taken as unknown (the noise floor), as in `predict`'s predictive."""
-        values = np.asarray(values, dtype=float)
-        groups = self.groups(configs, tasks, metrics)
-        is_loss = np.array([m == "loss" for m in metrics], dtype=bool)
-        slope = self.loss_slope(self.design(configs, tasks, metrics, corpus))
-        var = self.noise_sd(groups, mean, loss_slope=slope, run_groups=observation.loss_group(configs)) ** 2
-        mean = np.asarray(mean, dtype=float)
-        out = np.zeros(values.shape[:-1] + (self.n_draws,))
-        acc = np.flatnonzero(~is_loss)
-        if acc.size:
-            shared = (self.params["run_shared"][:, np.minimum(groups[acc], len(observation.SHARED_GROUPS) - 1)]
-                      if "run_shared" in self.params else np.zeros((self.n_draws, acc.size)))
-            keys = [f"{configs[i].name}/{corpus}" for i in acc]
-            block, n_blocks = observation.run_blocks(keys, groups[acc])
-            resid = (values[..., None, acc] - mean[:, acc]).reshape(-1, acc.size)  # 2-D: one matrix product
-            tile = lambda a: np.broadcast_to(a, out.shape + (acc.size,)).reshape(-1, acc.size)  # noqa: E731
-            dens = observation.block_log_density(resid, tile(var[:, acc]), tile(shared), block, n_blocks)
-            out += dens.sum(axis=-1).reshape(out.shape)
-        if is_loss.any():
-            rows = np.flatnonzero(is_loss)
-            flat = out.reshape(-1, self.n_draws)  # log_density takes one set of measurements at a time
-            for y, o in zip(values[..., rows].reshape(-1, rows.size), flat):
-                o += observation.log_density(y, mean[:, rows], np.sqrt(var[:, rows]), np.ones(rows.size, bool),
-                                             self.meta["loss_nu"]).sum(axis=-1)
-            out = flat.reshape(out.shape)
-        return out
-
     # -- the calibrated range ------------------------------------------------------------------------
     def outside_range(self, cfg: RunConfig) -> list[str]:
         """Which of cfg's numbers lie outside what the calibration saw (empty when inside)."""
