@@ -102,8 +102,7 @@ def dispatch_lock(out: Path):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
+            holder = _holder_pid(f)
             raise SweepError(f"another dispatcher (pid {holder}) is running this sweep in {out} (it holds {path}); "
                              "wait for it or stop it first") from None
         f.seek(0)
@@ -114,6 +113,18 @@ def dispatch_lock(out: Path):
             yield
         finally:
             f.truncate(0)  # still locked: no later reader takes a finished dispatcher's pid for a live one
+
+
+def _holder_pid(lock_file, wait_s: float = 2.0) -> str:
+    """The pid the lock's holder wrote. A holder writes it just after taking the lock, so a reader refused in
+    between finds the file empty for a moment: wait briefly for it rather than report "unknown"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock_file.seek(0)
+        holder = lock_file.read().strip()
+        if holder or time.monotonic() > deadline:
+            return holder or "unknown"
+        time.sleep(0.02)
 
 
 def _key(node: Node, seed: int) -> str:
