@@ -43,8 +43,8 @@ def reference_loop(model, stream, steps, batch_size, lr, autocast, device):
 
 
 def trainer_loop(model, stream, steps, batch_size, hp, autocast, device, tmp):
-    step_loss = stages.pt_loop_fn(model, stream, steps * batch_size, batch_size, device, autocast)
-    loop = stages.Loop("pt", steps, step_loss, lambda s: stages.stage_lr(hp, s, steps), hp,
+    batches = stages.pt_batches(model, stream, steps * batch_size, batch_size, device, autocast)
+    loop = stages.Loop("pt", steps, batches, lambda s: stages.stage_lr(hp, s, steps), hp,
                        resume_path=Path(tmp) / "resume.pt", checkpoint_every=10**9, log_every=10)
     stages.run_loop(model, loop)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from dynsim import checks
@@ -467,6 +468,8 @@ def cmd_train(args) -> int:
     checks.output_folder(args.out, "--out")
     cfg = parse_config(args.name)
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
+    if int(os.environ.get("RANK", 0)):  # a job of several processes (torchrun): rank 0 reports
+        return 0
     print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
     for m in record["metrics"]:
         print(f"  {m['task']:<18}{m['metric']:<15}{m['value']:9.3f}" + (f"   ({m['n_correct']}/{m['n_items']})"

@@ -228,7 +228,7 @@ def test_grpo_raises_a_toy_reward(store, ctx):
     def even(text, item):
         a = tasks.extract_answer(text)
         return float(a is not None and a % 2 == 0)
-    fn = stages.grpo_loop_fn(model, ref, ctx.tok, prompts, np.arange(480), hp, ctx.eos_id, 0, ctx.device,
+    fn = stages.grpo_batches(model, ref, ctx.tok, prompts, np.arange(480), hp, ctx.eos_id, 0, ctx.device,
                              ctx.autocast, reward_fn=even)
     loop = stages.Loop("rl", 30, fn, lambda s: hp["lr"], hp, Path(store) / "toy_resume.pt", log_every=1)
     hist = stages.run_loop(model, loop)["history"]

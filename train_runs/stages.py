@@ -1,7 +1,8 @@
 """The four training stages (PT, CPT, SFT, RL) over one resumable optimisation loop.
 
-Each stage is a `step_loss(step) -> (loss, stats)` function plus a step count and an LR schedule; `run_loop`
-does the rest: AdamW, clipping, logging, a resume checkpoint every N steps, and resuming from it.
+Each stage is its `Batches` (which items step s trains on, and the summed loss of any subset of them) plus a step
+count and an LR schedule; `run_loop` does the rest: the split of each step across ranks and micro-batches, AdamW,
+clipping, logging, a resume checkpoint every N steps, and resuming from it.
 Every batch (and every RL sample) is a pure function of (seed, step), so a run killed and resumed replays
 exactly the steps the uninterrupted run would have taken.
 """
@@ -73,11 +74,44 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 @dataclass
+class Batches:
+    """One stage's data as the loop reads it: step s trains on the global batch `rows(s)` (item indices);
+    `loss(rows)` is (the sum of per-target losses over those rows, the number of targets, stats). The loop divides
+    by the global batch's target count, so a step is the same step however its rows are split across ranks and
+    micro-batches. `whole`: the loss is not a sum over rows (GRPO normalises by the whole batch's tokens and its
+    groups), so every rank computes the whole batch instead of a share of it."""
+    rows: callable  # step -> np.ndarray
+    loss: callable  # rows -> (loss tensor, n_targets, {stat: float})
+    whole: bool = False
+
+
+@dataclass(frozen=True)
+class Split:
+    """This process's share of each step: rows rank::world of the global batch, in micro-batches of at most `micro`
+    rows (0: all at once)."""
+    rank: int = 0
+    world: int = 1
+    micro: int = 0
+
+    def parts(self, rows: np.ndarray, whole: bool) -> list[tuple[np.ndarray, bool]]:
+        """(rows, counted) micro-batches: the same number on every rank, as each forward and backward is a
+        collective under FSDP2 (and the last backward under DDP). A rank whose share is shorter fills the
+        difference with its batch's first row, computed and not counted."""
+        if whole:
+            return [(rows, True)]
+        most = -(-len(rows) // self.world)
+        m = self.micro or max(1, most)
+        mine = rows[self.rank::self.world]
+        chunks = [mine[i * m:(i + 1) * m] for i in range(max(1, -(-most // m)))]
+        return [(c, True) if len(c) else (rows[:1], False) for c in chunks]
+
+
+@dataclass
 class Loop:
     """One stage's optimisation: what `run_loop` needs besides the model."""
     name: str  # 'pt', 'cpt', 'sft', 'rl'
     total_steps: int
-    step_loss: callable  # step -> (loss tensor, {stat: float})
+    batches: Batches
     lr_at: callable  # step -> learning rate
     hp: dict
     resume_path: Path
@@ -88,56 +122,78 @@ class Loop:
     start_state: dict | None = None  # a state to start from instead of step 0 (a WSD branch point)
 
 
-def run_loop(model: GPT, loop: Loop, progress=None) -> dict:
+def run_loop(model: GPT, loop: Loop, progress=None, net=None, split: Split = Split()) -> dict:
     """Train `loop.total_steps` steps, resuming from `loop.resume_path` if a checkpoint is there.
 
+    net: the module the batches' forwards go through (a DDP or FSDP2 wrapper of `model` in a job of several
+    processes, see train_runs/distributed.py); `split` says which rows of each step are this process's.
     Returns {'history': [...], 'elapsed_s': seconds of training over all sessions, 'resumed_from': step}.
     """
+    from train_runs import distributed
+
+    net = model if net is None else net
+    ranks = distributed.Ranks(split.rank, split.world)
+    device = next(model.parameters()).device
     opt = make_optimizer(model, loop.hp)
     start, history, elapsed = 0, [], 0.0
     state = torch.load(loop.resume_path, weights_only=False) if loop.resume_path.exists() else loop.start_state
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        distributed.load_full_states(model, opt, state["model"], state["optimizer"])
         start, history, elapsed = state["step"], state["history"], state["elapsed_s"]
     resumed_from = start
     task = progress.add_task(loop.name.upper(), total=loop.total_steps, completed=start) if progress else None
 
-    def state_at(step):
-        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history,
-                "elapsed_s": elapsed + time.perf_counter() - t0, "stage": loop.name}
+    def save(step, path):
+        model_state, opt_state = distributed.full_states(model, opt)  # every rank: FSDP2 gathers
+        if ranks.main:
+            atomic_torch_save({"model": model_state, "optimizer": opt_state, "step": step, "history": history,
+                               "elapsed_s": elapsed + time.perf_counter() - t0, "stage": loop.name}, path)
+        distributed.barrier(ranks)
 
     t0 = time.perf_counter()
     model.train()
     for step in range(start, loop.total_steps):
         if step in loop.save_at and step > 0:
-            atomic_torch_save(state_at(step), loop.save_at[step])
+            save(step, loop.save_at[step])
         lr = loop.lr_at(step)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, stats = loop.step_loss(step)
-        loss.backward()
+        rows = loop.batches.rows(step)
+        parts = split.parts(rows, loop.batches.whole)
+        loss_sum, n_targets, stats = 0.0, 0, {}
+        for i, (part, counted) in enumerate(parts):
+            with distributed.no_sync(net, last=i == len(parts) - 1):
+                loss, n, stats = loop.batches.loss(part)
+                if not counted:
+                    loss, n = loss * 0.0, 0
+                loss.backward()
+            loss_sum, n_targets = loss_sum + float(loss.detach()), n_targets + n
+        loss_sum, n_targets = distributed.all_sum([loss_sum, n_targets], ranks, device)
+        for p in model.parameters():  # DDP and FSDP2 average over ranks: the step's gradient is their sum / targets
+            if p.grad is not None:
+                p.grad.mul_(split.world / n_targets)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), loop.hp.get("grad_clip", 1.0))
         opt.step()
         opt.zero_grad(set_to_none=True)
         if step % loop.log_every == 0 or step == loop.total_steps - 1:
-            history.append({"step": step, "lr": lr, "loss": float(loss.detach()), "grad_norm": float(grad_norm), **stats})
+            history.append({"step": step, "lr": lr, "loss": loss_sum / n_targets, "grad_norm": float(grad_norm),
+                            **stats})
         if progress:
             progress.update(task, advance=1)
         if (step + 1) % loop.checkpoint_every == 0 and step + 1 < loop.total_steps:
-            atomic_torch_save(state_at(step + 1), loop.resume_path)
+            save(step + 1, loop.resume_path)
     if loop.total_steps in loop.save_at:
-        atomic_torch_save(state_at(loop.total_steps), loop.save_at[loop.total_steps])
+        save(loop.total_steps, loop.save_at[loop.total_steps])
     model.eval()
     return {"history": history, "elapsed_s": elapsed + time.perf_counter() - t0, "resumed_from": resumed_from}
 
 
 # -- PT and CPT: next-token loss on token windows --------------------------------------------------------
-def lm_loss(model: GPT, windows: torch.Tensor, autocast: bool) -> torch.Tensor:
+def lm_loss(model, windows: torch.Tensor, autocast: bool, reduction: str = "mean") -> torch.Tensor:
     x, y = windows[:, :-1], windows[:, 1:]
     with autocast_for(x.device, autocast):
         logits = model(x)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction=reduction)
 
 
 def n_sequences(tokens: int, block_size: int) -> int:
@@ -145,13 +201,17 @@ def n_sequences(tokens: int, block_size: int) -> int:
     return max(1, round(tokens / block_size))
 
 
-def pt_loop_fn(model, stream, n_seqs: int, batch_size: int, device, autocast: bool):
-    """Step s reads general-text sequences [s*B, (s+1)*B) of the stream (the last batch may be short)."""
-    def step_loss(step):
-        idx = range(step * batch_size, min((step + 1) * batch_size, n_seqs))
-        windows = torch.from_numpy(stream.windows(idx)).to(device)
-        return lm_loss(model, windows, autocast), {}
-    return step_loss
+def batch_rows(step: int, batch_size: int, n_items: int) -> np.ndarray:
+    """Items [s*B, (s+1)*B) of a stage's sequence of n_items (the last batch may be short)."""
+    return np.arange(step * batch_size, min((step + 1) * batch_size, n_items))
+
+
+def pt_batches(net, stream, n_seqs: int, batch_size: int, device, autocast: bool) -> Batches:
+    """Step s reads general-text sequences [s*B, (s+1)*B) of the stream."""
+    def loss(rows):
+        windows = torch.from_numpy(stream.windows(rows)).to(device)
+        return lm_loss(net, windows, autocast, "sum"), len(rows) * (windows.shape[1] - 1), {}
+    return Batches(lambda step: batch_rows(step, batch_size, n_seqs), loss)
 
 
 def cpt_schedule(n_replay: int, n_domain: int, seed: int) -> np.ndarray:
@@ -161,19 +221,18 @@ def cpt_schedule(n_replay: int, n_domain: int, seed: int) -> np.ndarray:
     return source
 
 
-def cpt_loop_fn(model, replay_stream, replay_start: int, domain_stream, source: np.ndarray, batch_size: int,
-                device, autocast: bool):
+def cpt_batches(net, replay_stream, replay_start: int, domain_stream, source: np.ndarray, batch_size: int,
+                device, autocast: bool) -> Batches:
     """CPT sequences mix replayed general text (continuing the PT stream) with domain text in exact counts."""
     replay_index = np.cumsum(source == 0) - 1  # the k-th replay sequence reads stream window replay_start + k
     domain_index = np.cumsum(source == 1) - 1
 
-    def step_loss(step):
-        rows = range(step * batch_size, min((step + 1) * batch_size, len(source)))
+    def loss(rows):
         parts = [replay_stream.windows([replay_start + replay_index[i]]) if source[i] == 0
                  else domain_stream.windows([domain_index[i]]) for i in rows]
         windows = torch.from_numpy(np.concatenate(parts)).to(device)
-        return lm_loss(model, windows, autocast), {"domain_share": float(source[list(rows)].mean())}
-    return step_loss
+        return lm_loss(net, windows, autocast, "sum"), len(rows) * (windows.shape[1] - 1), {}
+    return Batches(lambda step: batch_rows(step, batch_size, len(source)), loss)
 
 
 # -- SFT: loss on answer tokens only --------------------------------------------------------------------
@@ -201,16 +260,17 @@ def epoch_order(n: int, epochs: int, seed: int, stream: str) -> np.ndarray:
     return np.concatenate([rng.permutation(n) for _ in range(epochs)])
 
 
-def sft_loop_fn(model, encoded: list[tuple[list[int], int]], order: np.ndarray, batch_size: int, eos_id: int,
-                device, autocast: bool):
-    def step_loss(step):
-        rows = order[step * batch_size: (step + 1) * batch_size]
-        x, mask = padded_batch([encoded[i][0] for i in rows], [encoded[i][1] for i in rows], eos_id, device)
+def sft_batches(net, encoded: list[tuple[list[int], int]], order: np.ndarray, batch_size: int, eos_id: int,
+                device, autocast: bool) -> Batches:
+    """Step s trains on examples order[s*B : (s+1)*B]; the loss is the mean over the batch's answer tokens."""
+    def loss(rows):
+        x, mask = padded_batch([encoded[order[i]][0] for i in rows], [encoded[order[i]][1] for i in rows], eos_id,
+                               device)
         with autocast_for(device, autocast):
-            logits = model(x[:, :-1])
+            logits = net(x[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1), reduction="none")
-        return (nll * mask.reshape(-1)).sum() / mask.sum(), {}
-    return step_loss
+        return (nll * mask.reshape(-1)).sum(), int(mask.sum()), {}
+    return Batches(lambda step: batch_rows(step, batch_size, len(order)), loss)
 
 
 # -- RL: GRPO with a verifiable 0/1 reward and a KL penalty to the reference ---------------------------------
@@ -225,8 +285,8 @@ def answer_reward(completion: str, item: tasks.Item) -> float:
     return float(tasks.is_correct(completion, item))
 
 
-def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.ndarray, hp: dict, eos_id: int,
-                 seed: int, device, autocast: bool, reward_fn=answer_reward):
+def grpo_batches(model, ref_model, tok, prompts: list[tasks.Item], order: np.ndarray, hp: dict, eos_id: int,
+                 seed: int, device, autocast: bool, reward_fn=answer_reward, net=None) -> Batches:
     """Each step: `prompts_per_step` prompts x `group_size` samples; advantage = reward standardised in its group.
 
     One gradient step per batch of samples (on-policy), so the PPO ratio is 1 and needs no clipping;
@@ -236,9 +296,11 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
     """
     P, G = hp["prompts_per_step"], hp["group_size"]
     encoded_prompts = [tok.encode(it.prompt).ids for it in prompts]
+    net = model if net is None else net
 
-    def step_loss(step):
-        rows = order[step * P: (step + 1) * P]
+    def loss_of(step_rows):
+        step = int(step_rows[0]) // P
+        rows = order[step_rows]
         items = [prompts[i] for i in rows for _ in range(G)]
         prompt_ids = [encoded_prompts[i] for i in rows for _ in range(G)]
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
@@ -252,7 +314,7 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
         seqs = [p + c + ([eos_id] if f else []) for p, c, f in zip(prompt_ids, completions, finished)]
         x, mask = padded_batch(seqs, [len(p) for p in prompt_ids], eos_id, device)
         T = hp["temperature"]
-        logp = token_logprobs(model, x, autocast, T)
+        logp = token_logprobs(net, x, autocast, T)
         with torch.no_grad():
             ref_logp = token_logprobs(ref_model, x, autocast, T)
         log_ratio = ref_logp - logp
@@ -261,6 +323,6 @@ def grpo_loop_fn(model, ref_model, tok, prompts: list[tasks.Item], order: np.nda
         n_tok = mask.sum().clamp(min=1)
         loss = (per_token * mask).sum() / n_tok
         informative = float((rewards.std(1) > 0).float().mean())  # groups with a learning signal
-        return loss, {"reward": float(rewards.mean()), "kl": float((kl.detach() * mask).sum() / n_tok),
-                      "informative_groups": informative}
-    return step_loss
+        return loss, 1, {"reward": float(rewards.mean()), "kl": float((kl.detach() * mask).sum() / n_tok),
+                         "informative_groups": informative}
+    return Batches(lambda step: batch_rows(step, P, len(order)), loss_of, whole=True)

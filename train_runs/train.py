@@ -15,7 +15,6 @@ trains only RL. A killed run resumes from its last resume.pt and replays the sam
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -29,7 +28,7 @@ import torch
 
 from dynsim.config import RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
-from train_runs import data, evaluate, stages, tasks
+from train_runs import data, distributed, evaluate, stages, tasks
 from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F401 (RecipeError, load_recipe: train_runs.train's API)
 from train_runs.model import GPT, ModelConfig, config_for_params
 
@@ -63,6 +62,7 @@ class Context:
     text_hash: str  # general corpus + tokenizer only: all that pretraining depends on
     code_version: str
     wsd_branches: tuple = ()  # PT token budgets whose WSD decay-start states a stable run must save (sweeps)
+    ranks: distributed.Ranks = distributed.Ranks()  # this process's place in a multi-process job
 
     def stage_data_hash(self, stage: str) -> str:
         return self.text_hash if stage == "pt" else self.data_hash
@@ -80,12 +80,13 @@ def code_version() -> str:
         return f"dynsim {__version__}"
 
 
-def make_context(hp: dict, seed: int) -> Context:
+def make_context(hp: dict, seed: int, ranks: distributed.Ranks = distributed.Ranks()) -> Context:
     run = hp["run"]
     if run["device"] == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(run["device"])
+    device = distributed.device_for(ranks, device)
     autocast = device.type == "cuda" or bool(run["autocast_cpu"])
     corpus = data.load_general_corpus(hp["data"]["general_corpus"])
     tok = data.get_tokenizer(corpus, hp["data"]["vocab_size"])
@@ -96,7 +97,7 @@ def make_context(hp: dict, seed: int) -> Context:
     text_hash = data.sha(corpus.hash, data.tokenizer_hash(tok))
     data_hash = data.sha(text_hash, tasks.TASKS_VERSION)
     return Context(hp, seed, device, autocast, tok, tok.token_to_id(data.EOS), general_train, general_heldout,
-                   domain_heldout, cloze, data_hash, text_hash, code_version())
+                   domain_heldout, cloze, data_hash, text_hash, code_version(), ranks=ranks)
 
 
 # -- stages ------------------------------------------------------------------------------------------
@@ -173,8 +174,10 @@ def load_model(path: Path, ctx: Context) -> GPT:
     return model.eval()
 
 
-def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here: Path) -> stages.Loop:
-    """The stage-specific part: batches, step count and LR schedule of the last stage of `config`."""
+def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here: Path, net=None) -> stages.Loop:
+    """The stage-specific part: batches, step count and LR schedule of the last stage of `config`.
+    net: the module training forwards go through (the model, or its DDP / FSDP2 wrapper in a multi-process job)."""
+    net = model if net is None else net
     hp, seed, T, dev, ac = ctx.hp, ctx.seed, ctx.hp["data"]["block_size"], ctx.device, ctx.autocast
     stage = config.stage()
     general = data.TokenStream(ctx.general_train, T, offset=int(np.random.default_rng([seed, 11]).integers(1 << 30)))
@@ -185,7 +188,7 @@ def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here:
         n_seqs = stages.n_sequences(config.pretrain, T)
         total = math.ceil(n_seqs / p["batch_size"])
         planned = math.ceil(stages.n_sequences(config.pretrain_schedule or config.pretrain, T) / p["batch_size"])
-        loop = stages.Loop("pt", total, stages.pt_loop_fn(model, general, n_seqs, p["batch_size"], dev, ac),
+        loop = stages.Loop("pt", total, stages.pt_batches(net, general, n_seqs, p["batch_size"], dev, ac),
                            lambda s: stages.stage_lr(p, s, planned), p, **common)
         if p["schedule"] == "wsd":
             add_wsd_branching(loop, config, ctx, out_dir, planned)
@@ -198,7 +201,7 @@ def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here:
         source = stages.cpt_schedule(n_replay, n_domain, seed)
         total = math.ceil(len(source) / p["batch_size"])
         replay_start = stages.n_sequences(config.pretrain, T)  # replay continues the PT stream where PT stopped
-        return stages.Loop("cpt", total, stages.cpt_loop_fn(model, general, replay_start, domain, source,
+        return stages.Loop("cpt", total, stages.cpt_batches(net, general, replay_start, domain, source,
                                                             p["batch_size"], dev, ac),
                            lambda s: stages.stage_lr(p, s, total), p, **common)
     if stage == "sft":
@@ -207,14 +210,15 @@ def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here:
         encoded = [stages.encode_example(ctx.tok, it, ctx.eos_id, model.cfg.max_seq_len) for it in items]
         order = stages.epoch_order(len(items), config.sft_epochs, seed, "sft")
         total = math.ceil(len(order) / p["batch_size"])
-        return stages.Loop("sft", total, stages.sft_loop_fn(model, encoded, order, p["batch_size"], ctx.eos_id, dev, ac),
+        return stages.Loop("sft", total, stages.sft_batches(net, encoded, order, p["batch_size"], ctx.eos_id, dev, ac),
                            lambda s: stages.stage_lr(p, s, total), p, **common)
     p = hp["rl"]
-    ref = copy.deepcopy(model).eval().requires_grad_(False)  # the SFT model: KL anchor
+    ref = load_model(run_dir(out_dir, config.parent(), seed) / "model.pt", ctx).requires_grad_(False)  # KL anchor
     prompts = tasks.make_mixture(p["mix"], "train", config.rl_examples, seed, stream="rl")
     order = stages.epoch_order(len(prompts), config.rl_epochs, seed, "rl")
     total = math.ceil(len(order) / p["prompts_per_step"])
-    return stages.Loop("rl", total, stages.grpo_loop_fn(model, ref, ctx.tok, prompts, order, p, ctx.eos_id, seed, dev, ac),
+    return stages.Loop("rl", total, stages.grpo_batches(model, ref, ctx.tok, prompts, order, p, ctx.eos_id, seed, dev, ac,
+                                                           net=net),
                        lambda s: stages.stage_lr(p, s, total), p, **common)
 
 
@@ -244,23 +248,32 @@ def add_wsd_branching(loop: stages.Loop, config: RunConfig, ctx: Context, out_di
 
 
 def train_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> None:
-    here = run_dir(out_dir, config, ctx.seed)
-    here.mkdir(parents=True, exist_ok=True)
+    """Train the last stage of `config` from its parent's model.pt. In a job of several processes every rank runs
+    this; rank 0 alone writes the log and the model."""
+    here, ranks = run_dir(out_dir, config, ctx.seed), ctx.ranks
+    if ranks.main:
+        here.mkdir(parents=True, exist_ok=True)
     parent = config.parent()
     if parent is None:
-        torch.manual_seed(ctx.seed)
+        torch.manual_seed(ctx.seed)  # every rank builds the same initial weights
         model = GPT(model_config(config, ctx.hp)).to(ctx.device)
     else:
         model = load_model(run_dir(out_dir, parent, ctx.seed) / "model.pt", ctx)
-    loop = stage_loop(config, model, ctx, out_dir, here)
-    result = stages.run_loop(model, loop, bar)
-    log = {"config": config.name, "stage": config.stage(), "steps": loop.total_steps, **result}
-    data.atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
-    stages.atomic_torch_save({"model": model.state_dict(), "model_config": model.cfg.to_dict(), "config": config.name,
-                              "recipe_hash": recipe_hash(ctx.hp, config.stage()),
-                              "data_hash": ctx.stage_data_hash(config.stage()),
-                              "elapsed_s": result["elapsed_s"], "steps": loop.total_steps}, here / "model.pt")
-    loop.resume_path.unlink(missing_ok=True)
+    run = ctx.hp["run"]
+    net = distributed.wrap(model, ranks, run["parallel"])
+    loop = stage_loop(config, model, ctx, out_dir, here, net)
+    result = stages.run_loop(model, loop, bar, net, stages.Split(ranks.rank, ranks.world, run["micro_batch"]))
+    weights = distributed.model_state(model)  # every rank: FSDP2 gathers the shards to rank 0
+    if ranks.main:
+        log = {"config": config.name, "stage": config.stage(), "steps": loop.total_steps, "processes": ranks.world,
+               **result}
+        data.atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
+        stages.atomic_torch_save({"model": weights, "model_config": model.cfg.to_dict(), "config": config.name,
+                                  "recipe_hash": recipe_hash(ctx.hp, config.stage()),
+                                  "data_hash": ctx.stage_data_hash(config.stage()),
+                                  "elapsed_s": result["elapsed_s"], "steps": loop.total_steps}, here / "model.pt")
+        loop.resume_path.unlink(missing_ok=True)
+    distributed.barrier(ranks)
 
 
 # -- evaluation and the record ---------------------------------------------------------------------------
@@ -341,18 +354,28 @@ def train(config: RunConfig | str, out_dir: Path | str, seed: int = 0, recipe=No
     if final.exists():
         return json.loads(final.read_text())
     check_runnable([c for c in lineage(config) if not (run_dir(out_dir, c, seed) / "model.pt").exists()], hp)
-    torch.set_num_threads(hp["run"].get("threads") or torch.get_num_threads())
-    ctx = make_context(hp, seed)
+    ranks = distributed.Ranks.from_env()
+    torch.set_num_threads(hp["run"].get("threads") or _default_threads(ranks))
+    ctx = make_context(hp, seed, ranks)
     ctx.wsd_branches = tuple(wsd_branches)
     record = None
-    folders = [run_dir(out_dir, c, seed) for c in lineage(config)]
-    with _progress(progress) as bar, _no_empty_folders_on_failure(out_dir, folders):
+    folders = [run_dir(out_dir, c, seed) for c in lineage(config)] if ranks.main else []
+    with (distributed.process_group(ranks, ctx.device), _progress(progress and ranks.main) as bar,
+          _no_empty_folders_on_failure(out_dir, folders)):
         for c in lineage(config):
             here = run_dir(out_dir, c, seed)
             if not (here / "model.pt").exists():
                 train_stage(c, ctx, out_dir, bar)
-            if (here / "result.json").exists():
-                record = json.loads((here / "result.json").read_text())
-            else:
-                record = evaluate_stage(c, ctx, out_dir, bar)
+            if not (here / "result.json").exists() and ranks.main:
+                evaluate_stage(c, ctx, out_dir, bar)  # one rank evaluates; the others wait for its record
+            distributed.barrier(ranks)
+            record = json.loads((here / "result.json").read_text())
     return record
+
+
+def _default_threads(ranks: distributed.Ranks) -> int:
+    """torch's default (every core) for one process; the cores shared out when several ranks share a machine."""
+    if ranks.world == 1:
+        return torch.get_num_threads()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world))
+    return max(1, (os.cpu_count() or 1) // local)
