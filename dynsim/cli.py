@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -525,6 +526,7 @@ def cmd_validate(args) -> int:
 # -- train / results -------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from dynsim.config import parse_config
+    from train_runs.recipe import load_recipe
     from train_runs.train import train
 
     checks.output_folder(args.out, "--out")
@@ -532,6 +534,11 @@ def cmd_train(args) -> int:
     if cfg.sft_data:  # it would fine-tune on its own task mix and record the run as fine-tuned on this data set
         raise UsageError(f"{cfg.name}: dynsim's trainer has no SFT data sets to choose from; drop "
                          f"'{cfg.sft_data}:' (a study's [trainer] command can train them)")
+    threads = load_recipe(args.recipe, cfg.size)["run"]["threads"]  # (train_runs.train.check_runnable's, ideally)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads > cores:  # OpenMP threads beyond the cores spin-wait: the run crawls
+        raise UsageError(f"the recipe's [run] threads = {threads}, and this machine has {cores} core(s): lower it "
+                         "(0 = torch's default, all cores)")
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
     print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
     for m in record["metrics"]:

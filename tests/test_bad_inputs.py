@@ -99,7 +99,7 @@ BAD_RECIPES = {  # name: (text, the words of the refusal)
         ("[rl]\ngroup_size = 1", "[rl] group_size must be an integer >= 2"),
         ("[rl]\nmax_new_tokens = 0", "[rl] max_new_tokens must be"),
         ("[eval]\nn_items = 0", "[eval] n_items must be"),
-        ("[eval]\nk = 0", "[eval] k must be"),
+        ("[eval]\nk = -1", "[eval] k must be"),
         ("[eval]\nmax_new_tokens = -1", "[eval] max_new_tokens must be"),
         ("[eval]\ntext_tokens = 0", "[eval] text_tokens must be"),
         ("[eval]\nbatch_size = 0", "[eval] batch_size must be"),
@@ -174,6 +174,7 @@ def inputs(tmp_path_factory) -> Path:
     for name, (text, _) in BAD_RECIPES.items():
         (d / f"recipe_{name}.toml").write_text(text.replace("{in}", str(d)))
     (d / "recipe_png.toml").write_bytes(PNG)
+    (d / "recipe_threads_1000.toml").write_text('extends = "miniature"\n[run]\nthreads = 1000\n')
     for name, (changes, _) in BAD_RECORDS.items():
         (d / f"record_{name}").mkdir()
         record = {k: v for k, v in (GOOD_RECORD | changes).items() if v is not None}
@@ -422,7 +423,8 @@ def _cases():
           (t + ["--recipe", "miniature", "--recipe", "quick"], "argument --recipe: given twice"),
           (["train", "0.1M-1MT\u2028", "--out", "{tmp}/runs"], "a control character or line break"),
           (["train", "0.1M-1MT", "--out", "{tmp}/a\nb"], "a control character in a path to write"),
-          (["train", "0.1M-1MT-mnli:1Kep1", "--out", "{tmp}/runs"], "no SFT data sets to choose from")]
+          (["train", "0.1M-1MT-mnli:1Kep1", "--out", "{tmp}/runs"], "no SFT data sets to choose from"),
+          (t + ["--recipe", "{in}/recipe_threads_1000.toml"], "[run] threads = 1000, and this machine has")]
     c += [(r + ["{in}/runs.csv", "-o", "{in}/runs.csv"], "a results Dataset is a .nc"),  # not over its input
           (r + ["{in}/good.json", "-o", "{in}/good.json"], "a results Dataset is a .nc"),
           (r + ["{in}/good.json", "-o", "{tmp}/r.nc", "-o", "{tmp}/s.nc"], "given twice"),

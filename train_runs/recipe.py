@@ -159,7 +159,7 @@ RANGES = {
     ("pt", "stable_every"): _at_least(1), ("pt", "schedule"): _one_of("cosine", "wsd"),
     ("rl", "group_size"): _at_least(2),  # GRPO compares a prompt's samples: one alone has no advantage
     ("rl", "kl_weight"): _real(0), ("rl", "temperature"): _POSITIVE, ("rl", "max_new_tokens"): _at_least(1),
-    ("eval", "n_items"): _at_least(1), ("eval", "k"): _at_least(1), ("eval", "max_new_tokens"): _at_least(1),
+    ("eval", "n_items"): _at_least(1), ("eval", "k"): _at_least(0), ("eval", "max_new_tokens"): _at_least(1),
     ("eval", "text_tokens"): _at_least(1), ("eval", "cloze_items"): _at_least(0), ("eval", "batch_size"): _at_least(1),
     ("eval", "sample_temperature"): _POSITIVE,
     ("data", "vocab_size"): _at_least(300),  # 256 bytes + merges + specials (train_runs/data.py)
