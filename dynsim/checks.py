@@ -148,7 +148,8 @@ def not_an_input(out, inputs, flag: str) -> None:
     target = Path(out).resolve()
     for given in inputs:
         if given and Path(given).resolve() == target:
-            raise UserError(f"{flag} {shown(str(out))} is also an input ({shown(str(given))}): give another output path")
+            raise UserError(f"{flag} {shown(str(out))} is also an input ({shown(str(given))}): "
+                            "give another output path")
 
 
 def _writable_from(folder: Path, flag: str, path) -> None:

@@ -443,7 +443,8 @@ def cmd_fit(args) -> int:
 def cmd_validate(args) -> int:
     _unused_calibration(args, not (args.posterior and args.data), "--posterior and --data")
     if args.refit and args.split not in ("loco", "all"):
-        raise UsageError(f"--refit refits leave-one-out folds (--split loco or all); --split {args.split} always refits")
+        raise UsageError(f"--refit refits leave-one-out folds (--split loco or all); --split {args.split} "
+                         "always refits")
     ds = _dataset(args)  # a bad --data, --calibration or --posterior before the model's imports
     post = _load_posterior(args)
     _same_data(ds, post, "--data" if args.data else "--posterior" if args.posterior else "--calibration")

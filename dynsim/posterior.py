@@ -396,7 +396,8 @@ def _shape_problem(params: dict[str, np.ndarray], meta: dict) -> str | None:
     parameter needs one column per task): numpy would broadcast a wrong one silently."""
     draws = {v.shape[0] for v in params.values()}
     if len(draws) != 1 or min(draws) < 2:  # one draw is a point, not a posterior: no interval, no variance
-        return f"parameters hold different or no numbers of draws, or a single one ({', '.join(map(str, sorted(draws)))})"
+        return (f"parameters hold different or no numbers of draws, or a single one "
+                f"({', '.join(map(str, sorted(draws)))})")
     kinds, tasks = meta["tasks"]["kinds"], meta["tasks"]
     n_down = max(1, sum(k in forward.KINDS for k in kinds))  # one placeholder column where there are none
     columns = {"global": None, "sft_readout": None, "kind": len(forward.KINDS), "task": n_down,

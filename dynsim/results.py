@@ -346,7 +346,8 @@ def _record_tasks(rec: dict, path) -> dict:
             raise ResultsError(f"{path}: tasks.{name}: chance {shown(t['chance'])} is not a chance accuracy in "
                                "percent (0-100)")
         if t.get("n_items") is not None and not _is_count(t["n_items"]):
-            raise ResultsError(f"{path}: tasks.{name}: n_items must be a non-negative integer, got {shown(t['n_items'])}")
+            raise ResultsError(f"{path}: tasks.{name}: n_items must be a non-negative integer, "
+                               f"got {shown(t['n_items'])}")
     return tasks
 
 
