@@ -17,6 +17,8 @@ from dynsim.errors import UserError, shown
 # -- numbers (argparse types) ------------------------------------------------------------------------
 def _number(text: str, kind, what: str):
     try:
+        if not text.isascii():  # int() and float() take '١' or '１' for 1: not what a number on a command line is
+            raise ValueError(text)
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got {shown(text)}") from None
@@ -38,6 +40,29 @@ def natural(text: str) -> int:
     value = _number(text, int, "an integer >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def bounded(lo: int, hi: int, what: str = ""):
+    """An argparse type: an integer in lo..hi. hi is beyond any sensible value (a seed beyond 2**32 - 1 that torch
+    or PyMC would refuse after minutes of setup, 100,000 chains, a million retries): a typo, refused at once."""
+    def parse(text: str) -> int:
+        value = _number(text, int, f"an integer from {lo} to {hi:,}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo} to {hi:,}{what}, got {shown(text)}")
+        return value
+    parse.__name__ = "integer"  # argparse names the type in its 'invalid ... value' message
+    return parse
+
+
+seed = bounded(0, 2**32 - 1)  # numpy, torch and PyMC all take a seed below 2**32
+
+
+def seconds(text: str) -> float:
+    """A refresh interval: 0.1 s (a busy loop below) to a day (time.sleep overflows far above)."""
+    value = _number(text, float, "seconds from 0.1 to 86400")
+    if not 0.1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 86400, got {value:g}")
     return value
 
 
@@ -93,7 +118,11 @@ def output_folder(path, flag: str) -> Path:
 
 def _output(path, flag: str, folder: bool) -> Path:
     p = Path(path)
+    if has_unprintable(path):
+        raise UserError(f"{flag} {shown(path)}: a control character in a path to write is a typo (a pasted newline)")
     try:
+        if not folder and p.exists() and not p.is_dir() and not p.is_file():
+            raise UserError(f"{flag} {shown(path)} is not a regular file (a device or a link to one); give a file path")
         if p.is_dir() and not folder:
             raise UserError(f"{flag} {shown(path)} is an existing folder; give a file path")
         if folder and p.exists() and not p.is_dir():
@@ -102,6 +131,25 @@ def _output(path, flag: str, folder: bool) -> Path:
     except OSError as e:  # a name too long, a loop of links
         raise UserError(f"{flag} {shown(path)}: {e.strerror or e}") from None
     return p
+
+
+def unprintable(c: str) -> bool:
+    """A control character, or one that splits a line (str.splitlines): never part of a name or a path typed
+    on purpose."""
+    return not c.isprintable() and c != " "
+
+
+def has_unprintable(text) -> bool:
+    return any(unprintable(c) for c in str(text))
+
+
+def not_an_input(out, inputs, flag: str) -> None:
+    """An output path must not be one of the verb's inputs: writing it would replace what is being read."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given and Path(given).resolve() == target:
+            raise UserError(f"{flag} {shown(str(out))} is also an input ({shown(str(given))}): "
+                            "give another output path")
 
 
 def _writable_from(folder: Path, flag: str, path) -> None:
@@ -119,6 +167,18 @@ def _writable_from(folder: Path, flag: str, path) -> None:
 
 
 # -- measured values -----------------------------------------------------------------------------------
+TASK_KINDS = ("upstream", "upstream_avg", "ID", "OOD", "text")  # a task's kind in a CSV, a record or a Dataset
+
+
+def chance_ok(chance) -> bool:
+    """A task's chance accuracy as stored: '' (not known), or ';'-separated numbers in percent, each in 0-100."""
+    try:
+        parts = [float(x) for x in str(chance).split(";") if x.strip()]
+    except ValueError:
+        return False
+    return all(0 <= p < 100 for p in parts)  # NaN compares false
+
+
 POSITIVE_METRICS = ("loss", "bpb", "ppl")  # nats or bits per token, perplexity; every other metric is a percentage
 
 

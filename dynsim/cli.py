@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
+from pathlib import Path
 
 from dynsim import checks
 from dynsim.errors import UserError, shown
@@ -27,13 +29,38 @@ class UsageError(UserError):
 
 
 class _Parser(argparse.ArgumentParser):
+    def parse_known_args(self, args=None, namespace=None):
+        """As argparse, but an option given twice is refused (argparse keeps the last one silently: `--seed 1
+        --seed 2`, `--at A --at B`), and the namespace's `_given` names the options typed (not defaulted)."""
+        args = list(sys.argv[1:] if args is None else args)
+        seen, given = {}, set()
+        for token in args:
+            if token == "--":
+                break
+            action = self._option_string_actions.get(token.split("=", 1)[0] if token.startswith("--") else token)
+            if action is None or isinstance(action, argparse._HelpAction):
+                continue
+            given.add(action.dest)
+            if action.dest in seen and not isinstance(action, argparse._AppendAction):
+                self.error(f"argument {'/'.join(action.option_strings)}: given twice ({shown(seen[action.dest])} and "
+                           f"{shown(token)}); give it once")
+            seen[action.dest] = token
+        ns, rest = super().parse_known_args(args, namespace)
+        ns._given = getattr(ns, "_given", set()) | given
+        return ns, rest
+
     def error(self, message):  # one line, exit 2 (argparse prints usage + error by default)
         raise UsageError(f"{self.prog}: {message}".replace("\n", "\\n"))  # argparse does not quote every value
 
 
-def _fail(message: str) -> int:
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (10, 11, 12, 13, 0x1c, 0x1d, 0x1e, 0x85, 0x2028, 0x2029)}
+
+
+def _fail(message: str, lines: bool = False) -> int:
     # a byte-flipped file can put undecodable text into a message: escaped, so that the error itself prints
     message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if not lines:  # a newline in a path or name the message quotes: still one line (str.splitlines' breaks escaped)
+        message = message.translate(_LINE_BREAKS)
     print(f"dynsim: error: {message}", file=sys.stderr)
     return 2
 
@@ -53,6 +80,20 @@ def _load_posterior(args, path=None):
     return post
 
 
+def _unused_calibration(args, used: bool, by: str) -> None:
+    """--calibration typed where other flags replace all it would give: refused rather than ignored (a misspelt
+    or another calibration would pass silently)."""
+    if "calibration" in getattr(args, "_given", ()) and not used:
+        raise UsageError(f"--calibration {shown(args.calibration)} is not used with {by}: give one or the other")
+
+
+def _results_output(path, flag: str) -> None:
+    """A results Dataset to write: a .nc file (netCDF) that is not an existing folder, in a writable place."""
+    checks.output_file(path, flag)
+    if Path(path).suffix != ".nc":
+        raise UsageError(f"{flag} {shown(str(path))}: a results Dataset is a .nc (netCDF) file")
+
+
 def _same_data(ds, post, flag: str) -> None:
     """A posterior drawn or scored against a Dataset must have been fitted to it: another calibration's posterior
     has no observed point in common with it, and a plot or a score of the pair would pass silently as one."""
@@ -61,6 +102,13 @@ def _same_data(ds, post, flag: str) -> None:
     if fitted and not fitted & have:
         raise UsageError(f"{flag}: the posterior was fitted to data {post.meta['data_hash']}, not to this Dataset "
                          f"(data {ds.attrs.get('data_hash', '?')}); give the posterior fitted to it")
+    # the data hash leaves out the task table: a task's kind edited since the fit is told by the posterior's copy
+    kinds = dict(zip(map(str, ds.tasks.values), map(str, ds.task_kind.values)))
+    tasks = post.meta["tasks"]
+    for name, kind in zip(tasks["names"], tasks["kinds"]):
+        if kinds.get(name, kind) != kind:
+            raise UsageError(f"{flag}: task {shown(name)} is of kind {shown(kinds[name])} in the Dataset and "
+                             f"{shown(kind)} in the posterior fitted to it: the Dataset's task table was edited")
 
 
 def cmd_predict(args) -> int:
@@ -74,6 +122,9 @@ def cmd_predict(args) -> int:
         cfg = parse_config(args.name)
     else:
         cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
+    _unused_calibration(args, not args.posterior, "--posterior")
+    if args.draws and "interval" in getattr(args, "_given", ()):
+        raise UsageError("--interval has no effect with --draws (raw draws, no interval): give one or the other")
     post = _load_posterior(args)
     unseen = post.unseen_stages(cfg)
     if unseen:
@@ -82,8 +133,10 @@ def cmd_predict(args) -> int:
     rows = post.default_outputs(cfg)
     if args.corpus and not post.corpora:
         raise UsageError("--corpus: this calibration was fitted to one pretraining corpus")
-    draws = post.predict([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                         rng=np.random.default_rng(args.seed), corpus=args.corpus)
+    with warnings.catch_warnings():  # an overflow is caught below, in one line, not as a RuntimeWarning
+        warnings.simplefilter("ignore", RuntimeWarning)  # (np.errstate would not reach predict's worker threads)
+        draws = post.predict([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                             rng=np.random.default_rng(args.seed), corpus=args.corpus)
     bad = ~np.isfinite(draws).all(axis=0)
     if bad.any():  # never `nan [nan, nan]` with exit 0, nor a bare NaN in --json
         c, t, m = rows[int(np.argmax(bad))]
@@ -135,6 +188,10 @@ def _decision_setup(args):
     before any search."""
     from dynsim import decide
 
+    _unused_calibration(args, not args.posterior, "--posterior")
+    budgets = [b for b in (args.budget, getattr(args, "budget_per_run", None)) if b]
+    if args.gpu_flops and not any("gpu" in b.lower() for b in budgets):
+        raise UsageError("--gpu-flops converts budgets in GPU-hours, and no budget is given in GPU-hours")
     post = _load_posterior(args)
     target = decide.parse_target(args.target, post)
     if args.tokens_per_example:
@@ -275,8 +332,6 @@ def _dataset(args):
 def _hold_out(args, obs) -> dict | None:
     """The runs a fit holds out for validation: --hold-out names, --hold-out-size-from, --hold-out-study, or the
     bundled calibration's rule. Returns dict(rule, configs) or None."""
-    from pathlib import Path
-
     from dynsim import calibrations
     from dynsim.study import StudyError, load_study
 
@@ -312,8 +367,6 @@ def _hold_out(args, obs) -> dict | None:
 def _fit_output(args):
     """The posterior path a fit will write, checked before the data is read or the sampler imported: a fit takes
     minutes, and a path it cannot write must not cost them."""
-    from pathlib import Path
-
     from dynsim import posterior
 
     out = Path(args.out) if args.out is not None else \
@@ -321,11 +374,16 @@ def _fit_output(args):
     if out.suffix != ".npz":
         raise UsageError(f"-o {shown(str(out))}: a posterior is a .npz file (its ArviZ .nc is written beside it)")
     checks.output_file(out.with_suffix(".nc"), "-o")
+    for path in (out, out.with_suffix(".nc")):  # fit --data r.nc -o r.npz would write its ArviZ file over r.nc
+        checks.not_an_input(path, [args.data], "-o")
     return checks.output_file(out, "-o")
 
 
 def cmd_fit(args) -> int:
     out = _fit_output(args)
+    _unused_calibration(args, not args.data, "--data")
+    if args.thin > args.draws:
+        raise UsageError(f"--thin {args.thin} is more than --draws {args.draws}: it would keep one draw a chain")
     if args.hold_out:  # a misspelt run name: refused before the sampler is imported
         from dynsim.config import parse_config
 
@@ -383,6 +441,10 @@ def cmd_fit(args) -> int:
 
 # -- validate --------------------------------------------------------------------------------------
 def cmd_validate(args) -> int:
+    _unused_calibration(args, not (args.posterior and args.data), "--posterior and --data")
+    if args.refit and args.split not in ("loco", "all"):
+        raise UsageError(f"--refit refits leave-one-out folds (--split loco or all); --split {args.split} "
+                         "always refits")
     ds = _dataset(args)  # a bad --data, --calibration or --posterior before the model's imports
     post = _load_posterior(args)
     _same_data(ds, post, "--data" if args.data else "--posterior" if args.posterior else "--calibration")
@@ -408,6 +470,8 @@ def cmd_validate(args) -> int:
 
         other = _load_posterior(args, posteriors.bundled_path(args.compare) if args.compare in posteriors.BUNDLED
                                 else args.compare)
+        if Path(other.path).resolve() == Path(post.path).resolve():
+            raise UsageError(f"--compare {args.compare}: that is the posterior being validated; compare another")
         if other.meta.get("held_out", {}).get("configs") != (held_out or {}).get("configs"):
             raise UsageError(f"--compare {args.compare}: it was fitted on other runs than this posterior")
         posts = {f"{p.meta.get('form', 'chinchilla')} ({label})": p
@@ -463,10 +527,19 @@ def cmd_validate(args) -> int:
 # -- train / results -------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from dynsim.config import parse_config
+    from train_runs.recipe import load_recipe
     from train_runs.train import train
 
     checks.output_folder(args.out, "--out")
     cfg = parse_config(args.name)
+    if cfg.sft_data:  # it would fine-tune on its own task mix and record the run as fine-tuned on this data set
+        raise UsageError(f"{cfg.name}: dynsim's trainer has no SFT data sets to choose from; drop "
+                         f"'{cfg.sft_data}:' (a study's [trainer] command can train them)")
+    threads = load_recipe(args.recipe, cfg.size)["run"]["threads"]  # (train_runs.train.check_runnable's, ideally)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads > cores:  # OpenMP threads beyond the cores spin-wait: the run crawls
+        raise UsageError(f"the recipe's [run] threads = {threads}, and this machine has {cores} core(s): lower it "
+                         "(0 = torch's default, all cores)")
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
     if int(os.environ.get("RANK", 0)):  # a job of several processes (torchrun): rank 0 reports
         return 0
@@ -480,7 +553,7 @@ def cmd_train(args) -> int:
 def cmd_results_import(args) -> int:
     from dynsim import results, runs_csv
 
-    checks.output_file(args.out, "-o")
+    _results_output(args.out, "-o")
     csvs = [p for p in args.paths if p.lower().endswith((".csv", ".csv.gz"))]  # a bundled testbed's runs.csv.gz too
     if csvs and len(args.paths) > 1:
         raise UsageError("give one CSV (or result records alone): a CSV is one study's table")
@@ -495,10 +568,14 @@ def cmd_results_import(args) -> int:
 def cmd_sweep(args) -> int:
     from train_runs import sweep
 
-    if args.sweep_verb == "collect":
-        checks.output_file(args.output, "-o")
-    study = sweep.load(args.study)
     out = getattr(args, "out", None)
+    if args.sweep_verb == "collect":
+        _results_output(args.output, "-o")
+    if args.sweep_verb == "submit" and out is not None:
+        checks.output_folder(out, "--out")
+    elif out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {shown(out)} is an existing file; give the run store folder")
+    study = sweep.load(args.study)
     if args.sweep_verb == "plan":
         print(sweep.plan(study, out))
     elif args.sweep_verb == "submit":
@@ -525,8 +602,8 @@ def cmd_sweep(args) -> int:
 # -- figs (logic in paper_figs/) --------------------------------------------------------------------
 def cmd_figs(args) -> int:
     checks.output_folder(args.out, "--out")
+    _unused_calibration(args, not (args.posterior and args.data), "--posterior and --data")
     import shlex
-    from pathlib import Path
 
     import paper_figs
     from dynsim import posterior
@@ -573,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     output = q.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="machine-readable output")
     output.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
-    q.add_argument("--seed", type=checks.natural, default=0, help="seed for the predictive noise draws")
+    q.add_argument("--seed", type=checks.seed, default=0, help="seed for the predictive noise draws")
     q.add_argument("--corpus", type=checks.nonempty,
                    help="pretraining corpus, for calibrations that compare several "
                         "(gadre2024: c4_original, rpj, rw_original; default the first)")
@@ -598,13 +675,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "(a cautious user: 0.1)")
         q.add_argument("--tokens-per-example", type=checks.token_pair, metavar="SFT,RL",
                        help="tokens one SFT and one RL example cost per epoch (default: the calibration's study)")
-        q.add_argument("--seed", type=checks.natural, default=0)
+        q.add_argument("--seed", type=checks.seed, default=0)
         q.add_argument("--json", action="store_true", help="machine-readable output")
         calibration_flags(q)
 
     q = sub.add_parser("optimize", help="the allocation of a compute budget across the stages that maximises a target")
     decision_flags(q, "compute budget: FLOPs (1e22FLOPs) or GPU-hours (5000GPUh)")
-    q.add_argument("--top", type=checks.count, default=5, help="allocations to report (default 5)")
+    q.add_argument("--top", type=checks.bounded(1, 1000), default=5, help="allocations to report (default 5)")
     q.set_defaults(func=cmd_optimize)
 
     q = sub.add_parser("suggest", help="the next runs that most reduce the target's uncertainty per FLOP")
@@ -612,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "run's cost)")
     q.add_argument("--at", nargs="+", metavar="RUN", help="configurations whose target to pin down instead")
     q.add_argument("--budget-per-run", type=checks.nonempty, help="the most a suggested run may cost (FLOPs or GPUh)")
-    q.add_argument("-k", type=checks.count, default=3, help="runs to suggest (default 3)")
+    q.add_argument("-k", type=checks.bounded(1, 100), default=3, help="runs to suggest (default 3)")
     q.set_defaults(func=cmd_suggest)
 
     q = sub.add_parser("fit", help="fit the Bayesian model to a results Dataset (NUTS) and write its posterior")
@@ -620,12 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled data to fit (default: evolm)")
     q.add_argument("--data", type=checks.nonempty, help="a results Dataset (netCDF) to fit instead")
     q.add_argument("-o", "--out", help="posterior path (.npz; an ArviZ .nc is written beside it)")
-    q.add_argument("--draws", type=checks.count, default=1000)
+    q.add_argument("--draws", type=checks.bounded(1, 10**6), default=1000)
     q.add_argument("--thin", type=checks.count, default=1, metavar="N",
                    help="store every N-th draw in the .npz (predict's time grows with draws; the .nc keeps all)")
-    q.add_argument("--tune", type=checks.count, default=1000)
-    q.add_argument("--chains", type=checks.count, default=4)
-    q.add_argument("--seed", type=checks.natural, default=0)
+    q.add_argument("--tune", type=checks.bounded(1, 10**6), default=1000)
+    q.add_argument("--chains", type=checks.bounded(1, 64), default=4)
+    q.add_argument("--seed", type=checks.seed, default=0)
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.add_argument("--form", default=None, choices=["chinchilla", "smoothmax", "compute"],
                    help="how scale enters: size and tokens as added terms (chinchilla), the same terms as a smooth "
@@ -657,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--baselines", action="store_true",
                    help="also score least-squares fits of the same model with bootstrap intervals, and the naive "
                         "carry-forward (nearest training run) and loglinear (a line in log tokens and size)")
-    q.add_argument("--boot", type=checks.natural, default=20,
+    q.add_argument("--boot", type=checks.bounded(1, 100_000), default=20,
                    help="bootstrap resamples for the baselines on held-out splits (default 20; leave-one-out folds "
                         "use residuals only)")
     q.add_argument("--compare", type=checks.nonempty, metavar="POSTERIOR",
@@ -668,7 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("train", help="train the missing stages of one run for real (torch) and record its results")
     q.add_argument("name", help="run name, e.g. 0.3M-4MT-1+3MT-2Kep1-2Kep4")
     q.add_argument("--out", type=checks.nonempty, default="runs", help="run store folder (default: runs)")
-    q.add_argument("--seed", type=checks.natural, default=0)
+    q.add_argument("--seed", type=checks.seed, default=0)
     q.add_argument("--recipe", type=checks.nonempty, help="recipe TOML (default: the bundled one for the model size)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
@@ -693,11 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
         w.set_defaults(func=cmd_sweep)
         if verb == "submit":
             w.add_argument("--executor", choices=("local", "slurm"), help="default: the study's executor")
-            w.add_argument("--retries", type=checks.natural,
+            w.add_argument("--retries", type=checks.bounded(0, 100),
                            help="retries per failed job (default: the study's max_retries)")
             w.add_argument("--detach", action="store_true", help="slurm: submit the tree with dependencies and exit")
         elif verb == "status":
-            w.add_argument("--watch", type=checks.positive, metavar="S",
+            w.add_argument("--watch", type=checks.seconds, metavar="S",
                            help="refresh every S seconds until nothing is live")
         elif verb == "collect":
             w.add_argument("-o", "--output", required=True, help="output netCDF, e.g. results.nc")
@@ -720,7 +797,7 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (UserError, FileNotFoundError) as e:
-        return _fail(str(e))
+        return _fail(str(e), lines=getattr(e, "lines", False))
     except KeyboardInterrupt:
         return _fail("interrupted")
     except BrokenPipeError:  # output piped into `head` and closed: not an error

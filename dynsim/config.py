@@ -28,7 +28,7 @@ UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
 MAX_COUNT = 10**24  # beyond every real size, token, example or epoch count; a 5,000-digit one is a typo
 NAME_FORM = ("{size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F}], "
              "e.g. 1B-160BT-8+42BT-100Kep1-100Kep8 or 1B-3TT-mnli:6Kep3")
-_NUM = r"\d+(?:\.\d+)?"
+_NUM = r"[0-9]+(?:\.[0-9]+)?"  # ASCII digits: '١B' or '１B' is not how a count is typed
 _DATA = re.compile(r"[a-z0-9_]+")  # a data set's name: no '-' (separates stages) nor ':' (ends the name)
 
 
@@ -217,7 +217,7 @@ _SIZE = re.compile(rf"({_NUM})([KMBT]?)")
 _TOKENS = re.compile(rf"({_NUM})([KMBT])T")
 _PRETRAIN = re.compile(rf"({_NUM})(?:of({_NUM}))?([KMBT])T")
 _CPT = re.compile(rf"({_NUM})\+({_NUM})([KMBT])T")
-_EXAMPLES = re.compile(rf"({_NUM})([KMB]?)ep(\d+)")
+_EXAMPLES = re.compile(rf"({_NUM})([KMB]?)ep([0-9]+)")
 
 
 def parse_size(text: str) -> int:
@@ -302,6 +302,8 @@ def parse_config(name: str) -> RunConfig:
             fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(part)
         else:
             fields["rl_examples"], fields["rl_epochs"] = parse_rl(part)
+    if not name.strip(" ").isprintable():  # a line separator or tab around a name that parsed: a paste, not a name
+        raise ConfigError(f"bad run name {shown(name)}: it holds a control character or line break")
     return RunConfig(**fields)
 
 

@@ -130,7 +130,9 @@ def parse_target(text: str | None, post) -> Target:
             raise DecideError("this calibration predicts no task to optimise")
         task = next((t for t in pool if "avg" in t.lower()), pool[0])
         return parse_target(task, post)
-    task, _, metric = str(text).partition(":")
+    task, colon, metric = str(text).partition(":")
+    if colon and not metric:
+        raise DecideError(f"target {shown(text)}: give a metric after ':', or no ':' for the task's usual metric")
     if task not in table.names:
         raise DecideError(f"unknown target task {shown(task)}: this calibration predicts {', '.join(table.names)}")
     kind = table.kind(task)
@@ -281,6 +283,8 @@ def parse_constraints(pairs: list[str] | None, flag: str) -> dict:
         key, value = {"pt": "pretrain"}.get(key.strip(), key.strip()), value.strip()
         if not eq or key not in Space.AXES:
             raise DecideError(f"{flag} {shown(text)}: expected KEY=VALUE with KEY one of {', '.join(Space.AXES)}")
+        if key in out:  # the last would win silently: --fix size=1B --fix size=4B
+            raise DecideError(f"{flag} {key} given twice ({shown(text)}); give each axis once")
         try:
             if value == "none" and key in ("cpt", "sft", "rl"):
                 if flag == "--max":

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim import calibrations, forward, observation
+from dynsim import calibrations, checks, forward, observation
 from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
 from dynsim.errors import UserError
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
 CHECKSUM = "checksum"  # meta entry: content_checksum of the draws and the rest of meta, written by `dynsim fit`
+RHAT_MIN = 0.9  # split R-hat lies near 1 from above; far below it, the number was edited
 RHAT_MAX = 1.01  # a fit passes with every R-hat at or below this, no divergent transition ...
 ESS_MIN = 100  # ... and at least this many effective draws in bulk and tail (Vehtari et al. 2021: fewer, and
 #               R-hat itself is unreliable; a 5-draw fit passes no check but this one)
@@ -304,18 +305,29 @@ def diagnostic_problems(diag) -> list[str]:
     rhat, divergences = diag.get("rhat_max"), diag.get("divergences")
     if not _is_number(rhat) or not rhat <= RHAT_MAX:  # NaN fails: it compares false
         out.append(f"R-hat {rhat} > {RHAT_MAX}" if _is_number(rhat) else f"R-hat not recorded ({rhat!r})")
+    elif rhat < RHAT_MIN:
+        out.append(f"R-hat {rhat} < {RHAT_MIN}, which no sampler gives")
     if not isinstance(divergences, int) or isinstance(divergences, bool) or divergences != 0:
         out.append(f"{divergences!r} divergent transitions")
     for key, label in (("ess_bulk_min", "bulk"), ("ess_tail_min", "tail")):
         ess = diag.get(key)
-        if not _is_number(ess) or not ess >= ESS_MIN:
-            out.append(f"ESS {label} {ess:.0f} < {ESS_MIN}" if _is_number(ess) and not math.isnan(ess)
+        if not _is_number(ess) or not ESS_MIN <= ess < math.inf:
+            out.append(f"ESS {label} {ess:.0f} < {ESS_MIN}" if _is_number(ess) and ess < ESS_MIN
+                       else f"ESS {label} {ess} is not a finite number" if _is_number(ess) and ess > 0
                        else f"ESS {label} not recorded ({ess!r})")
     return out
 
 
 def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _positive(x) -> bool:
+    """A positive finite number, as a float too (JSON reads 1e400 as an int that no float holds)."""
+    try:
+        return _is_number(x) and 0 < float(x) < math.inf
+    except OverflowError:
+        return False
 
 
 def _finite(a: np.ndarray) -> bool:
@@ -337,6 +349,11 @@ def _meta_problem(meta: dict) -> str | None:
             return f"'tasks.{key}' must be a non-empty list of strings"
     if not len(tasks["names"]) == len(tasks["kinds"]) == len(tasks["chance"]):
         return "'tasks.names', 'tasks.kinds' and 'tasks.chance' must be of one length"
+    if len(set(tasks["names"])) != len(tasks["names"]):
+        return "'tasks.names' names a task twice"
+    bad_chance = [c for c in tasks["chance"] if not checks.chance_ok(c)]
+    if bad_chance:
+        return f"'tasks.chance' {bad_chance[0]!r} is not a chance accuracy in percent (0-100)"
     unknown = sorted(set(tasks["kinds"]) - set(forward.KINDS) - set(forward.UPSTREAM_KINDS))
     if unknown:
         return f"unknown task kind(s) {', '.join(map(repr, unknown))} in 'tasks.kinds'"
@@ -345,8 +362,13 @@ def _meta_problem(meta: dict) -> str | None:
     if not isinstance(observed, dict) or not all(names(observed.get(k)) for k in ("configs", "tasks", "metrics")) \
             or not observed["configs"]:
         return "'observed' must hold lists of 'configs' (at least one), 'tasks' and 'metrics'"
+    try:
+        for metric in set(observed["metrics"]):
+            forward.metric_kind(metric)
+    except ValueError as e:
+        return f"'observed.metrics': {e}"
     for key in ("noise_floor", "loss_nu"):
-        if not _is_number(meta.get(key)) or not 0 < meta[key] < math.inf:
+        if not _positive(meta.get(key)):
             return f"'{key}' must be a positive number, got {meta.get(key)!r}"
     if meta.get("form", "chinchilla") not in forward.FORMS:
         return f"unknown form {meta.get('form')!r} (one of {', '.join(forward.FORMS)})"
@@ -355,11 +377,17 @@ def _meta_problem(meta: dict) -> str | None:
                                                                      for v in scales.values())):
         return "'scales' must be a table of positive numbers"
     for key in ("corpora", "bases"):
-        if meta.get(key) is not None and not names(meta[key]):
-            return f"'{key}' must be a list of strings"
+        if meta.get(key) is not None and not (names(meta[key]) and len(set(meta[key])) == len(meta[key])):
+            return f"'{key}' must be a list of distinct strings"
     for key in ("held_out", "excluded"):  # validate reads their configs
-        if key in meta and not (isinstance(meta[key], dict) and names(meta[key].get("configs"))):
-            return f"'{key}' must be a table with a list of 'configs'"
+        if key in meta and not (isinstance(meta[key], dict) and names(meta[key].get("configs"))
+                                and isinstance(meta[key].get("rule"), str)):
+            return f"'{key}' must be a table with a 'rule' and a list of 'configs'"
+        for name in meta.get(key, {}).get("configs", []):
+            try:
+                parse_config(name)
+            except UserError as e:
+                return f"'{key}.configs': {e}"
     return None
 
 
@@ -367,8 +395,9 @@ def _shape_problem(params: dict[str, np.ndarray], meta: dict) -> str | None:
     """A parameter whose shape does not match the others' draws or the groups its metadata names (a per-task
     parameter needs one column per task): numpy would broadcast a wrong one silently."""
     draws = {v.shape[0] for v in params.values()}
-    if len(draws) != 1 or 0 in draws:
-        return f"parameters hold different or no numbers of draws ({', '.join(map(str, sorted(draws)))})"
+    if len(draws) != 1 or min(draws) < 2:  # one draw is a point, not a posterior: no interval, no variance
+        return (f"parameters hold different or no numbers of draws, or a single one "
+                f"({', '.join(map(str, sorted(draws)))})")
     kinds, tasks = meta["tasks"]["kinds"], meta["tasks"]
     n_down = max(1, sum(k in forward.KINDS for k in kinds))  # one placeholder column where there are none
     columns = {"global": None, "sft_readout": None, "kind": len(forward.KINDS), "task": n_down,

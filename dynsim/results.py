@@ -136,6 +136,7 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
     ds.attrs["duplicates_averaged"] = int((long["count"] > 1).sum())
     ds.attrs["code_version"] = __version__
     ds.attrs["data_hash"] = data_hash(ds)
+    ds.attrs["tables_hash"] = tables_hash(ds)
     return ds
 
 
@@ -238,10 +239,18 @@ def _evolm_name(r: dict) -> str:
     return name
 
 
+def _no_repeated_keys(pairs):
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:  # json keeps the last silently: {"seed": 0, "seed": 1}
+        raise json.JSONDecodeError(f"key {shown(repeated[0])} given twice", "", 0)
+    return dict(pairs)
+
+
 def read_record(path) -> dict:
     """One result record (JSON written by train_runs) → validated dict."""
     try:
-        rec = json.loads(_read_bytes(path))
+        rec = json.loads(_read_bytes(path), object_pairs_hook=_no_repeated_keys)
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not a JSON result record ({e.msg})") from None
     except UnicodeDecodeError:
@@ -266,8 +275,10 @@ def from_records(paths) -> xr.Dataset:
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(p.rglob("result.json"))
-        elif p.exists():
+        elif p.is_file():
             files.append(p)
+        elif p.exists():  # /dev/zero would be read for ever
+            raise ResultsError(f"{p}: not a regular file")
         else:
             raise ResultsError(f"{p}: no such file or folder")
     if not files:
@@ -291,15 +302,18 @@ def _record_rows(rec: dict, path) -> list[dict]:
     except ConfigError as e:
         raise ResultsError(f"{path}: {e}") from None
     seed = rec.get("seed", 0)
-    if not _is_count(seed):
-        raise ResultsError(f"{path}: seed must be a non-negative integer, got {shown(seed)}")
+    if not _is_count(seed) or seed >= 2**63:
+        raise ResultsError(f"{path}: seed must be a non-negative integer below 2**63, got {shown(seed)}")
     metrics = rec.get("metrics")
     if not isinstance(metrics, list) or not metrics:
         raise ResultsError(f"{path}: needs 'metrics', a non-empty list of {{task, metric, value}}")
     rows = []
     for i, m in enumerate(metrics):
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) and m[k] for k in ("task", "metric")):
+        if not isinstance(m, dict) or not all(isinstance(m.get(k), str) and m[k].strip() for k in ("task", "metric")):
             raise ResultsError(f"{path}: metrics[{i}] needs a 'task' and a 'metric' name")
+        if checks.has_unprintable(m["task"] + m["metric"]):
+            raise ResultsError(f"{path}: metrics[{i}]: a control character in the task or metric name "
+                               f"{shown(m['task'])} {shown(m['metric'])}")
         value = m.get("value")
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): value must be a finite number, "
@@ -311,6 +325,9 @@ def _record_rows(rec: dict, path) -> list[dict]:
             if m.get(k) is not None and not _is_count(m[k]):
                 raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): {k} must be a non-negative "
                                    f"integer, got {shown(m[k])}")
+        if _is_count(m.get("n_correct")) and _is_count(m.get("n_items")) and m["n_correct"] > m["n_items"]:
+            raise ResultsError(f"{path}: metrics[{i}] ({m['task']} {m['metric']}): n_correct {m['n_correct']} is "
+                               f"more than n_items {m['n_items']}")
         rows.append(dict(config=cfg, task=m["task"], metric=m["metric"], seed=seed, value=value,
                          n_items=m.get("n_items"), n_correct=m.get("n_correct")))
     return rows
@@ -321,6 +338,16 @@ def _record_tasks(rec: dict, path) -> dict:
     if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
         raise ResultsError(f"{path}: 'tasks' must be a table of task name -> {{kind, chance, n_items}}, got "
                            f"{shown(tasks)}")
+    for name, t in tasks.items():
+        if "kind" in t and t["kind"] not in checks.TASK_KINDS:
+            raise ResultsError(f"{path}: tasks.{name}: kind {shown(t['kind'])} is not one of "
+                               f"{', '.join(checks.TASK_KINDS)}")
+        if isinstance(t.get("chance"), bool) or not checks.chance_ok(t.get("chance", "")):
+            raise ResultsError(f"{path}: tasks.{name}: chance {shown(t['chance'])} is not a chance accuracy in "
+                               "percent (0-100)")
+        if t.get("n_items") is not None and not _is_count(t["n_items"]):
+            raise ResultsError(f"{path}: tasks.{name}: n_items must be a non-negative integer, "
+                               f"got {shown(t['n_items'])}")
     return tasks
 
 
@@ -380,6 +407,20 @@ def data_hash(ds: xr.Dataset) -> str:
             h.update(_ten_digits(v).tobytes())
         else:
             h.update("\0".join(map(str, v)).encode())
+    return h.hexdigest()[:16]
+
+
+TABLE_COORDS = ("tasks", "task_kind", "task_chance", "task_n_items", "task_n_benchmarks", "metrics", "metric_units",
+                "corpora", "sft_datasets")
+
+
+def tables_hash(ds: xr.Dataset) -> str:
+    """sha256 of the metadata tables (each task's kind, chance and item count, each metric's units, the corpora's
+    order), which data_hash leaves out: an edited task kind changes what a fit does with the task's numbers."""
+    h = hashlib.sha256()
+    for name in TABLE_COORDS:
+        if name in ds.coords:
+            h.update(name.encode() + b"\0" + "\0".join(map(str, ds[name].values)).encode() + b"\1")
     return h.hexdigest()[:16]
 
 
@@ -465,7 +506,31 @@ def load(path) -> xr.Dataset:
         raise ResultsError(f"{path}: damaged or edited: {problem}")
     if "task_kind" not in ds.coords or ds.task_kind.dims != ("tasks",):
         raise ResultsError(f"{path}: damaged or edited: no 'task_kind' table for its tasks")
+    problem = _table_problem(ds)
+    if problem:
+        raise ResultsError(f"{path}: damaged or edited: {problem}")
     return ds
+
+
+def _table_problem(ds: xr.Dataset) -> str | None:
+    """What in a loaded Dataset cannot be right beyond its numbers' ranges: no observation, a negative seed, a task
+    of an unknown kind or with a chance outside 0-100, or tables that no longer match their hash (files written
+    since the hash was added carry it; earlier ones are checked by the rest)."""
+    if ds.sizes[OBS] == 0:
+        return "it holds no observations"
+    if (ds["seed"].values < 0).any():
+        return f"a negative seed {int(ds['seed'].values.min())}"
+    stored = ds.attrs.get("tables_hash")
+    if stored is not None and stored != tables_hash(ds):
+        return f"its task or metric tables (task_kind, task_chance, ...) no longer match their hash {stored}"
+    for name, kind, chance in zip(ds.tasks.values, ds.task_kind.values, ds.task_chance.values):
+        if kind not in checks.TASK_KINDS + ("unknown",):
+            return f"task {shown(name)} has an unknown kind {shown(kind)}"
+        if not checks.chance_ok(chance):
+            return f"task {shown(name)} has chance {shown(chance)}, not a chance accuracy in percent (0-100)"
+    if "task_n_benchmarks" in ds.coords and (ds.task_n_benchmarks.values < 1).any():
+        return "a task averages fewer than 1 benchmark (task_n_benchmarks)"
+    return None
 
 
 def _range_problem(df) -> str | None:

@@ -36,7 +36,7 @@ RUN_FIELDS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain
 SFT_DATA = "sft_data"  # the run's one text field
 COLUMNS = ("run",) + RUN_FIELDS + (SFT_DATA, "checkpoint", "seed", "corpus", "task", "metric", "value", "n_items",
                                    "n_correct", "task_kind", "task_chance", "task_n_benchmarks")
-TASK_KINDS = ("upstream", "upstream_avg", "ID", "OOD", "text")
+TASK_KINDS = checks.TASK_KINDS
 MAX_REPORTED = 20  # bad rows listed one per line; the rest counted
 _COUNT = re.compile(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([KMBT]?)T?")
 _UNIT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
@@ -93,8 +93,12 @@ def read(path, title: str | None = None, citation: str = "") -> "xr.Dataset":
     if problems:
         listed = [f"{path}: line {line}, column '{col}': {msg}" for line, col, msg in problems[:MAX_REPORTED]]
         more = len(problems) - MAX_REPORTED
-        raise CSVError("\n".join(listed + ([f"... and {more} more"] if more > 0 else []) +
-                                 [f"{path}: {len(problems)} bad row(s); nothing imported"]))
+        if len(problems) == 1:  # one bad row: one line, as every other refusal
+            raise CSVError(f"{listed[0]}; 1 bad row(s); nothing imported")
+        error = CSVError("\n".join(listed + ([f"... and {more} more"] if more > 0 else []) +
+                                    [f"{path}: {len(problems)} bad row(s); nothing imported"]))
+        error.lines = True  # several bad rows: one line each (README), printed as they are
+        raise error
     frame, tasks, corpora = parsed
     return results.from_frame(frame, tasks, {
         "title": title or f"runs imported from {path.name}", "source": f"{path.name} (dynsim long CSV)",
@@ -136,13 +140,15 @@ def _rows(df, problems: list):
     # -- the numbers ---------------------------------------------------------------------------------
     for name in ("task", "metric"):
         flag(column(name).eq("").to_numpy(), name, "empty")
+        flag(column(name).map(checks.has_unprintable).to_numpy(), name, "a control character in the name")
     metric = column("metric")
     value = pd.to_numeric(column("value"), errors="coerce").to_numpy(float)
     flag(~np.isfinite(value), "value", lambda i: f"'{df['value'].iloc[i]}' is not a finite number")
     flag(checks.out_of_range(metric.to_numpy(), value), "value", lambda i: checks.range_problem(metric.iloc[i], value[i]))
     is_loss = metric.isin(checks.POSITIVE_METRICS).to_numpy()  # a task of losses alone defaults to kind `text`
     seed = pd.to_numeric(column("seed").replace("", "0"), errors="coerce").to_numpy(float)
-    flag(~np.isfinite(seed) | (seed != np.round(seed)) | (seed < 0), "seed", "not a whole number >= 0")
+    flag(~np.isfinite(seed) | (seed != np.round(seed)) | (seed < 0) | (seed >= 2.0**63), "seed",
+         "not a whole number from 0 to 2**63 - 1")
     counts = {}
     for name in ("n_items", "n_correct"):
         if name in df:
@@ -177,10 +183,7 @@ def _rows(df, problems: list):
             flag(rows_of(idx) & column("task_kind").ne("").to_numpy(), "task_kind",
                  f"'{kind}' is not one of {', '.join(TASK_KINDS)}")
         chance = meta.get("chance", "")
-        try:
-            parts = [float(x) for x in chance.split(";") if x.strip()]
-            assert all(0 <= p < 100 for p in parts)
-        except (ValueError, AssertionError):
+        if not checks.chance_ok(chance):
             flag(rows_of(idx) & column("task_chance").ne("").to_numpy(), "task_chance",
                  f"'{chance}' is not a chance accuracy in percent (0-100, ';' between components)")
         n_bench = meta.get("n_benchmarks", "1")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dynsim.config import (ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
                            parse_size)
-from dynsim.errors import UserError
+from dynsim.errors import UserError, shown
 
 STAGES = ("pt", "cpt", "sft", "rl")
 EXECUTORS = ("local", "slurm")
@@ -199,13 +199,18 @@ def load_study(path) -> Study:
     seeds = _typed(st, "seeds", list, [0], "study", err)
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise err(f"[study] seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise err(f"[study] seeds names a seed twice: {seeds!r}")
+    # the name makes job names and the default run store runs/<name>: no '/', no control character, not empty
+    if not name.strip() or "/" in name or not name.isprintable() or name in (".", ".."):
+        raise err(f"[study] name must be a plain name (no '/', no control character), got {shown(name)}")
     executor = _typed(st, "executor", str, "local", "study", err)
     if executor not in EXECUTORS:
         raise err(f"[study] executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
     max_retries = _typed(st, "max_retries", int, 2, "study", err)
     max_parallel = _typed(st, "max_parallel", int, 2, "study", err)
-    if max_retries < 0 or max_parallel < 1:
-        raise err("[study] max_retries must be >= 0 and max_parallel >= 1")
+    if not 0 <= max_retries <= 100 or max_parallel < 1:
+        raise err("[study] max_retries must be >= 0 (and at most 100) and max_parallel >= 1")
 
     sch = spec.get("schedule", {})
     _check_keys(sch, {"pt", "decay_frac"}, "schedule", err)
@@ -278,7 +283,10 @@ def load_study(path) -> Study:
     if not isinstance(recipe, dict):
         raise err("[recipe] must be a table")
     trainer_command = _trainer_command(spec["trainer"], err) if "trainer" in spec else ""
-    out = Path(_typed(st, "out", str, f"runs/{name}", "study", err))
+    out = _typed(st, "out", str, f"runs/{name}", "study", err)
+    if not out.strip() or not out.isprintable():  # '' would be the working directory itself
+        raise err(f"[study] out must be a run store folder, got {shown(out)}")
+    out = Path(out)
     return Study(name=name, path=path, description=_typed(st, "description", str, "", "study", err),
                  seeds=tuple(seeds), executor=executor, out=out, max_retries=max_retries, max_parallel=max_parallel,
                  pt_schedule=pt_schedule, decay_frac=decay_frac, sft_tokens_per_example=sft_tpe,

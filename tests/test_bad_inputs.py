@@ -50,6 +50,20 @@ BAD_STUDIES = {  # name: (what replaces what in STUDY, the words of the refusal)
     "recipe_key": (('pt = "cosine"', 'pt = "cosine"\n[recipe.pt]\nlrr = 1e-3'), "[recipe]: unknown key [pt] lrr"),
     "recipe_batch": (('pt = "cosine"', 'pt = "cosine"\n[recipe.sft]\nbatch_size = -4'), "batch_size must be an integer"),
     "recipe_type": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\nthreads = "all"'), "[run] threads must be an integer"),
+    # a fresh probe (probe19)
+    "seeds_twice": (('seeds = [0]', 'seeds = [0, 0]'), "names a seed twice"),
+    "name_empty": (('name = "tiny"', 'name = ""'), "[study] name must be a plain name"),
+    "name_slash": (('name = "tiny"', 'name = "../../x"'), "[study] name must be a plain name"),
+    "name_newline": (('name = "tiny"', 'name = "a\\nb"'), "[study] name must be a plain name"),
+    "out_empty": (('seeds = [0]', 'seeds = [0]\nout = ""'), "[study] out must be a run store folder"),
+    "out_nul": (('seeds = [0]', 'seeds = [0]\nout = "r\\u0000s"'), "[study] out must be a run store folder"),
+    "retries_many": (('seeds = [0]', 'seeds = [0]\nmax_retries = 1000000'), "at most 100"),
+    "size_unicode": (('size = ["0.1M"]', 'size = ["\u0661M"]'), "bad size"),
+    "cpus_local": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\ncpus = 4096'), "CPU(s) a job, and this machine has"),
+    "mem_local": (('pt = "cosine"', 'pt = "cosine"\n[resources.default]\nmem_gb = 1e6'), "GB of memory a job"),
+    "recipe_lr_nan": (('pt = "cosine"', 'pt = "cosine"\n[recipe.pt]\nlr = nan'), "[pt] lr must be a finite number"),
+    "recipe_threads": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\nthreads = -1'), "[run] threads must be"),
+    "recipe_device": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\ndevice = "tpu"'), "[run] device must be one of"),
 }
 MINIATURE = (REPO / "train_runs" / "recipes" / "miniature.toml").read_text()
 BAD_RECIPES = {  # name: (text, the words of the refusal)
@@ -68,6 +82,41 @@ BAD_RECIPES = {  # name: (text, the words of the refusal)
     "unknown_key": ('extends = "miniature"\n[pt]\nlrr = 1e-3\n', "unknown key [pt] lrr"),
     "unknown_table": ('extends = "miniature"\n[optimizer]\nlr = 1e-3\n', "unknown table [optimizer]"),
     "lr_text": ('extends = "miniature"\n[pt]\nlr = "fast"\n', "[pt] lr must be a number, got 'fast'"),
+    # a fresh probe (probe19): values of the right type outside their range
+    **{f"range_{i}": (f'extends = "miniature"\n{text}\n', words) for i, (text, words) in enumerate((
+        ("[pt]\nlr = nan", "[pt] lr must be a finite number in (0, inf)"),
+        ("[pt]\nlr = inf", "[pt] lr must be a finite number"),
+        ("[sft]\nlr = -1e-3", "[sft] lr must be a finite number"),
+        ("[cpt]\nlr = 0.0", "[cpt] lr must be a finite number"),
+        ("[pt]\nwarmup_frac = 1.5", "[pt] warmup_frac must be"),
+        ("[pt]\nmin_lr_frac = nan", "[pt] min_lr_frac must be"),
+        ("[pt]\ndecay_frac = -0.1", "[pt] decay_frac must be"),
+        ("[pt]\ngrad_clip = -1.0", "[pt] grad_clip must be"),
+        ("[sft]\nweight_decay = nan", "[sft] weight_decay must be"),
+        ("[run]\nthreads = -1", "[run] threads must be an integer from 0"),
+        ("[rl]\ntemperature = 0.0", "[rl] temperature must be"),
+        ("[rl]\nkl_weight = nan", "[rl] kl_weight must be"),
+        ("[rl]\ngroup_size = 1", "[rl] group_size must be an integer >= 2"),
+        ("[rl]\nmax_new_tokens = 0", "[rl] max_new_tokens must be"),
+        ("[eval]\nn_items = 0", "[eval] n_items must be"),
+        ("[eval]\nk = -1", "[eval] k must be"),
+        ("[eval]\nmax_new_tokens = -1", "[eval] max_new_tokens must be"),
+        ("[eval]\ntext_tokens = 0", "[eval] text_tokens must be"),
+        ("[eval]\nbatch_size = 0", "[eval] batch_size must be"),
+        ("[data]\nvocab_size = 0", "[data] vocab_size must be an integer >= 300"),
+        ("[model]\nhead_dim = 0", "[model] head_dim must be"),
+        ("[model]\naspect = 0", "[model] aspect must be"),
+        ("[model]\nmax_seq_len = 0", "[model] max_seq_len must be"),
+        ('[run]\ndevice = "tpu"', "[run] device must be one of"),
+        ('[pt]\nschedule = "linear"', "[pt] schedule must be one of"),
+        ("[run]\ncheckpoint_every = 0", "[run] checkpoint_every must be"),
+        ("[run]\nlog_every = -5", "[run] log_every must be"),
+        ("[pt]\nstable_every = 0", "[pt] stable_every must be"),
+        ("[sft]\nmix = { arith = -1.0 }", "[sft] mix must map tasks"),
+        ("[sft]\nmix = { nosuch = 1.0 }", "[sft] mix must map tasks"),
+        ("[rl]\nmix = { arith = 0.0 }", "[rl] mix must map tasks"),
+        ("[data]\ndomain_mix = { arith = nan }", "[data] domain_mix must map tasks"),
+        ('[size."abc".pt]\nlr = 1e-3', "bad size 'abc'")))},
 }
 GOOD_RECORD = {"schema": "dynsim.result/1", "config": "0.1M-1MT", "seed": 0,
                "metrics": [{"task": "arith", "metric": "greedy", "value": 50.0, "n_items": 10, "n_correct": 5}],
@@ -92,6 +141,17 @@ BAD_RECORDS = {  # name: (changes to GOOD_RECORD, the words of the refusal)
     "config_missing": ({"config": None}, "empty run name"),
     "config_newline": ({"config": "0.1M-1\nMT"}, r"bad pretraining tokens '1\nMT'"),
     "schema": ({"schema": "other/1"}, "not a dynsim.result/1 record"),
+    # a fresh probe (probe19)
+    "kind_unknown": ({"tasks": {"arith": {"kind": "sideways", "chance": 0, "n_items": 10}}}, "kind 'sideways' is not one"),
+    "chance_text": ({"tasks": {"arith": {"kind": "ID", "chance": "abc", "n_items": 10}}}, "chance 'abc' is not a chance"),
+    "chance_200": ({"tasks": {"arith": {"kind": "ID", "chance": 200, "n_items": 10}}}, "chance '200' is not a chance"),
+    "task_items": ({"tasks": {"arith": {"kind": "ID", "chance": 0, "n_items": -10}}}, "n_items must be a non-negative"),
+    "correct_gt_items": ({"metrics": [GOOD_RECORD["metrics"][0] | {"n_correct": 50}]}, "n_correct 50 is more than n_items"),
+    "task_newline": ({"metrics": [GOOD_RECORD["metrics"][0] | {"task": "ari\nth"}]}, "a control character in the task"),
+    "metric_blank": ({"metrics": [GOOD_RECORD["metrics"][0] | {"metric": " "}]}, "needs a 'task' and a 'metric'"),
+    "seed_huge": ({"seed": 10 ** 30}, "seed must be a non-negative integer below 2**63"),
+    "config_unicode": ({"config": "\u0660.1M-1MT"}, "bad size"),
+    "config_nul": ({"config": "0.1M-1MT\x00"}, "bad pretraining tokens '1MT\\x00'"),
 }
 
 
@@ -114,6 +174,7 @@ def inputs(tmp_path_factory) -> Path:
     for name, (text, _) in BAD_RECIPES.items():
         (d / f"recipe_{name}.toml").write_text(text.replace("{in}", str(d)))
     (d / "recipe_png.toml").write_bytes(PNG)
+    (d / "recipe_threads_1000.toml").write_text('extends = "miniature"\n[run]\nthreads = 1000\n')
     for name, (changes, _) in BAD_RECORDS.items():
         (d / f"record_{name}").mkdir()
         record = {k: v for k, v in (GOOD_RECORD | changes).items() if v is not None}
@@ -126,6 +187,15 @@ def inputs(tmp_path_factory) -> Path:
     (d / "png.csv").write_bytes(PNG)
     (d / "columns.csv").write_text("run,task,metric,vale\n1B-20BT,a,acc,5\n")
     (d / "rows.csv").write_text("run,task,metric,value\n")
+    (d / "runs.csv").write_text("run,task,metric,value\n1B-20BT,a,acc,5\n")
+    (d / "record_dup_key").mkdir()
+    (d / "record_dup_key" / "result.json").write_text(json.dumps(GOOD_RECORD).replace('"seed": 0', '"seed": 0, "seed": 1'))
+    (d / "results.nc").write_bytes((REPO / "studies" / "mini_evolm" / "results.nc").read_bytes())
+    (d / "zero.npz").symlink_to("/dev/zero")  # read for ever, were it read
+    for name, text in (("seed_huge", "run,task,metric,value,seed\n1B-20BT,a,acc,5,1" + "0" * 30 + "\n"),
+                       ("nul", "run,task,metric,value\n1B-20BT,a\x00,acc,5\n"),
+                       ("one_bad_row", "run,task,metric,value\n1B-20BT,a,acc,\n")):
+        (d / f"csv_{name}.csv").write_text(text)
     return d
 
 
@@ -133,6 +203,7 @@ def _cases():
     """(argv, words the one line must hold); {in} is the inputs folder, {tmp} the case's own empty folder (also
     the working directory, so that a default output path would be caught as a file left behind)."""
     S = str(REPO / "studies" / "mini.toml")
+    MP = str(REPO / "studies" / "mini_evolm" / "posterior.npz")
     c = []
     # -- predict: the run configuration
     p = ["predict"]
@@ -310,6 +381,85 @@ def _cases():
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", ""], "is an existing folder"),
           (["figs", "--out", ""], "argument --out: expected a non-empty"),
           (g + ["--only", ""], "argument --only: expected a non-empty")]
+    # -- a fresh probe (probe19): numbers not typed in ASCII, seeds beyond 2**32 - 1, absurd counts, a flag given
+    # twice (argparse keeps the last silently), flags that another one makes unused, outputs over inputs
+    c += [(p + ["--size", "\uff11B", "--pretrain", "320BT"], "bad size"),
+          (p + ["--size", "\u0663B", "--pretrain", "320BT"], "bad size"),
+          (p + ["--pretrain", "\u0663BT"], "bad pretraining tokens"),
+          (q + ["--sft", "1Kep\uff11"], "bad SFT budget"),
+          (p + ["\uff11B-160BT"], "bad size"),
+          (p + ["1B-160BT\u2028"], "a control character or line break"),
+          (q + ["--seed", "\u0661"], "argument --seed"),
+          (q + ["--seed", str(2 ** 64)], "expected an integer from 0 to 4,294,967,295"),
+          (q + ["--seed", str(2 ** 32)], "argument --seed"),
+          (q + ["--pretrain", "320BT"], "argument --pretrain: given twice"),
+          (q + ["--seed", "1", "--seed", "2"], "argument --seed: given twice"),
+          (q + ["--calibration", "evolm", "--calibration", "gadre2024"], "given twice"),
+          (q + ["--interval", "50", "--interval", "80"], "given twice"),
+          (q + ["--json", "--json"], "argument --json: given twice"),
+          (q + ["--draws", "--draws"], "argument --draws: given twice"),
+          (q + ["--draws", "--json"], "not allowed with argument"),
+          (q + ["--draws", "--interval", "50"], "--interval has no effect with --draws"),
+          (q + ["--posterior", MP, "--calibration", "gadre2024"], "--calibration 'gadre2024' is not used with --posterior"),
+          (q + ["--posterior", "{in}/ünïcødé\n.npz"], r"\n.npz: no such posterior file"),
+          (q + ["--calibration", "evolm\n"], r"unknown calibration 'evolm\n'"),
+          (q + ["--posterior", "{in}/zero.npz"], "not a readable dynsim posterior")]
+    for flag, value in (("--chains", "100000"), ("--seed", str(2 ** 64)), ("--draws", "10000000"), ("--tune", "1e3")):
+        c += [(f + [flag, value], f"argument {flag}")]
+    c += [(f + ["--thin", "5000"], "--thin 5000 is more than --draws 1000"),
+          (f + ["--data", "{in}/results.nc", "--data", "{in}/results.nc"], "argument --data: given twice"),
+          (f + ["-o", "{tmp}/q.npz"], "argument -o/--out: given twice"),
+          (f + ["--form", "compute", "--form", "chinchilla"], "given twice"),
+          (f + ["--data", "{in}/results.nc", "--calibration", "gadre2024"], "is not used with --data"),
+          (["fit", "--data", "{in}/results.nc", "-o", "{in}/results.npz"], "is also an input"),
+          (["fit", "-o", "{tmp}/p\n.npz"], "a control character in a path to write"),
+          (["fit", "-o", "{in}/zero.npz"], "is not a regular file")]
+    c += [(v + ["--boot", "0"], "argument --boot"), (v + ["--boot", "10000000"], "argument --boot"),
+          (v + ["--compare", "evolm"], "that is the posterior being validated"),
+          (v + ["--refit", "--split", "largest-pt"], "--refit refits leave-one-out folds"),
+          (v + ["--split", "loco", "--split", "all"], "argument --split: given twice"),
+          (v + ["--data", "{in}/results.nc", "--posterior", MP, "--calibration", "evolm"], "is not used with")]
+    c += [(t + ["--seed", str(2 ** 32)], "argument --seed"),
+          (t + ["--recipe", "miniature", "--recipe", "quick"], "argument --recipe: given twice"),
+          (["train", "0.1M-1MT\u2028", "--out", "{tmp}/runs"], "a control character or line break"),
+          (["train", "0.1M-1MT", "--out", "{tmp}/a\nb"], "a control character in a path to write"),
+          (["train", "0.1M-1MT-mnli:1Kep1", "--out", "{tmp}/runs"], "no SFT data sets to choose from"),
+          (t + ["--recipe", "{in}/recipe_threads_1000.toml"], "[run] threads = 1000, and this machine has")]
+    c += [(r + ["{in}/runs.csv", "-o", "{in}/runs.csv"], "a results Dataset is a .nc"),  # not over its input
+          (r + ["{in}/good.json", "-o", "{in}/good.json"], "a results Dataset is a .nc"),
+          (r + ["{in}/good.json", "-o", "{tmp}/r.nc", "-o", "{tmp}/s.nc"], "given twice"),
+          (r + ["{in}/good.json", "-o", "{tmp}/r.npz"], "a results Dataset is a .nc (netCDF) file"),
+          (w + ["collect", "{in}/study.toml", "--out", "{tmp}/runs", "-o", "{tmp}/r.csv"], "a results Dataset is a .nc"),
+          (r + ["{in}/zero.npz", "-o", "{tmp}/r.nc"], "not a regular file"),
+          (r + ["{in}/record_dup_key", "-o", "{tmp}/r.nc"], "key 'seed' given twice"),
+          (r + ["{in}/csv_seed_huge.csv", "-o", "{tmp}/r.nc"], "not a whole number from 0 to 2**63 - 1"),
+          (r + ["{in}/csv_nul.csv", "-o", "{tmp}/r.nc"], "a control character in the name"),
+          (r + ["{in}/csv_one_bad_row.csv", "-o", "{tmp}/r.nc"], "1 bad row(s); nothing imported")]
+    c += [(w + ["plan", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
+          (w + ["status", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
+          (w + ["submit", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
+          (w + ["plan", "{in}/study.toml", "--out", "{tmp}/a", "--out", "{tmp}/b"], "argument --out: given twice"),
+          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--retries", "1000000"], "argument --retries"),
+          (w + ["status", "{in}/study.toml", "--out", "{tmp}/runs", "--watch", "1e308"], "argument --watch"),
+          (w + ["status", "{in}/study.toml", "--out", "{tmp}/runs", "--watch", "1e-300"], "argument --watch"),
+          (w + ["collect", "{in}/study.toml", "--out", "{tmp}/runs", "-o", "{in}/study.toml"], "a results Dataset is a .nc"),
+          (w + ["submit", "{in}/study_cpus_local.toml", "--out", "{tmp}/runs"], "CPU(s) a job"),
+          (w + ["submit", "{in}/study_name_slash.toml"], "[study] name must be a plain name"),
+          (w + ["submit", "{in}/study_out_empty.toml"], "[study] out must be a run store folder")]
+    o = ["optimize", "--budget", "1e22FLOPs"]
+    c += [(o + ["--gpu-flops", "1e15"], "--gpu-flops converts budgets in GPU-hours"),
+          (o + ["--fix", "size=1B", "--fix", "size=4B"], "--fix size given twice"),
+          (o + ["--fix", "rl=none", "--fix", "rl=1Kep1"], "--fix rl given twice"),
+          (o + ["--target", "ID_avg:"], "give a metric after ':'"),
+          (o + ["--budget", "1e21FLOPs"], "argument --budget: given twice"),
+          (o + ["--top", "100000"], "argument --top"),
+          (o + ["--posterior", MP, "--calibration", "gadre2024"], "is not used with --posterior"),
+          (["suggest", "-k", "1000"], "argument -k"),
+          (["suggest", "--at", "1B-160BT", "--at", "1B-320BT"], "argument --at: given twice"),
+          (["suggest", "-k", "3", "-k", "5"], "argument -k: given twice"),
+          (g + ["--out", "{tmp}/other"], "argument --out: given twice"),
+          (["figs", "--out", "{tmp}/a\nb"], "a control character in a path to write"),
+          (g + ["--data", "{in}/results.nc", "--posterior", MP, "--calibration", "nope"], "is not used with")]
     # -- the command itself
     c += [([], "the following arguments are required: verb"),
           (["bogus"], "invalid choice"),

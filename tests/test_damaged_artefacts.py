@@ -108,7 +108,7 @@ POSTERIOR_EDITS = {  # name: (edit of (params, meta), the words of the refusal)
     "task_names_number": (_meta(tasks__names=7), "'tasks.names' must be a non-empty list"),
     "task_kind_unknown": (_meta(tasks__kinds=["upstream"] * 11 + ["sideways"]), "unknown task kind(s) 'sideways'"),
     "task_lengths": (_meta(tasks__chance=["25"]), "must be of one length"),
-    "task_chance_text": (_meta(tasks__chance=["abc"] * 12), "damaged or edited metadata (ValueError"),
+    "task_chance_text": (_meta(tasks__chance=["abc"] * 12), "'tasks.chance' 'abc' is not a chance accuracy"),
     "observed_missing": (_meta(observed=...), "'observed' must hold lists"),
     "observed_bad_run": (_meta(observed__configs=["1B-lots"]), "bad pretraining tokens"),
     "noise_floor_text": (_meta(noise_floor="0.3"), "'noise_floor' must be a positive number"),
@@ -116,6 +116,23 @@ POSTERIOR_EDITS = {  # name: (edit of (params, meta), the words of the refusal)
     "form_unknown": (_meta(form="cubic"), "unknown form 'cubic'"),
     "scales_text": (_meta(scales="big"), "'scales' must be a table"),
     "corpora_number": (_meta(corpora=3), "'corpora' must be a list"),
+    # a fresh probe (probe19): values of the right type that cannot be right
+    "complex_draws": (_param("E", lambda a: a.astype(complex)), "non-finite draws in E"),
+    "huge_draw": (_param("alpha", lambda a: _put(a, 3, 1e300)), "gives non-finite predictions"),
+    "one_draw": (_all(lambda a: a[:1]), "or a single one"),
+    "task_named_twice": (_meta(tasks__names=["ARC-Easy"] * 12), "'tasks.names' names a task twice"),
+    "chance_nan": (_meta(tasks__chance=["nan"] * 12), "'tasks.chance' 'nan' is not a chance accuracy"),
+    "chance_150": (_meta(tasks__chance=["150"] * 12), "'tasks.chance' '150' is not a chance accuracy"),
+    "rhat_negative": (_meta(diagnostics__rhat_max=-1.0), "R-hat -1.0 < 0.9"),
+    "ess_inf": (_meta(diagnostics__ess_bulk_min=float("inf")), "ESS bulk inf is not a finite number"),
+    "noise_floor_huge": (_meta(noise_floor=10 ** 400), "'noise_floor' must be a positive number"),
+    "loss_nu_nan": (_meta(loss_nu=float("nan")), "'loss_nu' must be a positive number"),
+    "observed_metric": (_meta(observed__metrics=["acc\n"]), "'observed.metrics': unknown metric"),
+    "corpora_twice": (_meta(corpora=["c4", "c4"]), "'corpora' must be a list of distinct strings"),
+    "held_out_run": (_meta(held_out={"rule": "x", "configs": ["abc"]}), "'held_out.configs': bad run name 'abc'"),
+    "held_out_rule": (_meta(held_out={"configs": ["1B-160BT"]}), "'held_out' must be a table with a 'rule'"),
+    "excluded_rule": (_meta(excluded={"configs": ["1B-160BT"]}), "'excluded' must be a table with a 'rule'"),
+    "schema_number": (_meta(schema=2), "not a dynsim.posterior/2 file"),
 }
 
 
@@ -158,6 +175,26 @@ def _attrs(**changes):
     return edit
 
 
+def _table(name, value, rehash):
+    """The first entry of a task or metric table set to value; rehash: the tables hash recomputed as well."""
+    def edit(ds):
+        values = ds[name].values.copy()
+        values[0] = value
+        ds = ds.assign_coords({name: (ds[name].dims, values)})
+        if rehash:
+            ds.attrs["tables_hash"] = results.tables_hash(ds)
+        return ds
+    return edit
+
+
+def _rehashed(edit):
+    def both(ds):
+        ds = edit(ds) or ds
+        ds.attrs["data_hash"] = results.data_hash(ds)
+        return ds
+    return both
+
+
 def _drop_task_kind(ds):
     return ds.drop_vars("task_kind")
 
@@ -172,6 +209,17 @@ DATASET_EDITS = {  # name: (edit of the loaded Dataset, the words of the refusal
     "no_data_hash": (lambda: _attrs(data_hash=...), "it has no data hash"),
     "wrong_data_hash": (lambda: _attrs(data_hash="0123456789abcdef"), "no longer match their data hash 0123456789abcdef"),
     "no_task_kind": (lambda: _drop_task_kind, "no 'task_kind' table"),
+    # a fresh probe (probe19): the task and metric tables, which the data hash leaves out, have a hash of their own
+    "task_kind_edited": (lambda: _table("task_kind", "OOD", False), "tables (task_kind, task_chance, ...) no longer"),
+    "task_chance_edited": (lambda: _table("task_chance", "99", False), "no longer match their hash"),
+    "metric_units_edited": (lambda: _table("metric_units", "bananas", False), "no longer match their hash"),
+    "task_n_items_edited": (lambda: _table("task_n_items", "1", False), "no longer match their hash"),
+    "task_kind_unknown": (lambda: _table("task_kind", "sideways", True), "has an unknown kind 'sideways'"),
+    "task_chance_nan": (lambda: _table("task_chance", "nan", True), "has chance 'nan'"),
+    "n_benchmarks_zero": (lambda: _table("task_n_benchmarks", 0, True), "fewer than 1 benchmark"),
+    "no_observations": (lambda: _rehashed(lambda ds: ds.isel(obs=slice(0, 0))), "it holds no observations"),
+    "seed_negative": (lambda: _rehashed(lambda ds: ds.assign_coords(seed=("obs", ds.seed.values - 1))),
+                      "a negative seed -1"),
 }
 
 
@@ -203,6 +251,16 @@ def damaged(tmp_path_factory) -> Path:
     (d / "flipped_hash.nc").write_bytes(_flipped(nc, nc.index(stored) + 3))
     (d / "image.nc").write_bytes(PNG)
     (d / "posterior_as.nc").write_bytes(POSTERIOR.read_bytes())
+    ds = results.load(MINI_RESULTS)  # a file from before the tables hash, its task table edited
+    del ds.attrs["tables_hash"]
+    results.save(_table("task_kind", "OOD" if ds.task_kind.values[0] != "OOD" else "ID", False)(ds), d / "old_kind.nc")
+    import h5py
+
+    (d / "codes_out.nc").write_bytes(nc)
+    with h5py.File(d / "codes_out.nc", "r+") as f:  # a task code past the end of its table
+        codes = f["task"][...]
+        codes[0] = 10 ** 6
+        f["task"][...] = codes
     for name, (make, _) in DATASET_EDITS.items():
         ds = results.load(MINI_RESULTS)
         ds = make()(ds) or ds
@@ -253,6 +311,9 @@ def _cases() -> list[tuple[list[str], str]]:
           (data["figs"] + ["{d}/flipped_hash.nc"], "no longer match their data hash"),
           (data["fit"] + ["{d}/image.nc"], "not a readable results Dataset"),
           (data["validate"] + ["{d}/posterior_as.nc"], "not a readable results Dataset"),
+          (data["validate"] + ["{d}/old_kind.nc"], "the Dataset's task table was edited"),
+          (data["figs"] + ["{d}/old_kind.nc"], "the Dataset's task table was edited"),
+          (data["fit"] + ["{d}/codes_out.nc"], "codes point outside its table"),
           # a Dataset with the posterior of another calibration
           (["figs", "--data", str(MINI_RESULTS), "--posterior", str(POSTERIOR), "--out", "{tmp}/figures"],
            "the posterior was fitted to data"),

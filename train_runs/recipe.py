@@ -7,6 +7,7 @@ tables, `extends` cycles. No torch here: `dynsim sweep plan` checks a study's [r
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
         raise RecipeError(f"recipe {base_path.name if not overrides else 'overrides'}: {problem}")
     for section, key in COUNTS:
         recipe_count(hp, section, key)
+    problem = _range_problem(hp)
+    if problem:
+        raise RecipeError(f"recipe {base_path.name if not overrides else 'overrides'}: {problem}")
     return hp
 
 
@@ -123,6 +127,69 @@ def _key_problem(hp: dict) -> str | None:
 # hash, and no stored checkpoint would be reused): known, with their default's type.
 OPTIONAL = {("pt", "stable_every"): 500}  # train.add_wsd_branching
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a table"}
+
+
+def _real(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False):
+    def ok(v) -> bool:
+        return math.isfinite(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+    what = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open or hi == math.inf else ']'}"
+    return ok, f"a finite number in {what}"
+
+
+def _at_least(lo: int):
+    return (lambda v: v >= lo), f"an integer >= {lo}"
+
+
+def _one_of(*choices):
+    return (lambda v: v in choices or (v.startswith("cuda:") and "cuda" in choices)), \
+        f"one of {', '.join(map(repr, choices))}"
+
+
+_POSITIVE, _FRACTION = _real(0, lo_open=True), _real(0, 1)
+# The range of each setting (its type is checked against the default recipe's): a value outside trains nothing
+# that can be right (a NaN or negative learning rate, a warmup longer than the run, k = 0 samples) yet records
+# a result as if it had, so it is refused when the recipe is loaded, at `sweep plan` too.
+RANGES = {
+    **{(stage, "lr"): _POSITIVE for stage in ("pt", "cpt", "sft", "rl")},
+    **{(stage, "min_lr_frac"): _FRACTION for stage in ("pt", "cpt", "sft", "rl")},
+    **{(stage, "warmup_frac"): _real(0, 1, hi_open=True) for stage in ("pt", "cpt", "sft", "rl")},
+    **{(stage, "weight_decay"): _real(0) for stage in ("pt", "cpt", "sft", "rl")},
+    **{(stage, "grad_clip"): _POSITIVE for stage in ("pt", "cpt", "sft", "rl")},
+    ("pt", "decay_frac"): _real(0, 1, lo_open=True, hi_open=True), ("pt", "warmup_steps"): _at_least(0),
+    ("pt", "stable_every"): _at_least(1), ("pt", "schedule"): _one_of("cosine", "wsd"),
+    ("rl", "group_size"): _at_least(2),  # GRPO compares a prompt's samples: one alone has no advantage
+    ("rl", "kl_weight"): _real(0), ("rl", "temperature"): _POSITIVE, ("rl", "max_new_tokens"): _at_least(1),
+    ("eval", "n_items"): _at_least(1), ("eval", "k"): _at_least(0), ("eval", "max_new_tokens"): _at_least(1),
+    ("eval", "text_tokens"): _at_least(1), ("eval", "cloze_items"): _at_least(0), ("eval", "batch_size"): _at_least(1),
+    ("eval", "sample_temperature"): _POSITIVE,
+    ("data", "vocab_size"): _at_least(300),  # 256 bytes + merges + specials (train_runs/data.py)
+    ("model", "head_dim"): _at_least(1), ("model", "aspect"): _POSITIVE, ("model", "max_seq_len"): _at_least(1),
+    ("run", "threads"): (lambda v: 0 <= v <= 1024, "an integer from 0 (torch's default) to 1024"),
+    ("run", "checkpoint_every"): _at_least(1), ("run", "log_every"): _at_least(1),
+    ("run", "device"): _one_of("auto", "cpu", "cuda"),
+}
+MIXES = (("sft", "mix"), ("rl", "mix"), ("data", "domain_mix"))  # task name -> share
+
+
+def _range_problem(hp: dict) -> str | None:
+    """The first setting of a resolved (type-checked) recipe outside its range, or a task mix that is empty, names
+    an unknown task or has a share that is not a finite number >= 0."""
+    for (section, key), (ok, what) in RANGES.items():
+        value = hp[section].get(key)
+        if value is not None and not ok(value):
+            return f"[{section}] {key} must be {what}, got {shown(value) if isinstance(value, str) else value!r}"
+    from train_runs.tasks import GENERATORS
+
+    for section, key in MIXES:
+        mix = hp[section].get(key)
+        if mix is None:
+            continue
+        bad = [t for t, share in mix.items() if t not in GENERATORS or isinstance(share, bool)
+               or not isinstance(share, (int, float)) or not 0 <= share < math.inf]
+        if bad or not mix or not sum(mix.values()) > 0:
+            return (f"[{section}] {key} must map tasks ({', '.join(GENERATORS)}) to finite shares >= 0, not all 0; got "
+                    f"{shown(mix)}")
+    return None
 
 
 def recipe_count(hp: dict, section: str, key: str) -> int:

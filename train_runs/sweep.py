@@ -160,6 +160,8 @@ def done_counts(study: Study, nodes: list[Node], out: Path) -> dict:
 
 # -- plan ---------------------------------------------------------------------------------------------------
 def plan(study: Study, out=None) -> str:
+    if study.executor == "local":
+        _check_local_resources(study)
     nodes = tree_for(study)
     return format_plan(study, nodes, done_counts(study, nodes, out_dir(study, out)))
 
@@ -418,10 +420,22 @@ class _Dispatcher:
                 "wall_s": self.elapsed()}
 
 
-def _check_local_gpus(study: Study) -> None:
-    """Local jobs run on this machine's GPUs or none (the local executor cannot wait for more): a study asking for
-    more GPUs a job than there are would silently train on the CPU."""
-    want = max(r.gpus for r in study.resources.values())
+def _check_local_resources(study: Study) -> None:
+    """Local jobs run on this machine (the local executor cannot wait for more): a study asking for more GPUs,
+    CPUs or memory a job than it has would silently train on the CPU, oversubscribe it, or be killed for memory
+    mid-run. Checked at `sweep plan` and `submit` of a local study."""
+    res = study.resources.values()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    want = max(r.cpus for r in res)
+    if want > cpus:
+        raise SweepError(f"[resources] asks for {want} CPU(s) a job, and this machine has {cpus}: lower cpus, or "
+                         "use --executor slurm")
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    want = max(r.mem_gb for r in res)
+    if want > mem_gb:
+        raise SweepError(f"[resources] asks for {want:g} GB of memory a job, and this machine has {mem_gb:.0f} GB: "
+                         "lower mem_gb, or use --executor slurm")
+    want = max(r.gpus for r in res)
     if not want:
         return
     import torch
@@ -442,7 +456,7 @@ def submit(study: Study, executor: str | None = None, out=None, *, fn=None, max_
         raise SweepError("the slurm executor needs Slurm's sbatch on PATH, and there is none here; "
                          "use --executor local")
     if kind == "local":
-        _check_local_gpus(study)
+        _check_local_resources(study)
     if fn is None:
         from train_runs.sweep_job import CommandJob, NodeJob
 
