@@ -167,6 +167,7 @@ RANGES = {
     ("run", "threads"): (lambda v: 0 <= v <= 1024, "an integer from 0 (torch's default) to 1024"),
     ("run", "checkpoint_every"): _at_least(1), ("run", "log_every"): _at_least(1),
     ("run", "device"): _one_of("auto", "cpu", "cuda"),
+    ("run", "parallel"): _one_of("ddp", "fsdp"), ("run", "micro_batch"): _at_least(0),
 }
 MIXES = (("sft", "mix"), ("rl", "mix"), ("data", "domain_mix"))  # task name -> share
 
