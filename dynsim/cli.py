@@ -528,6 +528,7 @@ def cmd_validate(args) -> int:
 def cmd_train(args) -> int:
     from dynsim.config import parse_config
     from train_runs.recipe import load_recipe
+    from train_runs.distributed import Ranks
     from train_runs.train import train
 
     checks.output_folder(args.out, "--out")
@@ -541,7 +542,7 @@ def cmd_train(args) -> int:
         raise UsageError(f"the recipe's [run] threads = {threads}, and this machine has {cores} core(s): lower it "
                          "(0 = torch's default, all cores)")
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
-    if int(os.environ.get("RANK", 0)):  # a job of several processes (torchrun): rank 0 reports
+    if not Ranks.from_env().main:  # a job of several processes (torchrun): rank 0 reports
         return 0
     print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
     for m in record["metrics"]:

@@ -45,11 +45,10 @@ class Ranks:
 
 
 def _submitit_tasks() -> int:
-    try:
-        import submitit
-        return submitit.JobEnvironment().num_tasks
-    except Exception:  # noqa: BLE001 - not inside a submitit job
+    if "SUBMITIT_EXECUTOR" not in os.environ:  # not inside a submitit job: no need to import it
         return 1
+    import submitit
+    return submitit.JobEnvironment().num_tasks
 
 
 def device_for(ranks: Ranks, device: torch.device) -> torch.device:
@@ -110,13 +109,13 @@ def _fsdp_no_sync(net):
         net.set_requires_gradient_sync(True)
 
 
-def all_sum(values: list[float], ranks: Ranks, device: torch.device) -> list[float]:
-    """Each value summed over the ranks (the values themselves for one process)."""
+def all_sum(loss_sum: torch.Tensor, n_targets: int, ranks: Ranks) -> tuple[torch.Tensor, int]:
+    """A step's summed loss and target count over the ranks (as they are for one process: no device sync)."""
     if ranks.world == 1:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+        return loss_sum, n_targets
+    t = torch.stack([loss_sum.double(), torch.tensor(float(n_targets), dtype=torch.float64, device=loss_sum.device)])
     dist.all_reduce(t)
-    return t.tolist()
+    return t[0], round(float(t[1]))
 
 
 def barrier(ranks: Ranks) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train_runs import tasks
+from train_runs import distributed, tasks
 from train_runs.model import GPT, autocast_for
 
 
@@ -83,6 +83,7 @@ class Batches:
     rows: callable  # step -> np.ndarray
     loss: callable  # rows -> (loss tensor, n_targets, {stat: float})
     whole: bool = False
+    step_stats: callable = None  # rows -> {stat: float} of a step's whole batch, logged beside its loss
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,6 @@ def run_loop(model: GPT, loop: Loop, progress=None, net=None, split: Split = Spl
     processes, see train_runs/distributed.py); `split` says which rows of each step are this process's.
     Returns {'history': [...], 'elapsed_s': seconds of training over all sessions, 'resumed_from': step}.
     """
-    from train_runs import distributed
-
     net = model if net is None else net
     ranks = distributed.Ranks(split.rank, split.world)
     device = next(model.parameters()).device
@@ -160,15 +159,15 @@ def run_loop(model: GPT, loop: Loop, progress=None, net=None, split: Split = Spl
             group["lr"] = lr
         rows = loop.batches.rows(step)
         parts = split.parts(rows, loop.batches.whole)
-        loss_sum, n_targets, stats = 0.0, 0, {}
+        loss_sum, n_targets, stats = torch.zeros((), device=device), 0, {}
         for i, (part, counted) in enumerate(parts):
             with distributed.no_sync(net, last=i == len(parts) - 1):
                 loss, n, stats = loop.batches.loss(part)
                 if not counted:
                     loss, n = loss * 0.0, 0
                 loss.backward()
-            loss_sum, n_targets = loss_sum + float(loss.detach()), n_targets + n
-        loss_sum, n_targets = distributed.all_sum([loss_sum, n_targets], ranks, device)
+            loss_sum, n_targets = loss_sum + loss.detach(), n_targets + n
+        loss_sum, n_targets = distributed.all_sum(loss_sum, n_targets, ranks)
         for p in model.parameters():  # DDP and FSDP2 average over ranks: the step's gradient is their sum / targets
             if p.grad is not None:
                 p.grad.mul_(split.world / n_targets)
@@ -176,7 +175,9 @@ def run_loop(model: GPT, loop: Loop, progress=None, net=None, split: Split = Spl
         opt.step()
         opt.zero_grad(set_to_none=True)
         if step % loop.log_every == 0 or step == loop.total_steps - 1:
-            history.append({"step": step, "lr": lr, "loss": loss_sum / n_targets, "grad_norm": float(grad_norm),
+            if loop.batches.step_stats:
+                stats = {**stats, **loop.batches.step_stats(rows)}
+            history.append({"step": step, "lr": lr, "loss": float(loss_sum) / n_targets, "grad_norm": float(grad_norm),
                             **stats})
         if progress:
             progress.update(task, advance=1)
@@ -232,7 +233,8 @@ def cpt_batches(net, replay_stream, replay_start: int, domain_stream, source: np
                  else domain_stream.windows([domain_index[i]]) for i in rows]
         windows = torch.from_numpy(np.concatenate(parts)).to(device)
         return lm_loss(net, windows, autocast, "sum"), len(rows) * (windows.shape[1] - 1), {}
-    return Batches(lambda step: batch_rows(step, batch_size, len(source)), loss)
+    return Batches(lambda step: batch_rows(step, batch_size, len(source)), loss,
+                   step_stats=lambda rows: {"domain_share": float(source[rows].mean())})
 
 
 # -- SFT: loss on answer tokens only --------------------------------------------------------------------
@@ -264,12 +266,13 @@ def sft_batches(net, encoded: list[tuple[list[int], int]], order: np.ndarray, ba
                 device, autocast: bool) -> Batches:
     """Step s trains on examples order[s*B : (s+1)*B]; the loss is the mean over the batch's answer tokens."""
     def loss(rows):
-        x, mask = padded_batch([encoded[order[i]][0] for i in rows], [encoded[order[i]][1] for i in rows], eos_id,
-                               device)
+        seqs, loss_from = [encoded[order[i]][0] for i in rows], [encoded[order[i]][1] for i in rows]
+        x, mask = padded_batch(seqs, loss_from, eos_id, device)
         with autocast_for(device, autocast):
             logits = net(x[:, :-1])
         nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1), reduction="none")
-        return (nll * mask.reshape(-1)).sum(), int(mask.sum()), {}
+        n_targets = sum(max(0, len(s) - start) for s, start in zip(seqs, loss_from))  # mask.sum(), without a GPU sync
+        return (nll * mask.reshape(-1)).sum(), n_targets, {}
     return Batches(lambda step: batch_rows(step, batch_size, len(order)), loss)
 
 
