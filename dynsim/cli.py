@@ -579,6 +579,20 @@ def cmd_sweep(args) -> int:
     study = sweep.load(args.study)
     if args.sweep_verb == "plan":
         print(sweep.plan(study, out))
+    elif args.sweep_verb == "submit" and args.dry_run:
+        if args.detach or args.retries is not None:
+            raise UsageError("--dry-run submits nothing: drop --detach and --retries")
+        if (args.executor or study.executor) != "slurm":
+            raise UsageError("--dry-run shows the Slurm scripts a submit would queue: add --executor slurm")
+        folder = sweep.write_sbatch_scripts(study, out)
+        scripts = sorted(folder.iterdir())
+        print(f"{len(scripts)} sbatch script(s) that `dynsim sweep submit {args.study} --executor slurm` would queue "
+              f"(nothing submitted), in {folder}:")
+        for stage in ("pt", "cpt", "sft", "rl"):  # one whole script per stage, the rest by name
+            first = next((p for p in scripts if f"-{stage}-" in p.name), None)
+            if first is not None:
+                print(f"\n== {first.name} (first {stage.upper()} script)\n{first.read_text()}")
+        print("all: " + " ".join(p.name for p in scripts))
     elif args.sweep_verb == "submit":
         summary = sweep.submit(study, args.executor, out, max_retries=args.retries, wait=not args.detach)
         if summary["failed"] or summary["blocked"]:
@@ -774,6 +788,8 @@ def build_parser() -> argparse.ArgumentParser:
             w.add_argument("--retries", type=checks.bounded(0, 100),
                            help="retries per failed job (default: the study's max_retries)")
             w.add_argument("--detach", action="store_true", help="slurm: submit the tree with dependencies and exit")
+            w.add_argument("--dry-run", action="store_true",
+                           help="slurm: write and show the sbatch scripts a submit would queue; submit nothing")
         elif verb == "status":
             w.add_argument("--watch", type=checks.seconds, metavar="S",
                            help="refresh every S seconds until nothing is live")

@@ -7,7 +7,9 @@
     [[grid]]           axes per stage; the study is the union of the products of each grid's axes:
                        size = ["1B"], pretrain = ["20BT", ...], cpt = ["none", "8+42BT"], sft = [...], rl = [...]
                        "none" = stage absent; combinations with RL but no SFT are left out (RL starts from SFT)
-    [resources.<stage>]   gpus, cpus, mem_gb, time_min, partition, account (stage: pt, cpt, sft, rl; or default)
+    [resources.<stage>]   nodes, tasks, gpus, cpus, mem_gb, time_min, partition, account (stage: pt, cpt, sft, rl;
+                       or default): a job's machines, its processes per machine (the built-in trainer: one per GPU,
+                       launched by srun), and per machine its GPUs, CPUs (shared by its tasks) and memory
     [recipe]           overrides merged onto train_runs' miniature recipe (e.g. data.general_corpus = "sample");
                        with a [trainer] command, the user trainer's own hyper-parameters, passed on as they are
     [trainer]          command = "torchrun ... train.py --config {node_json} --out {run_dir}": a user's own trainer
@@ -52,12 +54,27 @@ class StudyError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Resources:
+    """One job of a stage. nodes x tasks processes in all (torch.distributed ranks of the built-in trainer); gpus,
+    cpus and mem_gb are per node, cpus shared evenly by the node's tasks."""
+    nodes: int = 1
+    tasks: int = 1
     gpus: int = 0
     cpus: int = 1
     mem_gb: float = 2.0
     time_min: int = 60
     partition: str = ""
     account: str = ""
+
+    @property
+    def cpus_per_task(self) -> int:
+        return self.cpus // self.tasks
+
+    def describe(self) -> str:
+        """'2 nodes x (8 tasks, 8 GPUs, 64 CPUs, 480 GB)', as plan prints it."""
+        per = ", ".join(x for x in (f"{self.tasks} task{'s' * (self.tasks > 1)}",
+                                    f"{self.gpus} GPU{'s' * (self.gpus != 1)}" if self.gpus else "",
+                                    f"{self.cpus} CPU{'s' * (self.cpus > 1)}", f"{self.mem_gb:g} GB") if x)
+        return f"{self.nodes} node{'s' * (self.nodes > 1)} x ({per}), {self.time_min} min"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +292,16 @@ def load_study(path) -> Study:
         for f in dataclasses.fields(Resources):
             kind = float if f.type in ("float", float) else int if f.type in ("int", int) else str
             fields[f.name] = _typed(table, f.name, kind, f.default, f"resources.{stage}", err)
-        if fields["cpus"] < 1 or fields["gpus"] < 0 or not 0 < fields["mem_gb"] < math.inf or fields["time_min"] <= 0:
-            raise err(f"[resources.{stage}] needs cpus >= 1, gpus >= 0, mem_gb > 0, time_min > 0")
+        if (fields["nodes"] < 1 or fields["tasks"] < 1 or fields["cpus"] < 1 or fields["gpus"] < 0
+                or not 0 < fields["mem_gb"] < math.inf or fields["time_min"] <= 0):
+            raise err(f"[resources.{stage}] needs nodes >= 1, tasks >= 1, cpus >= 1, gpus >= 0, mem_gb > 0, "
+                      "time_min > 0")
+        if fields["cpus"] % fields["tasks"]:
+            raise err(f"[resources.{stage}] cpus ({fields['cpus']}) are per node and shared by its tasks "
+                      f"({fields['tasks']}): make them a multiple of tasks")
+        if "trainer" not in spec and fields["gpus"] and fields["tasks"] != fields["gpus"]:
+            raise err(f"[resources.{stage}] the built-in trainer runs one process per GPU: tasks "
+                      f"({fields['tasks']}) must equal gpus ({fields['gpus']})")
         resources[stage] = Resources(**fields)
 
     recipe = spec.get("recipe", {})

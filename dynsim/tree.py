@@ -183,6 +183,9 @@ def format_plan(study, nodes: list[Node], done: dict | None = None) -> str:
         if sel:
             lines.append(f"  {stage:<8}{len(sel):>6}{len(sel) * n_seeds:>6}{_tok(sum(n.tokens for n in sel)):>10}"
                          f"{sum(n.flops for n in sel):>10.2e}{sum(done.get(n.config, 0) for n in sel):>7}")
+    lines += ["", f"a job ({study.executor}; [resources]):"]
+    lines += [f"  {stage:<8}{study.resources_for(stage).describe()}" for stage in ("pt", "cpt", "sft", "rl")
+              if any(n.stage == stage for n in nodes)]
     a = accounting(nodes, study.runs, study.sft_tokens_per_example, study.rl_tokens_per_example)
     lines += ["", "tokens per seed (SFT/RL at the study's tokens_per_example):",
               f"  PT axis: tree + WSD {_tok(a['pt_tree'])} vs independent warmup-cosine runs per budget "

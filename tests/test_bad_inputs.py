@@ -64,6 +64,13 @@ BAD_STUDIES = {  # name: (what replaces what in STUDY, the words of the refusal)
     "recipe_lr_nan": (('pt = "cosine"', 'pt = "cosine"\n[recipe.pt]\nlr = nan'), "[pt] lr must be a finite number"),
     "recipe_threads": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\nthreads = -1'), "[run] threads must be"),
     "recipe_device": (('pt = "cosine"', 'pt = "cosine"\n[recipe.run]\ndevice = "tpu"'), "[run] device must be one of"),
+    # issue 20: a job of several processes
+    "tasks_zero": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\ntasks = 0'), "tasks >= 1"),
+    "nodes_zero": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\nnodes = 0'), "nodes >= 1"),
+    "tasks_cpus": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\ntasks = 2\ncpus = 3'), "make them a multiple of tasks"),
+    "tasks_gpus": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\ngpus = 2'), "tasks (1) must equal gpus (2)"),
+    "nodes_local": (('pt = "cosine"', 'pt = "cosine"\n[resources.pt]\nnodes = 2'), "local jobs run on this machine"),
+    "recipe_shape": (('pt = "cosine"', 'pt = "cosine"\n[recipe.model]\nn_layer = -1'), "[model] n_layer must be"),
 }
 MINIATURE = (REPO / "train_runs" / "recipes" / "miniature.toml").read_text()
 BAD_RECIPES = {  # name: (text, the words of the refusal)
@@ -170,7 +177,7 @@ def inputs(tmp_path_factory) -> Path:
         assert old in STUDY, name
         (d / f"study_{name}.toml").write_text(STUDY.replace(old, new))
     (d / "study_png.toml").write_bytes(PNG)
-    (d / "study_gpus.toml").write_text(STUDY.replace('pt = "cosine"', 'pt = "cosine"\n[resources.default]\ngpus = 64'))
+    (d / "study_gpus.toml").write_text(STUDY.replace('pt = "cosine"', 'pt = "cosine"\n[resources.default]\ngpus = 64\ntasks = 64\ncpus = 64'))
     for name, (text, _) in BAD_RECIPES.items():
         (d / f"recipe_{name}.toml").write_text(text.replace("{in}", str(d)))
     (d / "recipe_png.toml").write_bytes(PNG)
@@ -346,7 +353,10 @@ def _cases():
           (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--executor", "cloud"], "invalid choice"),
           (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--detach"], "--detach needs the slurm executor"),
           (w + ["submit", "{in}/study_mem_nan.toml", "--out", "{tmp}/runs"], "mem_gb > 0"),
-          (w + ["submit", "{in}/study_gpus.toml", "--out", "{tmp}/runs"], "asks for 64 GPU(s) a job"),
+          (w + ["submit", "{in}/study_gpus.toml", "--out", "{tmp}/runs"], "[resources] asks for 64 "),
+          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--dry-run"], "add --executor slurm"),
+          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--dry-run", "--executor", "slurm", "--detach"],
+           "drop --detach and --retries"),
           (w + ["submit", "{in}/study_recipe_key.toml", "--out", "{tmp}/runs"], "unknown key [pt] lrr"),
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}"], "is an existing folder"),
           (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}/plain.txt/r.nc"], "is a file, not a folder"),

@@ -417,3 +417,20 @@ def test_own_trainer_through_a_two_level_tree_on_slurm(tmp_path):
     assert "afterok:" in log and f"{SFT}/seed0" in log, log
     assert check_record(run_dir(tmp_path, SFT) / "result.json")["provenance"]["init"] == str(run_dir(tmp_path, PT))
     assert (run_dir(tmp_path, PT) / "train.log").read_text().count("== dynsim") == 1
+
+
+def test_a_two_task_slurm_job_trains_a_node_and_resumes_after_one_rank_is_killed(tmp_path):
+    """Issue 20: `--ntasks-per-node 2` through the local Slurm; srun starts both ranks, rank 1 is SIGKILLed after the
+    first checkpoint, the job fails, and the dispatcher's retry resumes the node on two ranks."""
+    import test_sweep
+
+    from dynsim.study import load_study
+
+    cloudpickle.register_pickle_by_value(test_sweep)
+    try:
+        study = load_study(test_sweep.two_task_study(tmp_path, "slurm-two", executor="slurm"))
+        summary, log = _submit_bounded(study, fn=test_sweep.rank1_killed_once)
+    finally:
+        cloudpickle.unregister_pickle_by_value(test_sweep)
+    print(log)
+    test_sweep.check_two_rank_run_resumed(tmp_path / "runs", summary, log)

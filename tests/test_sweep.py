@@ -207,3 +207,124 @@ def test_a_submit_while_another_holds_the_store_is_refused_in_one_line(tmp_path,
     finally:
         holder.communicate("", timeout=30)
     assert main(["sweep", "status", str(spec), "--out", str(out)]) == 0  # the lock is gone with its holder
+
+
+# -- jobs of several processes (issue 20) --------------------------------------------------------------------
+TWO_TASK_STUDY = """
+[study]
+name = "{name}"
+seeds = [0]
+executor = "{executor}"
+out = "{out}"
+max_retries = 1
+[schedule]
+pt = "cosine"
+[[grid]]
+size = ["0.1M"]
+pretrain = ["100KT"]
+[resources.pt]
+nodes = {nodes}
+tasks = 2
+cpus = 2
+gpus = {gpus}
+mem_gb = 1
+time_min = 10
+[recipe.data]
+general_corpus = "sample"
+[recipe.run]
+threads = 1
+checkpoint_every = 5
+[recipe.eval]
+n_items = 4
+k = 2
+cloze_items = 10
+text_tokens = 1024
+"""
+
+
+def two_task_study(tmp_path, name="two", executor="local", nodes=1, gpus=0):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TWO_TASK_STUDY.format(name=name, executor=executor, out=tmp_path / "runs", nodes=nodes, gpus=gpus))
+    return path
+
+
+def rank1_killed_once(config_name, out_dir, seed, recipe, parent_name=None, wsd_branches=()):
+    """Rank 1 SIGKILLs itself once the run's first resume checkpoint is on disk; rank 0 is left alone."""
+    import threading
+
+    import submitit
+
+    marker, run = Path(out_dir) / "killed-rank1", Path(out_dir) / config_name / f"seed{seed}"
+    if submitit.JobEnvironment().global_rank == 1 and not marker.exists():
+        def kill_when_checkpointed():
+            while not (run / "resume.pt").exists():
+                time.sleep(0.02)
+            marker.write_text("rank 1, attempt 1")
+            os.kill(os.getpid(), 9)
+        threading.Thread(target=kill_when_checkpointed, daemon=True).start()
+    from train_runs.sweep import run_node
+    return run_node(config_name, out_dir, seed, recipe, parent_name, wsd_branches)
+
+
+def check_two_rank_run_resumed(out: Path, summary: dict, log: str) -> None:
+    assert summary["done"] == 1 and summary["failed"] == 0 and summary["retries"] == 1, log
+    assert (out / "killed-rank1").read_text() == "rank 1, attempt 1"
+    train_log = json.loads((out / "0.1M-100KT" / "seed0" / "train_log.json").read_text())
+    assert train_log["processes"] == 2 and train_log["resumed_from"] >= 5, train_log  # not started over
+    assert (out / "0.1M-100KT" / "seed0" / "result.json").exists() and not list(out.rglob("resume.pt"))
+
+
+def test_a_two_task_local_job_trains_a_node_and_resumes_after_one_rank_is_killed(tmp_path):
+    """submitit's local executor starts the node's job as 2 tasks (tasks_per_node), which train it as 2 gloo ranks;
+    rank 1 is SIGKILLed after the first checkpoint, rank 0 fails with it, and the retry resumes on 2 ranks."""
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        logs: list[str] = []
+        summary = sweep.submit(load_study(two_task_study(tmp_path)), fn=rank1_killed_once, poll_s=0.2,
+                               log=logs.append)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    check_two_rank_run_resumed(tmp_path / "runs", summary, "\n".join(logs))
+
+
+def test_dry_run_writes_the_sbatch_scripts_of_a_multi_node_study(tmp_path, capsys):
+    """`sweep submit --dry-run`: one script per array the dispatcher would queue, with the stage's nodes, tasks,
+    CPUs per task and GPUs, srun launching the ranks, children behind their parent's script; nothing submitted."""
+    path = two_task_study(tmp_path, executor="slurm", nodes=2, gpus=2)
+    path.write_text(path.read_text().replace('pretrain = ["100KT"]', 'pretrain = ["50KT", "100KT"]\ncpt = ["0+20KT"]'))
+    assert main(["sweep", "submit", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    scripts = {p.name: p.read_text() for p in (tmp_path / "runs" / "_sweep" / "dry_run").iterdir()}
+    assert len(scripts) == 3 and "first PT script" in out  # both PT runs in one array and "first CPT script" in out, out
+    jobs = {line.split()[1]: name for name, text in scripts.items() for line in text.splitlines()
+            if line.startswith("#   ")}
+    assert sorted(jobs) == ["0.1M-100KT", "0.1M-100KT-0+20KT", "0.1M-50KT", "0.1M-50KT-0+20KT"]
+    for name, text in scripts.items():
+        stage = name.split("-")[1]
+        shape = ["--nodes=2", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-node=2"] if stage == "pt" else \
+                ["--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=1"]
+        assert all(f"#SBATCH {s}\n" in text for s in shape), (name, text)
+        assert "\nsrun " in text and "submitit.core._submit" in text
+        config = next(c for c, n in jobs.items() if n == name)
+        if stage == "cpt":
+            assert f"afterok:<job id of {jobs[config.rsplit('-', 1)[0]]}>" in text, text
+        else:
+            assert "--dependency" not in text
+    assert not (tmp_path / "runs" / "_sweep" / "state.json").exists()
+
+
+def test_evolm_1b_plans_multi_gpu_jobs_of_the_named_1b_shape(tmp_path, capsys):
+    from dynsim.config import parse_config
+    from train_runs.recipe import load_recipe
+    from train_runs.train import model_config
+
+    study = Path(__file__).resolve().parents[1] / "studies" / "evolm_1b.toml"
+    assert main(["sweep", "plan", str(study)]) == 0
+    assert "pt      4 nodes x (8 tasks, 8 GPUs, 64 CPUs, 480 GB)" in capsys.readouterr().out
+    assert main(["sweep", "submit", str(study), "--dry-run", "--out", str(tmp_path)]) == 0
+    pt = [t for n, t in ((p.name, p.read_text()) for p in (tmp_path / "_sweep" / "dry_run").iterdir()) if "-pt-" in n]
+    assert pt and all("--nodes=4" in t and "--ntasks-per-node=8" in t and "--gpus-per-node=8" in t for t in pt)
+    hp = load_recipe(load_study(study).recipe, parse_config("1B-20BT").size)
+    shape = model_config(parse_config("1B-20BT"), hp)
+    assert (shape.n_layer, shape.d_model, shape.n_kv_head) == (22, 2048, 4) and 1.0e9 < shape.n_params() < 1.1e9

@@ -95,3 +95,21 @@ def test_training_step_reduces_loss_on_a_fixed_batch():
         opt.zero_grad()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 1.0
+
+
+def test_named_shapes_are_the_sizes_they_are_named_for():
+    """recipes/llama.toml's shapes per size (GPT-3 Small and Medium, TinyLlama-1.1B) come within the slack of the
+    run's size; a size the recipe has no shape for is refused instead of training a neighbour's shape."""
+    from dynsim.config import parse_config
+    from dynsim.errors import UserError
+    from train_runs.recipe import load_recipe
+    from train_runs.train import NAMED_SHAPE_SLACK, model_config
+
+    for size, layers in (("125M", 12), ("350M", 24), ("1B", 22)):
+        config = parse_config(f"{size}-20BT")
+        shape = model_config(config, load_recipe("llama", config.size))
+        assert shape.n_layer == layers and shape.vocab_size == 32000 and shape.max_seq_len == 2048
+        assert 1 / NAMED_SHAPE_SLACK < shape.n_params() / config.size < NAMED_SHAPE_SLACK
+    config = parse_config("0.2B-20BT")
+    with pytest.raises(UserError, match="name a size the recipe has a shape for"):
+        model_config(config, load_recipe("llama", config.size))

@@ -77,7 +77,12 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     base_path = RECIPES / "miniature.toml"
     overrides = {}
     if isinstance(recipe, dict):
-        overrides = recipe
+        overrides = dict(recipe)
+        base = overrides.pop("extends", None)  # a study's [recipe] may start from another recipe
+        if base is not None:
+            if not isinstance(base, str):
+                raise RecipeError(f"extends must be a recipe name or path, got {base!r}")
+            base_path = _recipe_path(base)
     elif recipe is not None:
         base_path = _recipe_path(recipe)
     # the file's [size."N"] tables first, then the overrides (and their own size tables): what a caller asks wins
@@ -164,6 +169,7 @@ RANGES = {
     ("eval", "sample_temperature"): _POSITIVE,
     ("data", "vocab_size"): _at_least(300),  # 256 bytes + merges + specials (train_runs/data.py)
     ("model", "head_dim"): _at_least(1), ("model", "aspect"): _POSITIVE, ("model", "max_seq_len"): _at_least(1),
+    **{("model", k): _at_least(0) for k in ("n_layer", "d_model", "n_head", "n_kv_head", "ffn_hidden")},
     ("run", "threads"): (lambda v: 0 <= v <= 1024, "an integer from 0 (torch's default) to 1024"),
     ("run", "checkpoint_every"): _at_least(1), ("run", "log_every"): _at_least(1),
     ("run", "device"): _one_of("auto", "cpu", "cuda"),

@@ -34,6 +34,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -139,10 +140,13 @@ def _read_state(out: Path) -> dict:
 
 
 def _write_state(out: Path, state: dict) -> None:
-    path = _state_path(out)
+    _atomic_write_text(_state_path(out), json.dumps(state, indent=1))
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"state.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -177,16 +181,67 @@ def make_executor(kind: str, folder: Path):
 
 def _resource_params(study: Study, node: Node, kind: str) -> dict:
     r = study.resources_for(node.stage)
-    params = dict(timeout_min=r.time_min, name=f"dynsim-{study.name}-{node.stage}")
-    if kind == "slurm":
-        params.update(cpus_per_task=r.cpus, mem_gb=r.mem_gb)
-        if r.gpus:
-            params["gpus_per_node"] = r.gpus
+    params = dict(timeout_min=r.time_min, name=f"dynsim-{study.name}-{node.stage}", tasks_per_node=r.tasks)
+    if r.gpus:
+        params["gpus_per_node"] = r.gpus
+    if kind == "slurm":  # srun starts the tasks; each finds its rank in submitit's JobEnvironment
+        params.update(nodes=r.nodes, cpus_per_task=r.cpus_per_task, mem_gb=r.mem_gb)
         if r.partition:
             params["slurm_partition"] = r.partition
         if r.account:
             params["slurm_account"] = r.account
     return params
+
+
+def _slurm_dependency(dep: str) -> dict:
+    """A child array waits for its parent's job; if that fails, Slurm drops the child (the dispatcher requeues it)."""
+    return {"kill-on-invalid-dep": "yes"} | ({"dependency": f"afterok:{dep}"} if dep else {})
+
+
+def sbatch_scripts(study: Study, out=None) -> list[tuple[str, str]]:
+    """(file name, text) of every sbatch script `submit --executor slurm --detach` would queue for the missing jobs,
+    parents first: one array per parent and stage, as the dispatcher groups them, each with its resources, its
+    `srun` line (one rank per task) and its afterok dependency (named by the parent's script: the job id exists
+    only once Slurm has it). Rendered by submitit's own sbatch writer; nothing is submitted, Slurm need not exist."""
+    from submitit.slurm import slurm
+
+    out = out_dir(study, out)
+    folder = (out / "_sweep" / "submitit").resolve()
+    names = slurm.SlurmExecutor._equivalence_dict()
+    nodes = tree_for(study)
+    groups: dict = defaultdict(list)
+    for node in nodes:
+        for seed in study.seeds:
+            if not result_path(out, node, seed).exists():
+                groups[(node.level, node.parent.name if node.parent else "", node.stage)].append((node, seed))
+    scripts, script_of = [], {}
+    for i, ((level, parent, stage), tasks) in enumerate(sorted(groups.items(), key=lambda kv: kv[0][:1])):
+        name = f"{i:03d}-{stage}-{tasks[0][0].name}.sbatch"
+        for node, _ in tasks:
+            script_of[node.name] = name
+        params = {names.get(k, k.removeprefix("slurm_")): v
+                  for k, v in _resource_params(study, tasks[0][0], "slurm").items()}
+        params["mem"] = slurm._convert_mem(params["mem"])
+        dep = f"<job id of {script_of[parent]}>" if parent in script_of else ""
+        text = slurm._make_sbatch_string(
+            command=f"{sys.executable} -u -m submitit.core._submit {folder}", folder=folder,
+            map_count=len(tasks) if len(tasks) > 1 else None, additional_parameters=_slurm_dependency(dep),
+            **params)
+        jobs = "\n".join(f"#   {node.name} seed {seed}" for node, seed in tasks)
+        scripts.append((name, f"{text.rstrip()}\n\n# dynsim sweep {study.name}: "
+                              f"{'array of ' if len(tasks) > 1 else ''}{len(tasks)} job(s)\n{jobs}\n"))
+    return scripts
+
+
+def write_sbatch_scripts(study: Study, out=None) -> Path:
+    """`sweep submit --dry-run`: the scripts of sbatch_scripts under <out>/_sweep/dry_run/ (old ones removed)."""
+    folder = out_dir(study, out) / "_sweep" / "dry_run"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name, text in sbatch_scripts(study, out):
+        _atomic_write_text(folder / name, text)
+    return folder
 
 
 def _tail(job, lines: int = 12) -> str:
@@ -318,10 +373,7 @@ class _Dispatcher:
     def submit_group(self, tasks: list, dep: str) -> None:
         params = _resource_params(self.study, self.by_config[tasks[0][0]], self.kind)
         if self.kind == "slurm":
-            extra = {"kill-on-invalid-dep": "yes"}
-            if dep:
-                extra["dependency"] = f"afterok:{dep}"
-            params["slurm_additional_parameters"] = extra
+            params["slurm_additional_parameters"] = _slurm_dependency(dep)
         self.executor.update_parameters(**params)
         with self.executor.batch():
             jobs = [self.executor.submit(self.fn, *self.args(task)) for task in tasks]
@@ -425,6 +477,9 @@ def _check_local_resources(study: Study) -> None:
     CPUs or memory a job than it has would silently train on the CPU, oversubscribe it, or be killed for memory
     mid-run. Checked at `sweep plan` and `submit` of a local study."""
     res = study.resources.values()
+    if max(r.nodes for r in res) > 1:
+        raise SweepError("[resources] asks for jobs of several nodes, and local jobs run on this machine: set nodes "
+                         "= 1, or use --executor slurm")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     want = max(r.cpus for r in res)
     if want > cpus:
