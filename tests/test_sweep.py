@@ -317,7 +317,7 @@ def test_dry_run_writes_the_sbatch_scripts_of_a_multi_node_study(tmp_path, capsy
 def test_evolm_1b_plans_multi_gpu_jobs_of_the_named_1b_shape(tmp_path, capsys):
     from dynsim.config import parse_config
     from train_runs.recipe import load_recipe
-    from train_runs.train import model_config
+    from train_runs.model import model_config
 
     study = Path(__file__).resolve().parents[1] / "studies" / "evolm_1b.toml"
     assert main(["sweep", "plan", str(study)]) == 0

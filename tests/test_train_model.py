@@ -103,7 +103,7 @@ def test_named_shapes_are_the_sizes_they_are_named_for():
     from dynsim.config import parse_config
     from dynsim.errors import UserError
     from train_runs.recipe import load_recipe
-    from train_runs.train import NAMED_SHAPE_SLACK, model_config
+    from train_runs.model import NAMED_SHAPE_SLACK, model_config
 
     for size, layers in (("125M", 12), ("350M", 24), ("1B", 22)):
         config = parse_config(f"{size}-20BT")

@@ -30,12 +30,11 @@ from dynsim.config import RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
 from train_runs import data, distributed, evaluate, stages, tasks
 from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F401 (RecipeError, load_recipe: train_runs.train's API)
-from train_runs.model import GPT, ModelConfig, config_for_params
+from train_runs.model import GPT, ModelConfig, model_config
 
 SCHEMA = "dynsim.result/1"
 STAGES = ("pt", "cpt", "sft", "rl")
 STATE_BYTES = 16  # per parameter while training: fp32 weights, gradients and AdamW's two moments
-NAMED_SHAPE_SLACK = 1.3  # a named shape's parameters over the run's size: GPT-3 "125M" is 125M at vocab 50K
 MAX_STEPS = 10_000_000  # optimizer steps in one stage: weeks at the miniature's fastest; more is a typo in a budget
 
 
@@ -112,24 +111,6 @@ def lineage(config: RunConfig) -> list[RunConfig]:
 
 def run_dir(out_dir: Path, config: RunConfig, seed: int) -> Path:
     return Path(out_dir) / config.name / f"seed{seed}"
-
-
-def model_config(config: RunConfig, hp: dict) -> ModelConfig:
-    """The recipe's named shape for the run's size (recipes/llama.toml), else one searched for its parameter count.
-    A named shape must be the size the run's name says, within NAMED_SHAPE_SLACK (a 200M run under a recipe with
-    shapes for 125M and 350M would otherwise train the 125M shape and be recorded as 200M)."""
-    m, vocab = hp["model"], hp["data"]["vocab_size"]
-    if not m["n_layer"]:
-        return config_for_params(config.size, vocab, m["head_dim"], m["max_seq_len"], m["aspect"])
-    if not (m["d_model"] and m["n_head"]):
-        raise UserError("a recipe's named shape needs n_layer, d_model and n_head ([model])")
-    cfg = ModelConfig(vocab_size=vocab, n_layer=m["n_layer"], d_model=m["d_model"], n_head=m["n_head"],
-                      n_kv_head=m["n_kv_head"], ffn_hidden=m["ffn_hidden"], max_seq_len=m["max_seq_len"])
-    if abs(math.log(cfg.n_params() / config.size)) > math.log(NAMED_SHAPE_SLACK):
-        raise UserError(f"{config.name}: the recipe's shape for this size ({cfg.n_layer} layers x {cfg.d_model}) has "
-                        f"{cfg.n_params() / 1e6:,.0f}M parameters, not {format_size(config.size)}: name a size the "
-                        "recipe has a shape for, or set [model] n_layer = 0")
-    return cfg
 
 
 # -- what this machine can train ----------------------------------------------------------------------
