@@ -551,6 +551,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_tokenize(args) -> int:
+    from train_runs import shards
+
+    if args.tokenizer and args.vocab_size is not None:
+        raise UsageError("--vocab-size sizes a BPE trained here; --tokenizer gives one: not both")
+    manifest = shards.write_shards([Path(p) for p in args.corpus], Path(args.out), args.vocab_size or 32000,
+                                   Path(args.tokenizer) if args.tokenizer else None, args.shard_tokens,
+                                   args.heldout_docs, log=lambda m: print(m, file=sys.stderr, flush=True))
+    n = {s: sum(e["tokens"] for e in manifest["splits"][s]) for s in shards.SPLITS}
+    docs = manifest["documents"]
+    dropped = f", {docs['dropped']:,} more dropped" if docs["dropped"] else ""
+    print(f"wrote {args.out}: {n['train']:,} training tokens in {len(manifest['splits']['train'])} shard(s) "
+          f"({docs['train']:,} documents), {n['heldout']:,} held-out tokens ({docs['heldout']:,} documents{dropped}), "
+          f"vocabulary {manifest['vocab_size']:,}, {manifest['dtype']}; use it as [data] general_corpus = "
+          f"\"{args.out}\"")
+    return 0
+
+
 def cmd_results_import(args) -> int:
     from dynsim import results, runs_csv
 
@@ -764,6 +782,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--recipe", type=checks.nonempty, help="recipe TOML (default: the bundled one for the model size)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("tokenize", help="a corpus (text or JSONL files) into memory-mapped token shards, once, for "
+                                        "[data] general_corpus / domain_corpus")
+    q.add_argument("corpus", nargs="+", help="UTF-8 text files (blank lines between documents) or .jsonl (\"text\")")
+    q.add_argument("-o", "--out", required=True, type=checks.nonempty, help="a new folder for the shards")
+    q.add_argument("--vocab-size", type=checks.bounded(300, 1 << 24), help="BPE trained here (default 32000)")
+    q.add_argument("--tokenizer", type=checks.nonempty, help="a tokenizers JSON file to use instead")
+    q.add_argument("--shard-tokens", type=checks.bounded(1, 1 << 34), default=1 << 28,
+                   help="tokens a shard file (default 2^28: 512 MB of uint16)")
+    q.add_argument("--heldout-docs", type=checks.bounded(1, 1 << 30), default=10_000,
+                   help="held-out documents kept (default 10,000)")
+    q.set_defaults(func=cmd_tokenize)
 
     q = sub.add_parser("results", help="results Datasets")
     rsub = q.add_subparsers(dest="results_verb", required=True, parser_class=_Parser)

@@ -162,6 +162,16 @@ def get_tokenizer(corpus: GeneralCorpus, vocab_size: int = 512) -> Tokenizer:
     path = cache_dir() / "tokenizer" / f"{key}.json"
     if path.exists():
         return Tokenizer.from_file(str(path))
+    tok = train_bpe(tokenizer_training_text(corpus), vocab_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tok.save(str(tmp))
+    os.replace(tmp, path)
+    return tok
+
+
+def train_bpe(texts, vocab_size: int) -> Tokenizer:
+    """The byte-level BPE every corpus gets (built-in or sharded, train_runs/shards.py), trained on `texts`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         # one digit per piece, keeping a leading space with it (' 12' -> ' 1', '2'), so a number costs one token
@@ -172,11 +182,7 @@ def get_tokenizer(corpus: GeneralCorpus, vocab_size: int = 512) -> Tokenizer:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(tokenizer_training_text(corpus), trainer=trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tok.save(str(tmp))
-    os.replace(tmp, path)
+    tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
 
@@ -197,14 +203,12 @@ def encode_documents(tok: Tokenizer, docs: list[str]) -> np.ndarray:
 def cached_tokens(tok: Tokenizer, docs: list[str], what: str) -> np.ndarray:
     """encode_documents, cached under a hash of tokenizer + documents (WordNet takes ~10 s to encode)."""
     path = cache_dir() / "tokens" / f"{what}-{sha(tokenizer_hash(tok), *docs)}.npy"
-    if path.exists():
-        return np.load(path)
-    arr = encode_documents(tok, docs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-    return arr
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, encode_documents(tok, docs))
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r")  # memory-mapped: a stage pages in only the windows it reads
 
 
 # -- domain text ------------------------------------------------------------------------------------

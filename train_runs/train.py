@@ -28,7 +28,7 @@ import torch
 
 from dynsim.config import RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
-from train_runs import data, distributed, evaluate, stages, tasks
+from train_runs import data, distributed, evaluate, shards, stages, tasks
 from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F401 (RecipeError, load_recipe: train_runs.train's API)
 from train_runs.model import GPT, ModelConfig, model_config
 
@@ -63,6 +63,7 @@ class Context:
     code_version: str
     wsd_branches: tuple = ()  # PT token budgets whose WSD decay-start states a stable run must save (sweeps)
     ranks: distributed.Ranks = distributed.Ranks()  # this process's place in a multi-process job
+    domain_train: object = None  # CPT's domain tokens from shards ([data] domain_corpus); None: generated per run
 
     def stage_data_hash(self, stage: str) -> str:
         return self.text_hash if stage == "pt" else self.data_hash
@@ -88,16 +89,38 @@ def make_context(hp: dict, seed: int, ranks: distributed.Ranks = distributed.Ran
         device = torch.device(run["device"])
     device = distributed.device_for(ranks, device)
     autocast = device.type == "cuda" or bool(run["autocast_cpu"])
-    corpus = data.load_general_corpus(hp["data"]["general_corpus"])
-    tok = data.get_tokenizer(corpus, hp["data"]["vocab_size"])
-    general_train = data.cached_tokens(tok, corpus.train_docs, "general-train")
-    general_heldout = data.cached_tokens(tok, corpus.eval_docs, "general-heldout")
-    domain_heldout = data.domain_tokens(tok, hp["data"]["domain_mix"], hp["eval"]["text_tokens"] + 1, "eval")
-    cloze = evaluate.cloze_items(corpus.eval_docs, hp["eval"]["cloze_items"])
-    text_hash = data.sha(corpus.hash, data.tokenizer_hash(tok))
-    data_hash = data.sha(text_hash, tasks.TASKS_VERSION)
+    source, vocab = hp["data"]["general_corpus"], hp["data"]["vocab_size"]
+    if shards.is_shard_dir(source):  # `dynsim tokenize`d: memory-mapped, with its own tokenizer
+        general = shards.Shards.open(source)
+        tok = general.tokenizer()
+        if tok.get_vocab_size() != vocab:
+            raise UserError(f"the shards in {shown(source)} have a {tok.get_vocab_size()}-token vocabulary and the "
+                            f"recipe's [data] vocab_size is {vocab}: set vocab_size = {tok.get_vocab_size()}")
+        general_train, general_heldout = general.tokens("train"), general.tokens("heldout")
+        eval_docs, corpus_hash = general.heldout_documents(), general.hash
+    else:
+        corpus = data.load_general_corpus(source)
+        tok = data.get_tokenizer(corpus, vocab)
+        general_train = data.cached_tokens(tok, corpus.train_docs, "general-train")
+        general_heldout = data.cached_tokens(tok, corpus.eval_docs, "general-heldout")
+        eval_docs, corpus_hash = corpus.eval_docs, corpus.hash
+    text_tokens, domain_source = hp["eval"]["text_tokens"], hp["data"]["domain_corpus"]
+    if domain_source:  # CPT's domain share from a tokenized corpus instead of generated worked solutions
+        domain = shards.Shards.open(domain_source)
+        if data.tokenizer_hash(domain.tokenizer()) != data.tokenizer_hash(tok):
+            raise UserError(f"the domain shards in {shown(domain_source)} were tokenized with another tokenizer than "
+                            "the general corpus: tokenize both with the same one (dynsim tokenize --tokenizer)")
+        domain_train, domain_heldout = domain.tokens("train"), np.asarray(domain.tokens("heldout")[:text_tokens + 1])
+        domain_hash = domain.hash
+    else:
+        domain_train, domain_heldout = None, data.domain_tokens(tok, hp["data"]["domain_mix"], text_tokens + 1, "eval")
+        domain_hash = tasks.TASKS_VERSION
+    cloze = evaluate.cloze_items(eval_docs, hp["eval"]["cloze_items"])
+    text_hash = data.sha(corpus_hash, data.tokenizer_hash(tok))
+    data_hash = data.sha(text_hash, tasks.TASKS_VERSION) if not domain_source else \
+        data.sha(text_hash, tasks.TASKS_VERSION, domain_hash)
     return Context(hp, seed, device, autocast, tok, tok.token_to_id(data.EOS), general_train, general_heldout,
-                   domain_heldout, cloze, data_hash, text_hash, code_version(), ranks=ranks)
+                   domain_heldout, cloze, data_hash, text_hash, code_version(), ranks=ranks, domain_train=domain_train)
 
 
 # -- stages ------------------------------------------------------------------------------------------
@@ -192,7 +215,11 @@ def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here:
         p = hp["cpt"]
         n_replay = round(config.cpt_replay / T)
         n_domain = stages.n_sequences(config.cpt_domain, T)
-        domain = data.TokenStream(data.domain_tokens(ctx.tok, hp["data"]["domain_mix"], n_domain * T + 1, "train", seed), T)
+        if ctx.domain_train is not None:
+            domain = data.TokenStream(ctx.domain_train, T, offset=int(np.random.default_rng([seed, 13]).integers(1 << 30)))
+        else:
+            domain = data.TokenStream(data.domain_tokens(ctx.tok, hp["data"]["domain_mix"], n_domain * T + 1, "train",
+                                                         seed), T)
         source = stages.cpt_schedule(n_replay, n_domain, seed)
         total = math.ceil(len(source) / p["batch_size"])
         replay_start = stages.n_sequences(config.pretrain, T)  # replay continues the PT stream where PT stopped
