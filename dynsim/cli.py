@@ -527,7 +527,6 @@ def cmd_validate(args) -> int:
 # -- train / results -------------------------------------------------------------------------------
 def cmd_train(args) -> int:
     from dynsim.config import parse_config
-    from train_runs.recipe import load_recipe
     from train_runs.distributed import Ranks
     from train_runs.train import train
 
@@ -536,11 +535,6 @@ def cmd_train(args) -> int:
     if cfg.sft_data:  # it would fine-tune on its own task mix and record the run as fine-tuned on this data set
         raise UsageError(f"{cfg.name}: dynsim's trainer has no SFT data sets to choose from; drop "
                          f"'{cfg.sft_data}:' (a study's [trainer] command can train them)")
-    threads = load_recipe(args.recipe, cfg.size)["run"]["threads"]  # (train_runs.train.check_runnable's, ideally)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if threads > cores:  # OpenMP threads beyond the cores spin-wait: the run crawls
-        raise UsageError(f"the recipe's [run] threads = {threads}, and this machine has {cores} core(s): lower it "
-                         "(0 = torch's default, all cores)")
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
     if not Ranks.from_env().main:  # a job of several processes (torchrun): rank 0 reports
         return 0

@@ -139,10 +139,16 @@ def run_dir(out_dir: Path, config: RunConfig, seed: int) -> Path:
 # -- what this machine can train ----------------------------------------------------------------------
 def check_runnable(todo: list[RunConfig], hp: dict) -> None:
     """Refuse, before any data is read, stages this machine cannot train: a model whose weights, gradients and
-    optimizer state (STATE_BYTES a parameter) exceed its memory, a size the miniature has no shape for, or a stage
-    of more than MAX_STEPS optimizer steps (a budget off by a few units)."""
+    optimizer state (STATE_BYTES a parameter) exceed its memory, a size the miniature has no shape for, a stage
+    of more than MAX_STEPS optimizer steps (a budget off by a few units), or more threads than cores (OpenMP
+    threads beyond the cores spin-wait: the run crawls)."""
     if not todo:
         return
+    threads = hp["run"]["threads"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads > cores:
+        raise UserError(f"the recipe's [run] threads = {threads}, and this machine has {cores} core(s): lower it "
+                        "(0 = torch's default, all cores)")
     config = todo[-1]
     need, have = config.size * STATE_BYTES, machine_memory(hp)
     if need > have:
