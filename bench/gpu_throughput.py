@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dynsim.config import parse_size  # noqa: E402
+from dynsim.config import parse_config, parse_size  # noqa: E402
 from train_runs.model import GPT, autocast_for, model_config  # noqa: E402
 from train_runs.recipe import load_recipe  # noqa: E402
 
@@ -54,10 +54,7 @@ def main() -> None:
         raise SystemExit("gpu_throughput: no CUDA device here")
     size = parse_size(args.size)
     hp = load_recipe(args.recipe, size)
-
-    class Run:  # what model_config reads of a run config
-        name, size = f"{args.size} (throughput)", parse_size(args.size)
-    cfg = model_config(Run, hp)
+    cfg = model_config(parse_config(f"{args.size}-1BT"), hp)  # the budget does not enter the shape
     seq = hp["data"]["block_size"]
     dev = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True

@@ -95,7 +95,7 @@ def test_damaged_shards_are_refused_in_one_line(corpus, tmp_path, damage, words)
 def test_bad_corpora_are_refused_in_one_line_and_leave_nothing(corpus, tmp_path, capsys):
     d, _ = corpus
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"text": "a fine document"}) * 0 + "".join(
+    bad.write_text("".join(
         json.dumps({"text": t}) + "\n" for t in SAMPLE_DOCS[:50]) + '{"body": "no text"}\n')
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9\n".encode("latin-1"))

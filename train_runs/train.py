@@ -111,14 +111,13 @@ def make_context(hp: dict, seed: int, ranks: distributed.Ranks = distributed.Ran
             raise UserError(f"the domain shards in {shown(domain_source)} were tokenized with another tokenizer than "
                             "the general corpus: tokenize both with the same one (dynsim tokenize --tokenizer)")
         domain_train, domain_heldout = domain.tokens("train"), np.asarray(domain.tokens("heldout")[:text_tokens + 1])
-        domain_hash = domain.hash
+        domain_hashes = (domain.hash,)
     else:
         domain_train, domain_heldout = None, data.domain_tokens(tok, hp["data"]["domain_mix"], text_tokens + 1, "eval")
-        domain_hash = tasks.TASKS_VERSION
+        domain_hashes = ()  # the task generators' version covers generated domain text
     cloze = evaluate.cloze_items(eval_docs, hp["eval"]["cloze_items"])
     text_hash = data.sha(corpus_hash, data.tokenizer_hash(tok))
-    data_hash = data.sha(text_hash, tasks.TASKS_VERSION) if not domain_source else \
-        data.sha(text_hash, tasks.TASKS_VERSION, domain_hash)
+    data_hash = data.sha(text_hash, tasks.TASKS_VERSION, *domain_hashes)
     return Context(hp, seed, device, autocast, tok, tok.token_to_id(data.EOS), general_train, general_heldout,
                    domain_heldout, cloze, data_hash, text_hash, code_version(), ranks=ranks, domain_train=domain_train)
 
