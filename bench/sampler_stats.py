@@ -13,11 +13,8 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 from calibrate import fit
-from calibrate.model import observations
-from dynsim import calibrations, cli
+from dynsim import calibrations
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--calibration", default="evolm", choices=sorted(calibrations.CALIBRATIONS))
@@ -31,15 +28,8 @@ ap.add_argument("--dense-mass", action="store_true", help="numpyro's dense mass 
 ap.add_argument("--sampler", default="numpyro", choices=("numpyro", "nutpie"))
 args = ap.parse_args()
 
-# the data and held-out runs of `dynsim fit --calibration NAME`
-fit_args = argparse.Namespace(data=None, calibration=args.calibration, hold_out_size_from=None, hold_out_study=None,
-                              hold_out=None)
-form = calibrations.get(args.calibration).form  # as `dynsim fit`
-obs = observations(cli._dataset(fit_args)).with_form(form)
-held_out = cli._hold_out(fit_args, obs)
-if held_out:
-    obs = obs.subset(np.array([c.name not in held_out["configs"] for c in obs.configs]))
-obs = obs.rescaled()
+calibration = calibrations.get(args.calibration)  # the data, form and held-out runs of `dynsim fit --calibration NAME`
+obs, _ = fit.fit_data(calibration.dataset(), calibration.form, hold_out=calibration.hold_out)
 
 t = time.perf_counter()
 if args.sampler == "numpyro":

@@ -169,3 +169,37 @@ def write(idata, obs, ds, diag: dict, path, extra_meta: dict | None = None, thin
     idata.attrs.update(data_hash=meta["data_hash"], code_version=__version__)
     atomic_write(path.with_suffix(".nc"), lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
     return path
+
+
+def fit_data(ds, form: str, min_tokens_per_param: float | None = None, hold_out: dict | None = None, log=print):
+    """The observations a fit of ds samples, and what it left out (the meta entries `excluded`, `held_out`):
+    runs with fewer pretraining tokens per parameter than min_tokens_per_param (too short for the loss law), then
+    the runs of the hold-out rule (dynsim.calibrations.held_out_configs), kept for `dynsim validate`. The reference
+    scales are the fitted runs' own."""
+    from calibrate.model import observations
+    from dynsim import calibrations
+    from dynsim.errors import UserError
+
+    obs = observations(ds).with_form(form)
+    extra = {}
+    few = np.array([bool(min_tokens_per_param) and c.pretrain < min_tokens_per_param * c.size for c in obs.configs])
+    if few.all():
+        raise UserError(f"--min-tokens-per-param {min_tokens_per_param:g} leaves no run to fit")
+    if few.any():
+        extra["excluded"] = dict(rule=f"pretraining tokens per parameter < {min_tokens_per_param:g}",
+                                 min_tokens_per_param=min_tokens_per_param,
+                                 configs=sorted({c.name for c, f in zip(obs.configs, few) if f}))
+        log(f"leaving out {len(extra['excluded']['configs'])} configurations with fewer than "
+            f"{min_tokens_per_param:g} pretraining tokens per parameter ({int(few.sum())} numbers)")
+        obs = obs.subset(~few)
+    held_out = calibrations.held_out_configs(hold_out or {}, obs.configs)
+    if held_out:
+        held = np.array([c.name in held_out["configs"] for c in obs.configs])
+        if held.all() or not held.any():
+            raise UserError(f"holding out {held_out['rule']} holds out {'every' if held.all() else 'no'} run")
+        held_out["configs"] = sorted({c.name for c, h in zip(obs.configs, held) if h})  # those in the data
+        extra["held_out"] = held_out
+        log(f"holding out {len(held_out['configs'])} configurations ({held_out['rule']}; {int(held.sum())} "
+            f"numbers) for validation")
+        obs = obs.subset(~held)
+    return obs.rescaled(), extra

@@ -139,3 +139,33 @@ def get(name: str) -> Calibration:
         raise CalibrationError(f"unknown calibration '{name}': choose one of {', '.join(CALIBRATIONS)} "
                                "or pass --posterior PATH")
     return CALIBRATIONS[name]
+
+
+def held_out_configs(rule: dict, configs) -> dict | None:
+    """The runs a hold-out rule keeps out of a fit, for validation: size_from=N (sizes ≥ N), tuned_from=D
+    (post-trained runs of checkpoints ≥ D tokens), study=SPEC (a study's [study] holdout) or names=[RUN, …].
+    Returns dict(rule=its description, configs=the run names it names, sorted), or None for no rule."""
+    from dynsim.study import StudyError, load_study
+
+    if "size_from" in rule:
+        text, names = f"size >= {rule['size_from']:g}", {c.name for c in configs if c.size >= rule["size_from"]}
+    elif "tuned_from" in rule:
+        text = f"post-trained runs of checkpoints >= {rule['tuned_from']:g} tokens"
+        names = {c.name for c in configs if c.has_sft and c.pretrain >= rule["tuned_from"]}
+    elif "study" in rule:
+        path = Path(rule["study"])
+        if not path.is_absolute() and not path.exists():
+            path = Path(__file__).resolve().parents[1] / path  # a bundled study's spec, from the repository
+        try:
+            names = {c.name for c in load_study(path).holdout}
+        except (StudyError, OSError) as e:
+            raise CalibrationError(str(e)) from None
+        text = f"the blind-validation runs of {Path(rule['study']).name}"
+    elif "names" in rule:
+        from dynsim.config import parse_config
+
+        names = {parse_config(n).name for n in rule["names"]}
+        text = "the runs named by --hold-out"
+    else:
+        return None
+    return dict(rule=text, configs=sorted(names))

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -63,6 +64,50 @@ def test_predict_imports_neither_torch_nor_pymc():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pymc', 'pytensor', 'xarray', 'scipy')))")
     r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_the_verb_table_imports_only_the_verb_typed():
+    """`dynsim --help` lists every verb from the table alone; a verb builds its own owner's parser only."""
+    code = ("import sys, contextlib, io; from dynsim.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try: main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "print(all(v in out.getvalue() for v in ('predict', 'fit', 'validate', 'train', 'sweep', 'figs')))\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['predict', '--pretrain', '80BT'])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('calibrate', 'train_runs', 'paper_figs')))")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["True", "[]"], r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("verb, missing, extra", [
+    (["results", "import", "runs.csv", "-o", "r.nc"], "xarray", "data"),
+    (["fit", "--calibration", "evolm", "-o", "p.npz"], "pymc", "fit"),
+    (["train", "0.1M-1MT"], "torch", "train"),
+])
+def test_a_verb_whose_extra_is_missing_names_the_extra(tmp_path, verb, missing, extra):
+    """A light install (`pip install dynsim`: numpy alone) runs predict; any other verb says, in one line and with
+    exit 2, which extra it needs (here the module is hidden from the interpreter)."""
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"
+            f"from dynsim.cli import main; sys.exit(main({verb!r}))")
+    (tmp_path / "runs.csv").write_text("config,task,metric,value\n")
+    r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert f"needs {missing}" in r.stderr and f"pip install 'dynsim[{extra}]'" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_light_install_predicts_without_torch_jax_or_pymc(tmp_path):
+    """`pip install .` with no extras: numpy alone, and the README's main command prints its predictions."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "v")], check=True, timeout=300)
+    py = tmp_path / "v" / "bin" / "python"
+    subprocess.run([py, "-m", "pip", "install", "-q", str(root)], check=True, timeout=600, cwd=tmp_path)
+    listed = subprocess.run([py, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True).stdout
+    installed = {line.split("==")[0].lower() for line in listed.splitlines()}
+    assert not installed & {"torch", "jax", "jaxlib", "pymc", "pytensor", "xarray", "matplotlib"}, installed
+    r = subprocess.run([tmp_path / "v" / "bin" / "dynsim", "predict", "--pretrain", "320BT", "--cpt", "8+42BT"],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and "ID_avg" in r.stdout and r.stderr == "", r.stderr
 
 
 @pytest.mark.parametrize("args, needle", [
