@@ -43,7 +43,8 @@ def scores(record: dict, kind: str) -> dict[str, float]:
 
 
 def main() -> int:
-    from train_runs.train import lineage, run_dir, train
+    from dynsim.tree import lineage, run_dir
+    from train_runs.train import train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store", type=Path)

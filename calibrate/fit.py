@@ -20,7 +20,7 @@ import numpy as np
 
 from calibrate import CACHE
 from dynsim import __version__, forward, posterior
-from dynsim.results import atomic_write
+from dynsim.files import atomic_write
 
 RHAT_MAX = posterior.RHAT_MAX
 

@@ -30,8 +30,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -41,6 +39,7 @@ import xarray as xr
 from dynsim import __version__, checks
 from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
 from dynsim.errors import UserError, shown
+from dynsim.files import atomic_write
 
 CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
                "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")  # the counts of a RunConfig
@@ -456,23 +455,6 @@ def save(ds: xr.Dataset, path) -> Path:
     encoding = {v: {"compression": "gzip", "compression_opts": 4}
                 for v in list(coded.data_vars) + [k for k in KEYS + OPTIONAL_KEYS if k in coded.coords]}
     return atomic_write(path, lambda tmp: coded.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
-
-
-def atomic_write(path, write) -> Path:
-    """write(tmp) to a temporary file beside path, then rename it into place: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the target's suffix last: numpy's savez appends '.npz' to any other name
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def load(path) -> xr.Dataset:

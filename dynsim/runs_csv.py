@@ -30,6 +30,7 @@ from pathlib import Path
 from dynsim import checks
 from dynsim.config import ConfigError, RunConfig, check_data_name, parse_config
 from dynsim.errors import UserError
+from dynsim.files import atomic_write
 
 RUN_FIELDS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs",
               "rl_examples", "rl_epochs")
@@ -283,4 +284,4 @@ def write(ds, path, by_columns: bool = True) -> Path:
     for c in ("n_items", "n_correct"):
         if c in out:
             out[c] = out[c].map(lambda v: "" if v != v else str(int(v)))
-    return results.atomic_write(path, lambda tmp: out.to_csv(tmp, index=False, float_format="%.10g"))
+    return atomic_write(path, lambda tmp: out.to_csv(tmp, index=False, float_format="%.10g"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from pathlib import Path
 
 from dynsim.config import RunConfig
 
@@ -48,10 +49,17 @@ class Node:
 
 
 def lineage(config: RunConfig) -> list[RunConfig]:
+    """[PT config, ..., config]: the stage configs a run passes through."""
     chain = [config]
     while chain[0].parent() is not None:
         chain.insert(0, chain[0].parent())
     return chain
+
+
+def run_dir(store, config, seed: int) -> Path:
+    """Where one stage of a run (a RunConfig or its name) trains and keeps its checkpoint, log and result.json in
+    a run store: STORE/NAME/seedS. The trainer, the dispatcher and a user's trainer all read this layout."""
+    return Path(store) / (config if isinstance(config, str) else config.name) / f"seed{seed}"
 
 
 def wsd_stable_tokens(budget: int, decay_frac: float) -> int:

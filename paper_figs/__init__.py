@@ -7,14 +7,13 @@ from __future__ import annotations
 import datetime
 import importlib
 import json
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
 from . import style  # noqa: F401  (selects the Agg backend before anything imports pyplot)
 
 from dynsim.errors import UserError
+from dynsim.files import atomic_write_text
 
 FIGURES = {  # name → module, in paper order
     "fig2": "fig2_upstream_pt",
@@ -80,8 +79,8 @@ def run(ds, posterior, out_dir, names=None, command: str = "dynsim figs", poster
         d["files"] = [Path(p).name for p in d["files"]]
         entries[r.name] = d | provenance | {"command": _only(command, r.name)}
     ordered = {n: entries[n] for n in list(FIGURES) + sorted(set(entries) - set(FIGURES)) if n in entries}
-    _write_atomic(out_dir / INDEX_JSON, json.dumps(ordered, indent=1))
-    _write_atomic(out_dir / INDEX, render_index(ordered, command))
+    atomic_write_text(out_dir / INDEX_JSON, json.dumps(ordered, indent=1))
+    atomic_write_text(out_dir / INDEX, render_index(ordered, command))
     return records
 
 
@@ -124,15 +123,3 @@ def _read_entries(out_dir: Path) -> dict:
         return d if isinstance(d, dict) else {}
     except (OSError, ValueError):
         return {}
-
-
-def _write_atomic(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -3,8 +3,6 @@ the posterior-predictive curve (median + 90% band, dashed where it extrapolates)
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +11,8 @@ matplotlib.use("Agg")  # no display: figures are files
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from dynsim.files import atomic_write  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
@@ -105,23 +105,12 @@ def panel_info(fig) -> list[dict]:
 
 
 def save(fig, out_dir, name: str, title: str) -> list[Path]:
-    """PNG and PDF, each written to a temporary file beside the target and renamed into place."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """PNG and PDF, each written atomically (dynsim.files)."""
     paths = []
     for ext in ("png", "pdf"):
-        path = out_dir / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
-            # no bbox_inches="tight": the layout already fits (finish() uses tight_layout), and tight saving
-            # draws every figure twice
-            fig.savefig(tmp, format=ext, dpi=DPI, metadata={"Title": title, "Creator": "dynsim figs"})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        paths.append(path)
+        # no bbox_inches="tight": the layout already fits (finish() uses tight_layout), and tight saving
+        # draws every figure twice
+        paths.append(atomic_write(Path(out_dir) / f"{name}.{ext}", lambda tmp: fig.savefig(
+            tmp, format=ext, dpi=DPI, metadata={"Title": title, "Creator": "dynsim figs"})))
     plt.close(fig)
     return paths

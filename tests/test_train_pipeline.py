@@ -16,7 +16,8 @@ import torch
 
 from dynsim.config import ConfigError
 from train_runs import data, evaluate, stages, tasks
-from train_runs.train import load_model, load_recipe, make_context, run_dir, train
+from dynsim.tree import run_dir
+from train_runs.train import load_model, load_recipe, make_context, train
 
 # one thread: the tests share a 2-core machine with other work, where 2 OpenMP threads spin-wait and crawl
 RECIPE = {"data": {"general_corpus": "sample"}, "run": {"checkpoint_every": 25, "threads": 1},

@@ -14,6 +14,7 @@ from dynsim.errors import shown
 def cmd_train(args) -> int:
     from dynsim.config import parse_config
     from train_runs.distributed import Ranks
+    from dynsim.tree import run_dir
     from train_runs.train import train
 
     checks.output_folder(args.out, "--out")
@@ -24,7 +25,7 @@ def cmd_train(args) -> int:
     record = train(cfg, args.out, seed=args.seed, recipe=args.recipe, progress=not args.quiet)
     if not Ranks.from_env().main:  # a job of several processes (torchrun): rank 0 reports
         return 0
-    print(f"{cfg.name} seed {args.seed}: result in {args.out}/{cfg.name}/seed{args.seed}/result.json")
+    print(f"{cfg.name} seed {args.seed}: result in {run_dir(args.out, cfg, args.seed) / 'result.json'}")
     for m in record["metrics"]:
         print(f"  {m['task']:<18}{m['metric']:<15}{m['value']:9.3f}" + (f"   ({m['n_correct']}/{m['n_items']})"
                                                                             if "n_correct" in m else ""))

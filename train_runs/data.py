@@ -20,7 +20,6 @@ import hashlib
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from dynsim.errors import UserError
+from dynsim.files import atomic_write, atomic_write_bytes
 from train_runs import tasks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,18 +49,6 @@ def sha(*parts: str | bytes) -> str:
         h.update(b"\0")
     return h.hexdigest()[:16]
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- general text -----------------------------------------------------------------------------------
@@ -163,10 +151,7 @@ def get_tokenizer(corpus: GeneralCorpus, vocab_size: int = 512) -> Tokenizer:
     if path.exists():
         return Tokenizer.from_file(str(path))
     tok = train_bpe(tokenizer_training_text(corpus), vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tok.save(str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tok.save(tmp))
     return tok
 
 
@@ -204,10 +189,7 @@ def cached_tokens(tok: Tokenizer, docs: list[str], what: str) -> np.ndarray:
     """encode_documents, cached under a hash of tokenizer + documents (WordNet takes ~10 s to encode)."""
     path = cache_dir() / "tokens" / f"{what}-{sha(tokenizer_hash(tok), *docs)}.npy"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, encode_documents(tok, docs))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: np.save(tmp, encode_documents(tok, docs)))
     return np.load(path, mmap_mode="r")  # memory-mapped: a stage pages in only the windows it reads
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from dynsim.errors import UserError, shown
+from dynsim.files import atomic_write_bytes
 from train_runs import data
 
 SCHEMA = "dynsim.shards/1"
@@ -110,7 +111,7 @@ class _ShardWriter:
 
     def _write(self, tokens: np.ndarray) -> None:
         path = self.folder / f"{self.split}-{len(self.shards):05d}.bin"
-        data.atomic_write_bytes(path, tokens.tobytes())
+        atomic_write_bytes(path, tokens.tobytes())
         self.shards.append({"file": path.name, "tokens": int(len(tokens)), "sha256": _sha256_file(path)})
 
 
@@ -151,7 +152,7 @@ def _write(sources, out, vocab_size, tokenizer, shard_tokens, heldout_docs, log)
     else:
         log(f"training a {vocab_size}-token BPE on the documents")
         tok = data.train_bpe(all_documents(), vocab_size)
-    data.atomic_write_bytes(out / "tokenizer.json", tok.to_str().encode())
+    atomic_write_bytes(out / "tokenizer.json", tok.to_str().encode())
     n_vocab = tok.get_vocab_size()
     dtype = np.uint16 if n_vocab <= 1 << 16 else np.uint32
     eos = tok.token_to_id(data.EOS)
@@ -181,14 +182,14 @@ def _write(sources, out, vocab_size, tokenizer, shard_tokens, heldout_docs, log)
     if counts["train"] < 1 or counts["heldout"] < 1:
         raise ShardError(f"the corpus has {counts['train']} training and {counts['heldout']} held-out documents; "
                          f"both need at least one (1 in {data.HELDOUT_EVERY} documents is held out)")
-    data.atomic_write_bytes(out / "heldout.jsonl",
+    atomic_write_bytes(out / "heldout.jsonl",
                             "".join(json.dumps({"text": d}) + "\n" for d in heldout_text).encode())
     manifest = {"schema": SCHEMA, "dtype": np.dtype(dtype).name, "vocab_size": n_vocab,
                 "tokenizer_sha256": _sha256_file(out / "tokenizer.json"),
                 "heldout_sha256": _sha256_file(out / "heldout.jsonl"),
                 "documents": counts, "splits": {s: writers[s].close() for s in SPLITS},
                 "sources": [{"file": str(p), "sha256": _sha256_file(p)} for p in sources]}
-    data.atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return manifest
 
 
@@ -228,7 +229,7 @@ def _verify(path: Path, entry: dict, itemsize: int) -> None:
         raise ShardError(f"shard {shown(str(path))} does not match its checksum in {MANIFEST}: damaged")
     _VERIFIED.add(key)
     try:
-        data.atomic_write_bytes(stamp, stamped.encode())
+        atomic_write_bytes(stamp, stamped.encode())
     except OSError:  # a read-only store: verified again by the next process
         pass
 

@@ -10,7 +10,6 @@ exactly the steps the uninterrupted run would have taken.
 from __future__ import annotations
 
 import math
-import os
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dynsim.files import atomic_write
 from train_runs import distributed, tasks
 from train_runs.model import GPT, autocast_for
 
@@ -68,9 +68,7 @@ def make_optimizer(model: GPT, hp: dict) -> torch.optim.AdamW:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 @dataclass

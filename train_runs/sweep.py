@@ -40,8 +40,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from dynsim.errors import UserError
+from dynsim.files import atomic_write_text
 from dynsim.study import Study, load_study
-from dynsim.tree import Node, descendants, format_plan, tree_for
+from dynsim.tree import Node, descendants, format_plan, run_dir, tree_for
 
 LIVE = ("pending", "running")
 SLURM_LIVE = {"READY", "PENDING", "RUNNING", "UNKNOWN", "REQUEUED", "COMPLETING", "PREEMPTED", "CONFIGURING",
@@ -56,11 +57,10 @@ class SweepError(UserError):
 def run_node(config_name: str, out_dir: str, seed: int, recipe: dict, parent_name: str | None = None,
              wsd_branches: tuple = ()) -> dict:
     """Train one tree node (its last stage) for one seed; runs inside the submitit job."""
-    from dynsim.config import parse_config
-    from train_runs.train import run_dir, train
+    from train_runs.train import train
 
     if parent_name is not None:
-        parent_dir = run_dir(out_dir, parse_config(parent_name), seed)
+        parent_dir = run_dir(out_dir, parent_name, seed)
         if not (parent_dir / "result.json").exists():
             raise RuntimeError(f"parent {parent_name} seed {seed} has no result in {parent_dir}: not starting "
                                f"{config_name} from an unfinished or failed parent")
@@ -74,13 +74,8 @@ def out_dir(study: Study, out=None) -> Path:
     return Path(out) if out is not None else study.out
 
 
-def node_dir(out: Path, name: str, seed: int) -> Path:
-    """Where a node's job trains (its run dir): train_runs.train.run_dir's layout, without importing torch."""
-    return Path(out) / name / f"seed{seed}"
-
-
 def result_path(out: Path, node: Node, seed: int) -> Path:
-    return node_dir(out, node.name, seed) / "result.json"
+    return run_dir(out, node.name, seed) / "result.json"
 
 
 def _state_path(out: Path) -> Path:
@@ -140,14 +135,7 @@ def _read_state(out: Path) -> dict:
 
 
 def _write_state(out: Path, state: dict) -> None:
-    _atomic_write_text(_state_path(out), json.dumps(state, indent=1))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(_state_path(out), json.dumps(state, indent=1))
 
 
 def _pid_alive(pid) -> bool:
@@ -240,7 +228,7 @@ def write_sbatch_scripts(study: Study, out=None) -> Path:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     for name, text in sbatch_scripts(study, out):
-        _atomic_write_text(folder / name, text)
+        atomic_write_text(folder / name, text)
     return folder
 
 

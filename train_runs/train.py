@@ -28,6 +28,8 @@ import torch
 
 from dynsim.config import RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
+from dynsim.files import atomic_write_bytes
+from dynsim.tree import lineage, run_dir
 from train_runs import data, distributed, evaluate, shards, stages, tasks
 from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F401 (RecipeError, load_recipe: train_runs.train's API)
 from train_runs.model import GPT, ModelConfig, model_config
@@ -123,17 +125,6 @@ def make_context(hp: dict, seed: int, ranks: distributed.Ranks = distributed.Ran
 
 
 # -- stages ------------------------------------------------------------------------------------------
-def lineage(config: RunConfig) -> list[RunConfig]:
-    """[PT config, ..., config]: the stage configs this run passes through."""
-    chain = [config]
-    while chain[0].parent() is not None:
-        chain.insert(0, chain[0].parent())
-    return chain
-
-
-def run_dir(out_dir: Path, config: RunConfig, seed: int) -> Path:
-    return Path(out_dir) / config.name / f"seed{seed}"
-
 
 # -- what this machine can train ----------------------------------------------------------------------
 def check_runnable(todo: list[RunConfig], hp: dict) -> None:
@@ -294,7 +285,7 @@ def train_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> None:
     if ranks.main:
         log = {"config": config.name, "stage": config.stage(), "steps": loop.total_steps, "processes": ranks.world,
                **result}
-        data.atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
+        atomic_write_bytes(here / "train_log.json", json.dumps(log, indent=1).encode())
         stages.atomic_torch_save({"model": weights, "model_config": model.cfg.to_dict(), "config": config.name,
                                   "recipe_hash": recipe_hash(ctx.hp, config.stage()),
                                   "data_hash": ctx.stage_data_hash(config.stage()),
@@ -336,7 +327,7 @@ def evaluate_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> dict:
                        "model": model.cfg.to_dict(), "general_corpus": ctx.hp["data"]["general_corpus"],
                        "parent": config.parent().name if config.parent() else None},
     }
-    data.atomic_write_bytes(here / "result.json", json.dumps(record, indent=1).encode())
+    atomic_write_bytes(here / "result.json", json.dumps(record, indent=1).encode())
     return record
 
 

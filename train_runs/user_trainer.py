@@ -26,7 +26,7 @@ from pathlib import Path
 from dynsim.config import FIELDS, parse_config
 from dynsim.study import Study, trainer_argv
 from dynsim.tree import Node, wsd_stable_tokens
-from train_runs.sweep import node_dir
+from dynsim.tree import run_dir
 
 NODE_SCHEMA = "dynsim.node/1"
 NODE_JSON = "node.json"
@@ -42,7 +42,7 @@ class TrainerFailed(RuntimeError):
 def node_spec(study: Study, node: Node, seed: int, out) -> dict:
     """Everything a trainer needs to train `node` for `seed`. Deterministic: a rerun writes the same file."""
     out = Path(out).resolve()  # the trainer may run in another working directory (a Slurm node)
-    c, here = node.config, node_dir(out, node.name, seed)
+    c, here = node.config, run_dir(out, node.name, seed)
     examples, epochs = ((c.sft_examples, c.sft_epochs) if node.stage == "sft" else
                         (c.rl_examples, c.rl_epochs) if node.stage == "rl" else (0, 0))
     wsd = None
@@ -64,7 +64,7 @@ def node_spec(study: Study, node: Node, seed: int, out) -> dict:
         "recipe": study.recipe,
         "resources": dataclasses.asdict(study.resources_for(node.stage)),
         "parent": node.parent.name if node.parent else None,
-        "parent_dir": str(node_dir(out, node.parent.name, seed)) if node.parent else None,
+        "parent_dir": str(run_dir(out, node.parent.name, seed)) if node.parent else None,
         "run_dir": str(here),
         "result": str(here / RESULT),
     }
@@ -98,7 +98,7 @@ def _accept(spec: dict) -> str | None:
 
 def run_command_node(spec: dict, command: str) -> dict:
     """The job of one node and seed under a user's trainer (runs inside the submitit job)."""
-    from train_runs.data import atomic_write_bytes
+    from dynsim.files import atomic_write_bytes
 
     here, name = Path(spec["run_dir"]), f"{spec['config']}/seed{spec['seed']}"
     if spec["parent"] is not None and not (Path(spec["parent_dir"]) / RESULT).exists():
