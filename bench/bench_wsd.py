@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--wsd-lr", type=float, help="peak LR of the WSD runs (default: the recipe's, 3e-3)")
     ap.add_argument("--alone", action="store_true",
                     help="also train the shortest budget's WSD run alone (no branching): must equal its branch")
-    ap.add_argument("--out", help="run store (default: a temporary folder)")
+    ap.add_argument("--runs", help="run store (default: a temporary folder)")
     args = ap.parse_args()
     from train_runs.train import train
 
@@ -51,7 +51,7 @@ def main() -> int:
     wsd = {**base, "pt": {"schedule": "wsd", "decay_frac": args.decay_frac, "warmup_steps": args.warmup_steps}}
     if args.wsd_lr:
         wsd["pt"]["lr"] = args.wsd_lr
-    out = Path(args.out or tempfile.mkdtemp(prefix="bench_wsd_"))
+    out = Path(args.runs or tempfile.mkdtemp(prefix="bench_wsd_"))
     store = out / f"wsd-lr{args.wsd_lr or 'recipe'}"
     t0 = time.perf_counter()
     stable = RunConfig(size, wsd_stable_tokens(budgets[-1], args.decay_frac), pretrain_schedule=budgets[-1])

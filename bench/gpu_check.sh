@@ -38,7 +38,7 @@ if "$PY" -c 'import numpy, tokenizers, rich' 2>/dev/null; then
   out="$(mktemp -d)"
   start=$(date +%s)
   DYNSIM_CACHE="$out/cache" timeout 300 "$PY" -m dynsim train "$RUN" \
-      --recipe "$recipe" --out "$out/runs" --quiet \
+      --recipe "$recipe" --runs "$out/runs" --quiet \
     && echo "stage tree done in $(( $(date +%s) - start )) s" \
     && "$PY" - "$out/runs" <<'EOF'
 import json, sys

@@ -75,7 +75,7 @@ def cmd_fit(args) -> int:
     print(f"wrote {path} and {path.with_suffix('.nc')}")
     if not ok:
         return fail(f"diagnostics failed after retries ({'; '.join(posterior.diagnostic_problems(diag))}); the "
-                     "posterior was written but predict will refuse it")
+                    "posterior was written but predict will refuse it")
     return 0
 
 

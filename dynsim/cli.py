@@ -158,7 +158,7 @@ def add_calibration_flags(q):
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from dynsim.config import config_from_flags, parse_config
+    from dynsim.config import STAGE_LABEL, config_from_flags, parse_config
 
     if args.name is not None:  # '' too: an empty name is refused as one, not taken for stage flags
         if any(v is not None for v in (args.pretrain, args.cpt, args.sft, args.rl)):
@@ -167,8 +167,8 @@ def cmd_predict(args) -> int:
     else:
         cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
     refuse_unused_calibration(args, not args.posterior, "--posterior")
-    if args.draws and "interval" in getattr(args, "_given", ()):
-        raise UsageError("--interval has no effect with --draws (raw draws, no interval): give one or the other")
+    if args.csv and "interval" in getattr(args, "_given", ()):
+        raise UsageError("--interval has no effect with --csv (raw draws, no interval): give one or the other")
     post = load_posterior(args)
     unseen = post.unseen_stages(cfg)
     if unseen:
@@ -192,7 +192,7 @@ def cmd_predict(args) -> int:
     outside = post.outside_range(cfg)
     nearest = post.nearest_observed(rows[-1][0]).name if outside else None  # for the fullest reported stage
 
-    if args.draws:
+    if args.csv:
         header = ",".join(f"{c.name}|{t}|{m}" for c, t, m in rows)
         print(header)
         np.savetxt(sys.stdout, draws, delimiter=",", fmt="%.4g")
@@ -218,8 +218,7 @@ def cmd_predict(args) -> int:
     for (c, t, m), a, l, h in zip(rows, mean, lo, hi):
         if c != current:
             current = c
-            label = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}[c.stage()]
-            print(f"\n{c.name}  ({label})\n  {'task':<{width}}{'metric':<15}{'mean':>7}   {level:g}% interval")
+            print(f"\n{c.name}  ({STAGE_LABEL[c.stage()]})\n  {'task':<{width}}{'metric':<15}{'mean':>7}   {level:g}% interval")
         digits = 3 if m == "loss" else 1
         print(f"  {t:<{width}}{m:<15}{a:7.{digits}f}   [{l:5.{digits}f}, {h:5.{digits}f}]")
     print("\naccuracy in percent, loss in nats/token; intervals are posterior-predictive for a new measurement")
@@ -383,7 +382,7 @@ def add_predict(sub, help: str) -> None:
     q.add_argument("--interval", type=checks.percent, default=90.0, help="credible interval in percent (default 90)")
     output = q.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="machine-readable output")
-    output.add_argument("--draws", action="store_true", help="print raw posterior-predictive draws as CSV")
+    output.add_argument("--csv", action="store_true", help="print the raw posterior-predictive draws as CSV")
     q.add_argument("--seed", type=checks.seed, default=0, help="seed for the predictive noise draws")
     q.add_argument("--corpus", type=checks.nonempty,
                    help="pretraining corpus, for calibrations that compare several "

@@ -30,6 +30,8 @@ NAME_FORM = ("{size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F
              "e.g. 1B-160BT-8+42BT-100Kep1-100Kep8 or 1B-3TT-mnli:6Kep3")
 _NUM = r"[0-9]+(?:\.[0-9]+)?"  # ASCII digits: '١B' or '１B' is not how a count is typed
 _DATA = re.compile(r"[a-z0-9_]+")  # a data set's name: no '-' (separates stages) nor ':' (ends the name)
+STAGES = ("pt", "cpt", "sft", "rl")  # the training stages, in the order a run passes them (RunConfig.stage())
+STAGE_LABEL = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}  # a model after each
 
 
 class ConfigError(UserError):

@@ -28,11 +28,10 @@ import string
 import tomllib
 from pathlib import Path
 
-from dynsim.config import (ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
+from dynsim.config import (STAGES, ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
                            parse_size)
 from dynsim.errors import UserError, shown
 
-STAGES = ("pt", "cpt", "sft", "rl")
 EXECUTORS = ("local", "slurm")
 SCHEDULES = ("wsd", "cosine")
 # what a [trainer] command may name, each filled per node and seed by train_runs.user_trainer

@@ -20,9 +20,9 @@ import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
-from dynsim.config import RunConfig
+from dynsim.config import STAGES, RunConfig
 
-KINDS = ("stable", "decay", "pt", "cpt", "sft", "rl")
+KINDS = ("stable", "decay", *STAGES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,13 +186,13 @@ def format_plan(study, nodes: list[Node], done: dict | None = None) -> str:
         lines.append(f"  {n.level:<6}{n.kind:<7}{indent + n.name:<44}{_tok(n.tokens):>10}{n.flops:>10.2e}  "
                      f"{done.get(n.config, 0)}/{n_seeds}{extra}")
     lines += ["", f"  {'stage':<8}{'nodes':>6}{'jobs':>6}{'tokens':>10}{'FLOPs':>10}{'done':>7}"]
-    for stage in ("pt", "cpt", "sft", "rl"):
+    for stage in STAGES:
         sel = [n for n in nodes if n.stage == stage]
         if sel:
             lines.append(f"  {stage:<8}{len(sel):>6}{len(sel) * n_seeds:>6}{_tok(sum(n.tokens for n in sel)):>10}"
                          f"{sum(n.flops for n in sel):>10.2e}{sum(done.get(n.config, 0) for n in sel):>7}")
     lines += ["", f"a job ({study.executor}; [resources]):"]
-    lines += [f"  {stage:<8}{study.resources_for(stage).describe()}" for stage in ("pt", "cpt", "sft", "rl")
+    lines += [f"  {stage:<8}{study.resources_for(stage).describe()}" for stage in STAGES
               if any(n.stage == stage for n in nodes)]
     a = accounting(nodes, study.runs, study.sft_tokens_per_example, study.rl_tokens_per_example)
     lines += ["", "tokens per seed (SFT/RL at the study's tokens_per_example):",

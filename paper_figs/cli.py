@@ -44,7 +44,7 @@ def add_figs(sub, help: str) -> None:
                    help="a results Dataset (netCDF) to draw, with --posterior fitted to it")
     q.add_argument("--only", type=checks.nonempty,
                    help="comma-separated figures: fig2..fig8, forgetting, overtraining (default: all)")
-    q.add_argument("--out", type=checks.nonempty, default="figures", help="output folder (default: figures)")
+    q.add_argument("-o", "--out", type=checks.nonempty, default="figures", help="output folder (default: figures)")
     q.set_defaults(func=cmd_figs)
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from dynsim.config import STAGE_LABEL  # noqa: E402,F401 (the figures read it as style.STAGE_LABEL)
 from dynsim.files import atomic_write  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision deficiencies.
@@ -22,7 +23,6 @@ CYCLE = [OKABE_ITO[c] for c in ("blue", "vermillion", "green", "purple", "orange
 STAGE_PAIRS = [(OKABE_ITO["sky"], OKABE_ITO["blue"]), (OKABE_ITO["orange"], OKABE_ITO["vermillion"]),
                (OKABE_ITO["purple"], OKABE_ITO["green"])]
 STAGE_COLOURS = {"sft": OKABE_ITO["sky"], "rl": OKABE_ITO["blue"]}
-STAGE_LABEL = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}
 BAND = 0.90  # the credible level of every band
 DPI = 150  # PNG resolution
 

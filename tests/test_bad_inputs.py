@@ -266,7 +266,7 @@ def _cases():
           (q + ["--posterior", "{in}/image.png"], "not a readable dynsim posterior"),
           (q + ["--posterior", "{in}/empty.npz"], "not a readable dynsim posterior"),
           (q + ["--posterior", "{in}/folder.npz"], "folder.npz"),
-          (q + ["--json", "--draws"], "not allowed with argument"),
+          (q + ["--json", "--csv"], "not allowed with argument"),
           (q + ["--bogus"], "unrecognized arguments")]
     # -- fit: refused before the data is read or the sampler imported
     f = ["fit", "-o", "{tmp}/p.npz"]
@@ -301,25 +301,25 @@ def _cases():
           (v + ["--data", "/no/such.nc"], "no such results file"),
           (v + ["--data", "{in}/image.png"], "not a readable results Dataset")]
     # -- train: refused before any data is read or folder made
-    t = ["train", "0.1M-1MT", "--out", "{tmp}/runs", "--quiet"]
+    t = ["train", "0.1M-1MT", "--runs", "{tmp}/runs", "--quiet"]
     c += [(t + ["--seed", x], "argument --seed") for x in ("-1", "x", "0.5")]
-    c += [(["train", "abc", "--out", "{tmp}/runs"], "bad run name 'abc'"),
-          (["train", "", "--out", "{tmp}/runs"], "empty run name"),
-          (["train", "0.1M-1MT\n", "--out", "{tmp}/runs", "--seed", "-1"], "argument --seed"),
-          (["train", "10B-1MT", "--out", "{tmp}/runs"], "GiB for weights, gradients and optimizer state"),
-          (["train", "1T-1MT", "--out", "{tmp}/runs"], "this machine has"),
-          (["train", "0.1M-1000000TT", "--out", "{tmp}/runs"], "the limit is 10,000,000"),
-          (["train", "0.1M-1MT-1Kep1000000000", "--out", "{tmp}/runs"], "its SFT stage would take"),
-          (["train", "0.1M-1MT-1Kep1-1000Kep1000", "--out", "{tmp}/runs"], "its RL stage would take"),
-          (["train", "1K-1MT", "--out", "{tmp}/runs"], "too small"),
-          (["train", "0.1M-1MT", "--out", "{in}/plain.txt"], "is an existing file"),
-          (["train", "0.1M-1MT", "--out", "{in}/plain.txt/runs"], "is a file, not a folder"),
-          (["train", "0.1M-1MT", "--out", "/proc/x/runs"], "cannot write in '/proc'"),
+    c += [(["train", "abc", "--runs", "{tmp}/runs"], "bad run name 'abc'"),
+          (["train", "", "--runs", "{tmp}/runs"], "empty run name"),
+          (["train", "0.1M-1MT\n", "--runs", "{tmp}/runs", "--seed", "-1"], "argument --seed"),
+          (["train", "10B-1MT", "--runs", "{tmp}/runs"], "GiB for weights, gradients and optimizer state"),
+          (["train", "1T-1MT", "--runs", "{tmp}/runs"], "this machine has"),
+          (["train", "0.1M-1000000TT", "--runs", "{tmp}/runs"], "the limit is 10,000,000"),
+          (["train", "0.1M-1MT-1Kep1000000000", "--runs", "{tmp}/runs"], "its SFT stage would take"),
+          (["train", "0.1M-1MT-1Kep1-1000Kep1000", "--runs", "{tmp}/runs"], "its RL stage would take"),
+          (["train", "1K-1MT", "--runs", "{tmp}/runs"], "too small"),
+          (["train", "0.1M-1MT", "--runs", "{in}/plain.txt"], "is an existing file"),
+          (["train", "0.1M-1MT", "--runs", "{in}/plain.txt/runs"], "is a file, not a folder"),
+          (["train", "0.1M-1MT", "--runs", "/proc/x/runs"], "cannot write in '/proc'"),
           (t + ["--recipe", "no_such_recipe"], "recipe 'no_such_recipe' not found"),
           (t + ["--recipe", "{in}/recipe_png.toml"], "not a UTF-8 text file"),
           (t + ["--recipe", "{in}/image.png"], "not found")]  # not a .toml: taken as a recipe's name
     c += [(t + ["--recipe", f"{{in}}/recipe_{name}.toml"], words) for name, (_, words) in BAD_RECIPES.items() if words]
-    c += [(["train", "0.1M-1MT-1Kep1-1Kep1", "--out", "{tmp}/runs", "--recipe", "{in}/recipe_zero_prompts.toml"],
+    c += [(["train", "0.1M-1MT-1Kep1-1Kep1", "--runs", "{tmp}/runs", "--recipe", "{in}/recipe_zero_prompts.toml"],
            "prompts_per_step must be")]
     # -- results import
     r = ["results", "import"]
@@ -346,24 +346,24 @@ def _cases():
           (w + ["plan", "{in}"], "no such study file"),
           (w + ["plan"], "the following arguments are required: study"),
           (w + ["launch", S], "invalid choice"),
-          (w + ["status", S, "--out", "{tmp}/runs", "--watch", "-1"], "argument --watch"),
-          (w + ["status", S, "--out", "{tmp}/runs", "--watch", "0"], "argument --watch"),
-          (w + ["status", S, "--out", "{tmp}/runs", "--watch", "nan"], "argument --watch"),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--retries", "-1"], "argument --retries"),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--executor", "cloud"], "invalid choice"),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--detach"], "--detach needs the slurm executor"),
-          (w + ["submit", "{in}/study_mem_nan.toml", "--out", "{tmp}/runs"], "mem_gb > 0"),
-          (w + ["submit", "{in}/study_gpus.toml", "--out", "{tmp}/runs"], "[resources] asks for 64 "),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--dry-run"], "add --executor slurm"),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--dry-run", "--executor", "slurm", "--detach"],
+          (w + ["status", S, "--runs", "{tmp}/runs", "--watch", "-1"], "argument --watch"),
+          (w + ["status", S, "--runs", "{tmp}/runs", "--watch", "0"], "argument --watch"),
+          (w + ["status", S, "--runs", "{tmp}/runs", "--watch", "nan"], "argument --watch"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--retries", "-1"], "argument --retries"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--executor", "cloud"], "invalid choice"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--detach"], "--detach needs the slurm executor"),
+          (w + ["submit", "{in}/study_mem_nan.toml", "--runs", "{tmp}/runs"], "mem_gb > 0"),
+          (w + ["submit", "{in}/study_gpus.toml", "--runs", "{tmp}/runs"], "[resources] asks for 64 "),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--dry-run"], "add --executor slurm"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--dry-run", "--executor", "slurm", "--detach"],
            "drop --detach and --retries"),
-          (w + ["submit", "{in}/study_recipe_key.toml", "--out", "{tmp}/runs"], "unknown key [pt] lrr"),
-          (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}"], "is an existing folder"),
-          (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{in}/plain.txt/r.nc"], "is a file, not a folder"),
-          (w + ["collect", S, "--out", "{tmp}/runs", "-o", "{tmp}/r.nc"], "no results yet"),
-          (w + ["collect", S, "--out", "{tmp}/runs"], "the following arguments are required: -o/--output")]
+          (w + ["submit", "{in}/study_recipe_key.toml", "--runs", "{tmp}/runs"], "unknown key [pt] lrr"),
+          (w + ["collect", S, "--runs", "{tmp}/runs", "-o", "{in}"], "is an existing folder"),
+          (w + ["collect", S, "--runs", "{tmp}/runs", "-o", "{in}/plain.txt/r.nc"], "is a file, not a folder"),
+          (w + ["collect", S, "--runs", "{tmp}/runs", "-o", "{tmp}/r.nc"], "no results yet"),
+          (w + ["collect", S, "--runs", "{tmp}/runs"], "the following arguments are required: -o/--out")]
     if shutil.which("sbatch") is None:  # where Slurm is installed this would submit for real
-        c += [(w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--executor", "slurm"], "needs Slurm's sbatch")]
+        c += [(w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--executor", "slurm"], "needs Slurm's sbatch")]
     # -- figs
     g = ["figs", "--out", "{tmp}/figures"]
     c += [(g + ["--only", "fig99"], "unknown figure 'fig99'"),
@@ -385,11 +385,11 @@ def _cases():
           (v + ["--compare", ""], "argument --compare: expected a non-empty"),
           (v + ["--data", ""], "argument --data: expected a non-empty"),
           (t + ["--recipe", ""], "argument --recipe: expected a non-empty"),
-          (["train", "0.1M-1MT", "--out", ""], "argument --out: expected a non-empty"),
+          (["train", "0.1M-1MT", "--runs", ""], "argument --runs: expected a non-empty"),
           (r + ["{in}/good.json", "-o", ""], "is an existing folder"),
-          (w + ["status", S, "--out", ""], "argument --out: expected a non-empty"),
-          (w + ["collect", S, "--out", "{tmp}/runs", "-o", ""], "is an existing folder"),
-          (["figs", "--out", ""], "argument --out: expected a non-empty"),
+          (w + ["status", S, "--runs", ""], "argument --runs: expected a non-empty"),
+          (w + ["collect", S, "--runs", "{tmp}/runs", "-o", ""], "is an existing folder"),
+          (["figs", "--out", ""], "argument -o/--out: expected a non-empty"),
           (g + ["--only", ""], "argument --only: expected a non-empty")]
     # -- a fresh probe (probe19): numbers not typed in ASCII, seeds beyond 2**32 - 1, absurd counts, a flag given
     # twice (argparse keeps the last silently), flags that another one makes unused, outputs over inputs
@@ -407,9 +407,9 @@ def _cases():
           (q + ["--calibration", "evolm", "--calibration", "gadre2024"], "given twice"),
           (q + ["--interval", "50", "--interval", "80"], "given twice"),
           (q + ["--json", "--json"], "argument --json: given twice"),
-          (q + ["--draws", "--draws"], "argument --draws: given twice"),
-          (q + ["--draws", "--json"], "not allowed with argument"),
-          (q + ["--draws", "--interval", "50"], "--interval has no effect with --draws"),
+          (q + ["--csv", "--csv"], "argument --csv: given twice"),
+          (q + ["--csv", "--json"], "not allowed with argument"),
+          (q + ["--csv", "--interval", "50"], "--interval has no effect with --csv"),
           (q + ["--posterior", MP, "--calibration", "gadre2024"], "--calibration 'gadre2024' is not used with --posterior"),
           (q + ["--posterior", "{in}/ünïcødé\n.npz"], r"\n.npz: no such posterior file"),
           (q + ["--calibration", "evolm\n"], r"unknown calibration 'evolm\n'"),
@@ -431,29 +431,29 @@ def _cases():
           (v + ["--data", "{in}/results.nc", "--posterior", MP, "--calibration", "evolm"], "is not used with")]
     c += [(t + ["--seed", str(2 ** 32)], "argument --seed"),
           (t + ["--recipe", "miniature", "--recipe", "quick"], "argument --recipe: given twice"),
-          (["train", "0.1M-1MT\u2028", "--out", "{tmp}/runs"], "a control character or line break"),
-          (["train", "0.1M-1MT", "--out", "{tmp}/a\nb"], "a control character in a path to write"),
-          (["train", "0.1M-1MT-mnli:1Kep1", "--out", "{tmp}/runs"], "no SFT data sets to choose from"),
+          (["train", "0.1M-1MT\u2028", "--runs", "{tmp}/runs"], "a control character or line break"),
+          (["train", "0.1M-1MT", "--runs", "{tmp}/a\nb"], "a control character in a path to write"),
+          (["train", "0.1M-1MT-mnli:1Kep1", "--runs", "{tmp}/runs"], "no SFT data sets to choose from"),
           (t + ["--recipe", "{in}/recipe_threads_1000.toml"], "[run] threads = 1000, and this machine has")]
     c += [(r + ["{in}/runs.csv", "-o", "{in}/runs.csv"], "a results Dataset is a .nc"),  # not over its input
           (r + ["{in}/good.json", "-o", "{in}/good.json"], "a results Dataset is a .nc"),
           (r + ["{in}/good.json", "-o", "{tmp}/r.nc", "-o", "{tmp}/s.nc"], "given twice"),
           (r + ["{in}/good.json", "-o", "{tmp}/r.npz"], "a results Dataset is a .nc (netCDF) file"),
-          (w + ["collect", "{in}/study.toml", "--out", "{tmp}/runs", "-o", "{tmp}/r.csv"], "a results Dataset is a .nc"),
+          (w + ["collect", "{in}/study.toml", "--runs", "{tmp}/runs", "-o", "{tmp}/r.csv"], "a results Dataset is a .nc"),
           (r + ["{in}/zero.npz", "-o", "{tmp}/r.nc"], "not a regular file"),
           (r + ["{in}/record_dup_key", "-o", "{tmp}/r.nc"], "key 'seed' given twice"),
           (r + ["{in}/csv_seed_huge.csv", "-o", "{tmp}/r.nc"], "not a whole number from 0 to 2**63 - 1"),
           (r + ["{in}/csv_nul.csv", "-o", "{tmp}/r.nc"], "a control character in the name"),
           (r + ["{in}/csv_one_bad_row.csv", "-o", "{tmp}/r.nc"], "1 bad row(s); nothing imported")]
-    c += [(w + ["plan", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
-          (w + ["status", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
-          (w + ["submit", "{in}/study.toml", "--out", "{in}/plain.txt"], "is an existing file"),
-          (w + ["plan", "{in}/study.toml", "--out", "{tmp}/a", "--out", "{tmp}/b"], "argument --out: given twice"),
-          (w + ["submit", "{in}/study.toml", "--out", "{tmp}/runs", "--retries", "1000000"], "argument --retries"),
-          (w + ["status", "{in}/study.toml", "--out", "{tmp}/runs", "--watch", "1e308"], "argument --watch"),
-          (w + ["status", "{in}/study.toml", "--out", "{tmp}/runs", "--watch", "1e-300"], "argument --watch"),
-          (w + ["collect", "{in}/study.toml", "--out", "{tmp}/runs", "-o", "{in}/study.toml"], "a results Dataset is a .nc"),
-          (w + ["submit", "{in}/study_cpus_local.toml", "--out", "{tmp}/runs"], "CPU(s) a job"),
+    c += [(w + ["plan", "{in}/study.toml", "--runs", "{in}/plain.txt"], "is an existing file"),
+          (w + ["status", "{in}/study.toml", "--runs", "{in}/plain.txt"], "is an existing file"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{in}/plain.txt"], "is an existing file"),
+          (w + ["plan", "{in}/study.toml", "--runs", "{tmp}/a", "--runs", "{tmp}/b"], "argument --runs: given twice"),
+          (w + ["submit", "{in}/study.toml", "--runs", "{tmp}/runs", "--retries", "1000000"], "argument --retries"),
+          (w + ["status", "{in}/study.toml", "--runs", "{tmp}/runs", "--watch", "1e308"], "argument --watch"),
+          (w + ["status", "{in}/study.toml", "--runs", "{tmp}/runs", "--watch", "1e-300"], "argument --watch"),
+          (w + ["collect", "{in}/study.toml", "--runs", "{tmp}/runs", "-o", "{in}/study.toml"], "a results Dataset is a .nc"),
+          (w + ["submit", "{in}/study_cpus_local.toml", "--runs", "{tmp}/runs"], "CPU(s) a job"),
           (w + ["submit", "{in}/study_name_slash.toml"], "[study] name must be a plain name"),
           (w + ["submit", "{in}/study_out_empty.toml"], "[study] out must be a run store folder")]
     o = ["optimize", "--budget", "1e22FLOPs"]
@@ -467,7 +467,7 @@ def _cases():
           (["suggest", "-k", "1000"], "argument -k"),
           (["suggest", "--at", "1B-160BT", "--at", "1B-320BT"], "argument --at: given twice"),
           (["suggest", "-k", "3", "-k", "5"], "argument -k: given twice"),
-          (g + ["--out", "{tmp}/other"], "argument --out: given twice"),
+          (g + ["--out", "{tmp}/other"], "argument -o/--out: given twice"),
           (["figs", "--out", "{tmp}/a\nb"], "a control character in a path to write"),
           (g + ["--data", "{in}/results.nc", "--posterior", MP, "--calibration", "nope"], "is not used with")]
     # -- the command itself

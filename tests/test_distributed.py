@@ -77,7 +77,7 @@ def test_dynsim_train_under_torchrun_writes_one_record(tmp_path):
     for processes, store in ((2, "two"), (1, "one")):
         launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                      "127.0.0.1", "--master_port", str(_free_port())] if processes > 1 else [sys.executable])
-        done = subprocess.run(launcher + ["-m", "dynsim", "train", *args, "--out", str(tmp_path / store)], env=ENV,
+        done = subprocess.run(launcher + ["-m", "dynsim", "train", *args, "--runs", str(tmp_path / store)], env=ENV,
                               cwd=tmp_path, text=True, capture_output=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.count("result in") == 1, done.stdout  # one rank reports

@@ -53,7 +53,7 @@ def test_table_and_draws_outputs():
     r = run_cli("predict", "1B-160BT-8+42BT-100Kep1-100Kep8")
     assert r.returncode == 0 and "after SFT+RL" in r.stdout and "90% interval" in r.stdout
     assert "extrapolating" not in r.stdout
-    r = run_cli("predict", "--pretrain", "80BT", "--sft", "100Kep1", "--draws")
+    r = run_cli("predict", "--pretrain", "80BT", "--sft", "100Kep1", "--csv")
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and "|ID_avg|pass@16" in lines[0] and len(lines) > 1000
 
@@ -77,6 +77,36 @@ def test_the_verb_table_imports_only_the_verb_typed():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('calibrate', 'train_runs', 'paper_figs')))")
     r = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.split() == ["True", "[]"], r.stdout + r.stderr
+
+
+def _option_actions(parser):
+    """Every (command, option action) of a parser and its sub-commands."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from ((f"{name} {c}".strip(), a) for c, a in _option_actions(sub))
+        elif action.option_strings:
+            yield "", action
+
+
+def test_a_flag_means_one_thing_in_every_verb():
+    """-o/--out: what the verb writes (a file or folder), one option; --runs: a run store; --draws: a count."""
+    from dynsim.cli import build_parser
+
+    seen = set()
+    for command, action in _option_actions(build_parser()):
+        flags = set(action.option_strings)
+        seen |= flags
+        if flags & {"-o", "--out"}:
+            assert flags == {"-o", "--out"}, (command, flags)
+        if "--draws" in flags:
+            assert action.nargs is None and action.type is not None, command  # a number, not a switch
+        if "--runs" in flags:
+            assert "run store" in action.help, command
+    assert {"-o", "--out", "--runs", "--draws", "--csv"} <= seen
+    assert "--output" not in seen
 
 
 @pytest.mark.parametrize("verb, missing, extra", [

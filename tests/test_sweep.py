@@ -200,13 +200,13 @@ def test_a_submit_while_another_holds_the_store_is_refused_in_one_line(tmp_path,
         def started(*args, **kwargs):
             raise AssertionError("a second dispatcher started")
         monkeypatch.setattr(sweep._Dispatcher, "run", started)
-        assert main(["sweep", "submit", str(spec), "--out", str(out)]) == 2
+        assert main(["sweep", "submit", str(spec), "--runs", str(out)]) == 2
         err = capsys.readouterr().err
         assert len(err.splitlines()) == 1 and f"another dispatcher (pid {holder.pid})" in err, err
         assert not (out / "_sweep" / "state.json").exists()
     finally:
         holder.communicate("", timeout=30)
-    assert main(["sweep", "status", str(spec), "--out", str(out)]) == 0  # the lock is gone with its holder
+    assert main(["sweep", "status", str(spec), "--runs", str(out)]) == 0  # the lock is gone with its holder
 
 
 # -- jobs of several processes (issue 20) --------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_evolm_1b_plans_multi_gpu_jobs_of_the_named_1b_shape(tmp_path, capsys):
     study = Path(__file__).resolve().parents[1] / "studies" / "evolm_1b.toml"
     assert main(["sweep", "plan", str(study)]) == 0
     assert "pt      4 nodes x (8 tasks, 8 GPUs, 64 CPUs, 480 GB)" in capsys.readouterr().out
-    assert main(["sweep", "submit", str(study), "--dry-run", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "submit", str(study), "--dry-run", "--runs", str(tmp_path)]) == 0
     pt = [t for n, t in ((p.name, p.read_text()) for p in (tmp_path / "_sweep" / "dry_run").iterdir()) if "-pt-" in n]
     assert pt and all("--nodes=4" in t and "--ntasks-per-node=8" in t and "--gpus-per-node=8" in t for t in pt)
     hp = load_recipe(load_study(study).recipe, parse_config("1B-20BT").size)

@@ -188,11 +188,11 @@ def test_cli_plan_is_light_and_errors_are_one_line(tmp_path):
 def test_cli_status_and_collect_before_any_run(tmp_path, capsys):
     from dynsim.cli import main
 
-    assert main(["sweep", "status", "studies/mini.toml", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "status", "studies/mini.toml", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "15 jobs: not submitted 15" in out and "0.1M-320of400KT/seed0" in out
-    assert main(["sweep", "collect", "studies/mini.toml", "--out", str(tmp_path), "-o", str(tmp_path / "r.nc")]) == 2
+    assert main(["sweep", "collect", "studies/mini.toml", "--runs", str(tmp_path), "-o", str(tmp_path / "r.nc")]) == 2
     err = capsys.readouterr().err
     assert "no results yet" in err and err.count("\n") == 1
-    assert main(["sweep", "submit", "studies/mini.toml", "--out", str(tmp_path), "--detach"]) == 2
+    assert main(["sweep", "submit", "studies/mini.toml", "--runs", str(tmp_path), "--detach"]) == 2
     assert "--detach needs the slurm executor" in capsys.readouterr().err

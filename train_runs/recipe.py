@@ -11,10 +11,11 @@ import math
 import tomllib
 from pathlib import Path
 
+from dynsim.config import STAGES
 from dynsim.errors import UserError, shown
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
-SECTIONS = ("data", "model", "run", "pt", "cpt", "sft", "rl", "eval")
+SECTIONS = ("data", "model", "run", *STAGES, "eval")
 
 
 class RecipeError(UserError):
@@ -155,11 +156,11 @@ _POSITIVE, _FRACTION = _real(0, lo_open=True), _real(0, 1)
 # that can be right (a NaN or negative learning rate, a warmup longer than the run, k = 0 samples) yet records
 # a result as if it had, so it is refused when the recipe is loaded, at `sweep plan` too.
 RANGES = {
-    **{(stage, "lr"): _POSITIVE for stage in ("pt", "cpt", "sft", "rl")},
-    **{(stage, "min_lr_frac"): _FRACTION for stage in ("pt", "cpt", "sft", "rl")},
-    **{(stage, "warmup_frac"): _real(0, 1, hi_open=True) for stage in ("pt", "cpt", "sft", "rl")},
-    **{(stage, "weight_decay"): _real(0) for stage in ("pt", "cpt", "sft", "rl")},
-    **{(stage, "grad_clip"): _POSITIVE for stage in ("pt", "cpt", "sft", "rl")},
+    **{(stage, "lr"): _POSITIVE for stage in STAGES},
+    **{(stage, "min_lr_frac"): _FRACTION for stage in STAGES},
+    **{(stage, "warmup_frac"): _real(0, 1, hi_open=True) for stage in STAGES},
+    **{(stage, "weight_decay"): _real(0) for stage in STAGES},
+    **{(stage, "grad_clip"): _POSITIVE for stage in STAGES},
     ("pt", "decay_frac"): _real(0, 1, lo_open=True, hi_open=True), ("pt", "warmup_steps"): _at_least(0),
     ("pt", "stable_every"): _at_least(1), ("pt", "schedule"): _one_of("cosine", "wsd"),
     ("rl", "group_size"): _at_least(2),  # GRPO compares a prompt's samples: one alone has no advantage

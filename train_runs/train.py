@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynsim.config import RunConfig, format_size, parse_config
+from dynsim.config import STAGES, RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
 from dynsim.files import atomic_write_bytes
 from dynsim.tree import lineage, run_dir
@@ -35,7 +35,6 @@ from train_runs.recipe import RecipeError, load_recipe, recipe_count  # noqa: F4
 from train_runs.model import GPT, ModelConfig, model_config
 
 SCHEMA = "dynsim.result/1"
-STAGES = ("pt", "cpt", "sft", "rl")
 STATE_BYTES = 16  # per parameter while training: fp32 weights, gradients and AdamW's two moments
 MAX_STEPS = 10_000_000  # optimizer steps in one stage: weeks at the miniature's fastest; more is a typo in a budget
 
