@@ -4,7 +4,7 @@
    Goal (issue 2): median ≤ 0.5 s on a 2-core machine.
 2. The posterior predictive for 1,000 configurations over all draws of the bundled posterior
    (`Posterior.predict`, noise included), per downstream metric. Goal (issue 3): median ≤ 0.2 s.
-   `Posterior.predict` uses `forward.predict_many` (tabulated in ability, float32, draw blocks on all cores);
+   `Posterior.predict` uses `fastpath.predict_many` (tabulated in ability, float32, draw blocks on all cores);
    beside it the exact `forward.predict`, and the largest deviation between the two on the first 200 draws.
    Wall and CPU (process) time are both printed: on a shared machine wall time is inflated by other
    processes; CPU time is what this process needs, summed over its threads.
@@ -56,7 +56,7 @@ if not args.skip_cli:
           flush=True)
 
 # -- 2. posterior predictive, 1,000 configurations × all draws -----------------------------------------
-from dynsim import forward, posterior  # noqa: E402
+from dynsim import fastpath, forward, posterior  # noqa: E402
 from dynsim.config import parse_config  # noqa: E402
 
 post = posterior.load(posterior.bundled_path("evolm"))
@@ -86,7 +86,7 @@ for task, metric in [("ID_avg", "greedy_pass@1"), ("ID_avg", "pass@16"), ("ID_av
         w, c = timed(lambda: forward.predict(post.gathered(), x, np), reps)
         print(f"  {task} {metric:14s} exact forward.predict (no noise):  median wall {w:7.3f} s, cpu {c:7.3f} s "
               f"({reps} repeats)", flush=True)
-    dev = 100 * np.abs(forward.predict_many(head, x) - forward.predict(head, x, np)).max()
+    dev = 100 * np.abs(fastpath.predict_many(head, x) - forward.predict(head, x, np)).max()
     w, c = timed(lambda: post.predict(cfgs, tasks, metrics, noise=True), args.repeats)
     print(f"  {task} {metric:14s} Posterior.predict (predict_many): median wall {w:7.3f} s, cpu {c:7.3f} s "
           f"({args.repeats} repeats; max |Δ| vs exact {dev:.1e} points on 200 draws)", flush=True)

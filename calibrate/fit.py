@@ -72,8 +72,8 @@ def diagnostics(idata) -> dict:
 
 def worst_mixing(idata, k: int = 3) -> list[str]:
     """The k parameters with the largest R-hat and their per-chain means: chains that agree among themselves
-    but not with another sit in separate modes (mini at target_accept 0.95: one chain with forget_max 0.35
-    nats, three with 3.9), which a higher target_accept does not cure."""
+    but not with another sit in separate modes, which a higher target_accept does not cure (the model needs
+    changing: see forget_reach in calibrate/model.py)."""
     import arviz as az
 
     with _constant_elements_allowed():
@@ -100,8 +100,7 @@ def passes(diag: dict) -> bool:
 def fit(obs, draws=1000, tune=1000, chains=4, seed=0, progress=True, target_accepts=(0.95, 0.99, 0.995), log=print):
     """Sample; retry up to twice: after divergences with the next higher target_accept (smaller steps resolve
     curvature), after R-hat > 1.01 alone with twice the draws and tuning at the same one (chains that mix slowly
-    need length: on the OLMo ladder 0.95 gave R-hat 1.012, then 0.99 1.037 and 0.995 1.074, ever shorter
-    trajectories exploring less). Returns (idata, diag, ok)."""
+    need length; a higher target_accept gives shorter trajectories that explore less). Returns (idata, diag, ok)."""
     steps = iter(target_accepts)
     ta = next(steps)
     for attempt in range(len(target_accepts)):

@@ -117,9 +117,9 @@ CALIBRATIONS = {c.name: c for c in (
     # Pythia's paper proposes no extrapolation law, so its split has the naive baselines and least squares only.
     # Zero-shot, the suite's five tasks that rise from their chance rate within the fitted sizes: LogiQA, MMLU and
     # WSC stay at chance (21-27%, WSC below its own) from 70M to 1B, carry no scaling signal, and split the
-    # posterior into modes of where they would start to rise (first fit here: R-hat 1.96); ARC-Challenge starts
-    # below its chance (17-19% at 70M-160M: its questions were chosen to defeat word co-occurrence), which the
-    # cloze link's chance floor cannot hold, and two of four chains took a ceiling of 0.2 for it (R-hat 1.74).
+    # posterior into modes of where they would start to rise; ARC-Challenge starts below its chance (17-19% at
+    # 70M-160M: its questions were chosen to defeat word co-occurrence), which the cloze link's chance floor cannot
+    # hold, so chains disagree on its ceiling.
     Calibration("pythia", "Pythia: 8 runs of 70M-1B on the Pile and its deduplicated copy, 300BT cosine, zero-shot "
                 "accuracy along training, fitted below 1.2B parameters", "csv", form="smoothmax",
                 hold_out=dict(size_from=1.1e9), checkpoints_from=2e9, metrics=("acc",),

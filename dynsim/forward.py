@@ -29,7 +29,11 @@ The chain of the model, stage by stage (priors and their sources live in calibra
                         greedy = E[chance + (1 − chance) · σ(greedy_sharpness · logit p_i)],
                         with q = chance + (1 − chance) · p_i (guessing on closed-form answers).
 
-The expectation over items is Gauss–Hermite quadrature, so every metric is a smooth function of μ.
+The expectation over items is a quadrature over difficulty strata, so every metric is a smooth function of μ.
+
+The formulas are written in dynsim/arrays.py's operations (`gather` a grouped parameter per observation,
+`per_distinct(xp, f, cols)`: f(cols), evaluated once per distinct value of the columns); `fastpath.predict_many`
+evaluates `predict` over thousands of draws at once.
 
 Scales (`reference_scales`): N_ref and D_ref are the decades nearest the fitted runs' typical size and tokens
 (EvoLM's: 1e9 and 1e11, the scales the priors were written at; a CPU miniature's: 1e5 and 1e7), so A and B are
@@ -43,13 +47,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from statistics import NormalDist
 
 import numpy as np
+
+from dynsim.arrays import full, gather, in_order, per_distinct, power, sigmoid, take
 
 EXCESS_REF = 0.6  # nats of loss above E: centres the loss term so ability0 is the ability at a typical loss
 N_REF, D_REF = 1e9, 1e11  # default reference size/data: Chinchilla terms are nats there (decorrelates NUTS)
@@ -320,69 +323,6 @@ def design(configs, tasks: list[str], metrics: list[str], table: TaskTable, corp
 
 
 # -- the model ---------------------------------------------------------------------------------------
-def _sigmoid(xp, v):
-    """The logistic function without overflow at any argument (1/(1 + e^−v) overflows e^−v below v ≈ −89 in
-    float32): tanh's form in numpy, pytensor's own stable sigmoid in a compiled graph."""
-    if xp is np:
-        return 0.5 + 0.5 * np.tanh(0.5 * v)
-    return xp.sigmoid(v)
-
-
-def _take(xp, p, idx):
-    return xp.take(p, idx, axis=-1)
-
-
-def _param(xp, p, idx):
-    """A grouped parameter (…, groups) per observation. numpy keeps one column where every observation reads the
-    same group (it broadcasts: a prediction for one task needs no full-size gather)."""
-    if xp is np and len(idx) > 1 and (idx == idx[0]).all():
-        return p[..., idx[:1]]
-    return _take(xp, p, idx)
-
-
-def _full(xp, v, n: int):
-    """v with its observation axis at full length n (numpy terms that were the same for every observation
-    stay one broadcasting column until a result leaves the model)."""
-    if xp is not np or np.shape(v)[-1] == n:
-        return v
-    return np.broadcast_to(v, np.shape(v)[:-1] + (n,)).copy()
-
-
-def _power(xp, base: np.ndarray, exponent):
-    """base ** exponent for a positive data column and parameter draws, as exp(exponent · log base): the log is
-    taken once per column value, and numpy's exp is vectorised where its float32 pow is not (4× faster here)."""
-    return xp.exp(exponent * np.log(base))
-
-
-def _distinct(xp, f, *cols):
-    """f(*cols), a term combining per-observation columns with (S, 1) draws. With numpy, f runs once per distinct
-    combination of the columns and is gathered back (a grid of configurations repeats its values, and the
-    transcendental functions dominate the cost), or left one broadcasting column where all rows share one
-    combination; pytensor gets f(*cols)."""
-    if xp is not np or len(cols[0]) < 2:
-        return f(*cols)
-    distinct, inverse = _unique_rows(np.stack(cols, axis=1))
-    values = f(*distinct.T)
-    return values if len(distinct) == 1 else np.take(values, inverse, axis=-1)
-
-
-_UNIQUE_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-_UNIQUE_LOCK = threading.Lock()
-
-
-def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(a, axis=0, return_inverse=True), remembered by content: predict_many asks for the same design
-    columns in every block of draws, and np.unique along an axis costs ~1 ms where a lookup costs µs."""
-    key = (a.shape, a.dtype.str, a.tobytes())
-    with _UNIQUE_LOCK:  # blocks of draws run in threads
-        if key not in _UNIQUE_CACHE:
-            if len(_UNIQUE_CACHE) >= 64:
-                _UNIQUE_CACHE.pop(next(iter(_UNIQUE_CACHE)))
-            distinct, inverse = np.unique(a, axis=0, return_inverse=True)
-            _UNIQUE_CACHE[key] = distinct, inverse.ravel()
-        return _UNIQUE_CACHE[key]
-
-
 def general_loss(p, x, xp):
     """Loss on general text after PT (and CPT): Chinchilla form + un-annealed gap + CPT forgetting."""
     return pretrain_loss(p, x, xp) + cpt_forgetting(p, x, xp)
@@ -395,7 +335,7 @@ def pretrain_loss(p, x, xp):
     loss = law_loss(p, x, xp)
     if "base_quality" not in p:
         return loss
-    return loss * xp.exp(-p["quality_loss"] * _param(xp, p["base_quality"], x["base_idx"]))
+    return loss * xp.exp(-p["quality_loss"] * gather(xp, p["base_quality"], x["base_idx"]))
 
 
 def law_loss(p, x, xp):
@@ -403,16 +343,16 @@ def law_loss(p, x, xp):
     are the same distribution)."""
     E, B = p["E"], p["B"]
     if "corpus_E" in p:  # the pretraining corpus shifts the irreducible loss and scales the data term
-        E = E + _param(xp, p["corpus_E"], x["corpus_idx"])
-        B = B * xp.exp(_param(xp, p["corpus_logB"], x["corpus_idx"]))
+        E = E + gather(xp, p["corpus_E"], x["corpus_idx"])
+        B = B * xp.exp(gather(xp, p["corpus_logB"], x["corpus_idx"]))
     # cosine learning rate still to decay at an intermediate checkpoint (0 for annealed runs)
     frac = np.where(x["D_sched"] > 0, x["D"] / np.maximum(x["D_sched"], 1.0), 1.0)
-    loss = E + _distinct(xp, lambda f: p["anneal_gap"] * 0.5 * (1.0 + np.cos(np.pi * f)), frac)
+    loss = E + per_distinct(xp, lambda f: p["anneal_gap"] * 0.5 * (1.0 + np.cos(np.pi * f)), frac)
     tokens = x["D"] + x["D_rep"]
     if x.get("form") == "compute":
-        return loss + p["A"] * _distinct(xp, lambda c: _power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
-    size = _distinct(xp, lambda n: p["A"] * _power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
-    data = B * _distinct(xp, lambda d: _power(xp, d / x["D_ref"], -p["beta"]), tokens)
+        return loss + p["A"] * per_distinct(xp, lambda c: power(xp, c / (x["N_ref"] * x["D_ref"]), -p["alpha"]), x["N"] * tokens)
+    size = per_distinct(xp, lambda n: p["A"] * power(xp, n / x["N_ref"], -p["alpha"]), x["N"])
+    data = B * per_distinct(xp, lambda d: power(xp, d / x["D_ref"], -p["beta"]), tokens)
     if x.get("form") == "smoothmax":  # (a^k + b^k)^(1/k), as max · (1 + (min/max)^k)^(1/k): no overflow
         k, big = p["smoothmax_k"], xp.maximum(size, data)
         return loss + big * xp.exp(xp.log1p(xp.exp(k * xp.log(xp.minimum(size, data) / big))) / k)
@@ -424,44 +364,44 @@ def cpt_forgetting(p, x, xp):
     def forgetting(dom, rep):
         onset = 1.0 - xp.exp(-dom / p["forget_tokens"])
         return p["forget_max"] * onset * xp.exp(-p["replay_protect"] * rep / np.maximum(rep + dom, 1.0))
-    return _distinct(xp, forgetting, x["D_dom"], x["D_rep"])
+    return per_distinct(xp, forgetting, x["D_dom"], x["D_rep"])
 
 
 def ability(p, x, xp):
     """Downstream ability logit μ per observation (before item spread)."""
-    return _full(xp, _param(xp, p["ability0"], x["task_idx"]) + ability_shift(p, x, xp), len(x["task_idx"]))
+    return full(xp, gather(xp, p["ability0"], x["task_idx"]) + ability_shift(p, x, xp), len(x["task_idx"]))
 
 
 def ability_shift(p, x, xp):
     """μ − ability0: what the configuration adds to a task's ability (general loss, CPT, post-training)."""
-    g = lambda name: _param(xp, p[name], x["task_idx"])  # noqa: E731
+    g = lambda name: gather(xp, p[name], x["task_idx"])  # noqa: E731
     # a downstream task feels only part of the general text CPT forgets (a miniature forgot 3.5 nats of
     # WordNet glosses on math CPT and kept its maths): the share is learned per kind, ID and OOD
     forgetting = cpt_forgetting(p, x, xp)
     if "forget_reach" in p:
-        forgetting = _param(xp, p["forget_reach"], x["kind_idx"]) * forgetting
+        forgetting = gather(xp, p["forget_reach"], x["kind_idx"]) * forgetting
     loss = pretrain_loss(p, x, xp) + forgetting
-    domain = _distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
+    domain = per_distinct(xp, lambda d: xp.log1p(d / p["domain_tokens"]), x["D_dom"])
 
     def post_training(tpp, sft_ex_ep, rl_ex_ep, named):
         sft = (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"])) * (1.0 - named) * p["sft_gain"]
         rl = p["rl_gain"] * (1.0 - xp.exp(-rl_ex_ep / p["rl_scale"]))
-        overtrained = _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"])
+        overtrained = power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"])
         return overtrained * (sft + rl)
-    post = _distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"],
+    post = per_distinct(xp, post_training, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["rl_ex"] * x["rl_ep"],
                      x["data_named"])
     if "data_gain" in p and x["data_named"].any():  # SFT on a named data set: its own gain on this task
         def named_sft(tpp, sft_ex_ep, named):
             saturation = named * (1.0 - xp.exp(-sft_ex_ep / p["sft_scale"]))
-            return _power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"]) * saturation
-        post = post + _distinct(xp, named_sft, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["data_named"]) * \
-            _param(xp, p["data_gain"], x["pair_idx"])
-    decline = _distinct(xp, lambda ood, ep: p["epoch_decline"] * ood * np.log(np.maximum(ep, 1.0)), x["is_ood"], x["sft_ep"])
+            return power(xp, 1.0 + tpp / TPP_OPTIMAL, -p["ot_sensitivity"]) * saturation
+        post = post + per_distinct(xp, named_sft, x["D"] / x["N"], x["sft_ex"] * x["sft_ep"], x["data_named"]) * \
+            gather(xp, p["data_gain"], x["pair_idx"])
+    decline = per_distinct(xp, lambda ood, ep: p["epoch_decline"] * ood * np.log(np.maximum(ep, 1.0)), x["is_ood"], x["sft_ep"])
     shift = g("loss_slope") * (loss_ref(p, x) - loss) + g("domain_weight") * domain + post - decline
     if "size_ability" in p:  # a larger model gains more from post-training than its loss alone says
-        shift = shift + _param(xp, p["size_ability"], x["kind_idx"]) * x["log_size"]
+        shift = shift + gather(xp, p["size_ability"], x["kind_idx"]) * x["log_size"]
     if "base_quality" in p:  # a better checkpoint than the law says is better downstream beyond its loss, too
-        shift = shift + _param(xp, p["quality_ability"], x["kind_idx"]) * _param(xp, p["base_quality"], x["base_idx"])
+        shift = shift + gather(xp, p["quality_ability"], x["kind_idx"]) * gather(xp, p["base_quality"], x["base_idx"])
     return shift
 
 
@@ -488,9 +428,9 @@ def _binom_tail(xp, q, k, thresh):
         log_choose = gammaln(kk + 1) - gammaln(i + 1) - gammaln(np.maximum(kk - i, 0) + 1) + np.where(i > kk, -np.inf, 0.0)
         q = xp.minimum(xp.maximum(q, 1e-9), 1 - 1e-9)
         log_pmf = log_choose + i * xp.log(q)[..., None] + (kk - i) * xp.log1p(-q)[..., None]
-        return (xp.exp(log_pmf) * _sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
+        return (xp.exp(log_pmf) * sigmoid(xp, (i - thresh[..., None] * kk - 0.5) / 0.3)).sum(axis=-1)
     # weight of X = i: a strict majority (the argument clipped where float32's exp would overflow to a 0 weight)
-    step = lambda i: _sigmoid(xp, np.clip((i - thresh * k - 0.5) / 0.3, -60, 60))  # noqa: E731
+    step = lambda i: sigmoid(xp, np.clip((i - thresh * k - 0.5) / 0.3, -60, 60))  # noqa: E731
     one_minus_q = 1.0 - q
     total = np.zeros(np.broadcast_shapes(q.shape, np.shape(thresh)), dtype=q.dtype)
     power = np.ones_like(total)
@@ -523,7 +463,7 @@ def downstream_metric(p, x, xp, mu=None):
     if len(present) == 1:
         return _metric_of_kind(p, x, xp, mu, present[0][0])
     rows = [np.flatnonzero((names == name) & (n_comp == c)) for name, c in present]
-    return _in_order(xp, [_metric_of_kind(p, x.subset(r), xp, _take(xp, mu, r), name)
+    return in_order(xp, [_metric_of_kind(p, x.subset(r), xp, take(xp, mu, r), name)
                           for r, (name, _) in zip(rows, present)], rows)
 
 
@@ -532,32 +472,24 @@ def _metric_of_kind(p, x, xp, mu, name: str):
     k = np.array([m[1] for m in x["metric"]], dtype=float)[:, None, None]
     k = int(k[0, 0, 0]) if (k == k[0]).all() else k
     n_comp = int((x["comp_weight"] > 0).sum(axis=1).max())  # only the components these tasks have
-    spread = _param(xp, p["item_spread"], x["task_idx"])[..., None, None]
+    spread = gather(xp, p["item_spread"], x["task_idx"])[..., None, None]
     chance = x["chance"][:, :n_comp, None]
     z, w = (QUAD_Z.astype(mu.dtype), QUAD_W.astype(mu.dtype)) if xp is np else (QUAD_Z, QUAD_W)  # float32 stays so
     logit_p = mu[..., None, None] + spread * z  # (..., n, component, node)
     if name == "greedy":
-        sharp = _param(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
-        per_item = chance + (1 - chance) * _sigmoid(xp, sharp * logit_p)
+        sharp = gather(xp, p["greedy_sharpness"], x["kind_idx"])[..., None, None]
+        per_item = chance + (1 - chance) * sigmoid(xp, sharp * logit_p)
     else:
-        q = chance + (1 - chance) * _sigmoid(xp, logit_p)
+        q = chance + (1 - chance) * sigmoid(xp, logit_p)
         if name == "mean":
             per_item = q
         elif name == "pass":
             per_item = 1.0 - (1.0 - q) ** k
         else:
-            tau = _param(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
+            tau = gather(xp, p["maj_threshold"], x["kind_idx"])[..., None, None]
             per_item = _binom_tail(xp, q, k, xp.maximum(tau, chance))
     per_component = (per_item * w).sum(axis=-1)
     return (per_component * x["comp_weight"][:, :n_comp]).sum(axis=-1)
-
-
-def _in_order(xp, parts, rows):
-    """Per-group results (…, len(rows_g)) back in observation order."""
-    order = np.concatenate(rows)
-    inverse = np.empty(len(order), dtype=int)
-    inverse[order] = np.arange(len(order))
-    return _take(xp, xp.concatenate(parts, axis=-1), inverse)
 
 
 def measures_sft_forgetting(x) -> bool:
@@ -571,7 +503,7 @@ def upstream_loss(p, x, xp):
     general text (Amuro & Char; a miniature's SFT on math took it from 2.85 to 8.0 nats), saturating on SFT's
     example-epoch clock. Downstream ability reads the loss before SFT (and only its share of CPT forgetting):
     SFT's own effect on downstream tasks is its gain."""
-    loss = _full(xp, general_loss(p, x, xp), len(x["N"]))
+    loss = full(xp, general_loss(p, x, xp), len(x["N"]))
     if "sft_forget" not in p:
         return loss
     return loss + p["sft_forget"] * (1.0 - xp.exp(-(x["sft_ex"] * x["sft_ep"]) / p["sft_scale"]))
@@ -592,13 +524,13 @@ def upstream_metric(p, x, xp, loss=None, loss_slope=False):
         return 0.0 * loss if loss_slope else loss
     # a validation set is closer to some pretraining corpora than to others (C4 to C4): their models reach a
     # lower loss on it at the same ability, so the link reads the loss less that corpus's offset
-    link_loss = loss - _param(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
+    link_loss = loss - gather(xp, p["corpus_link"], x["corpus_idx"]) if "corpus_link" in p else loss
 
     def link(at_loss, slope, mid, ceiling, chance):
-        s = _sigmoid(xp, slope * (mid - at_loss))
+        s = sigmoid(xp, slope * (mid - at_loss))
         return (ceiling - chance) * slope * s * (1.0 - s) if loss_slope else chance + (ceiling - chance) * s
     idx = x["up_idx"]
-    cloze = link(link_loss, *(_param(xp, p[name], idx) for name in ("up_slope", "up_mid", "up_ceiling")),
+    cloze = link(link_loss, *(gather(xp, p[name], idx) for name in ("up_slope", "up_mid", "up_ceiling")),
                  x["up_chance"][idx])
     is_avg = kinds == "upstream_avg"
     if is_avg.any():
@@ -621,7 +553,7 @@ def cloze_loss_slope(p, x, xp):
     if not is_down.any():
         return up
     rows = [np.flatnonzero(~is_down), np.flatnonzero(is_down)]
-    return _in_order(xp, [up, 0.0 * _take(xp, up, np.zeros(len(rows[1]), dtype=int))], rows)
+    return in_order(xp, [up, 0.0 * take(xp, up, np.zeros(len(rows[1]), dtype=int))], rows)
 
 
 def predict(p, x, xp=np):
@@ -630,76 +562,4 @@ def predict(p, x, xp=np):
     if is_down.all() or not is_down.any():
         return (downstream_metric if is_down.all() else upstream_metric)(p, x, xp)
     rows = [np.flatnonzero(is_down), np.flatnonzero(~is_down)]
-    return _in_order(xp, [downstream_metric(p, x.subset(rows[0]), xp), upstream_metric(p, x.subset(rows[1]), xp)], rows)
-
-
-# -- fast prediction over many observations (numpy only) --------------------------------------------
-BLOCK = 250  # draws per block of predict_many: measured best here (1 MB float32 temporaries for 1,000 observations)
-def predict_many(p, x, max_step: float = 0.3, min_tabulated: int = 64, block: int = BLOCK,
-                 dtype=np.float32, finish=None) -> np.ndarray:
-    """`predict` for many observations at once (numpy), within ~0.03 points of it; float32 draws (S, n).
-
-    A downstream metric depends on the configuration only through the ability μ, and its item quadrature
-    (24 strata × chance components; maj@k adds a (k+1)-term binomial sum) is a smooth function of μ given the
-    draw's task parameters. `predict` evaluates that quadrature for every (draw, observation); here it is
-    evaluated once per (draw, task, metric) on nodes at most max_step logits apart spanning the draw's range,
-    and each observation's value is interpolated (cubic) — the table is `downstream_metric` itself
-    (`_metric_table`). A (task, metric) with fewer than min_tabulated observations is computed exactly. Blocks of
-    draws run on all cores (numpy releases the GIL) and keep temporaries small; float32 halves memory traffic.
-    finish(block_index, draws, values): work on each block's values in place (e.g. noise), in its thread."""
-    x = x.astype(dtype)
-    p = {k: v.astype(dtype) for k, v in p.items()}
-    S, n = len(next(iter(p.values()))), len(x["N"])
-    groups: dict[tuple, list[int]] = {}
-    for i in np.flatnonzero(np.isin(np.asarray(x["kind"]), KINDS)):
-        groups.setdefault((int(x["task_idx"][i]), x["metric"][i]), []).append(i)
-    tabulated = {key: (np.asarray(rows), x.subset(rows)) for key, rows in groups.items()
-                 if len(rows) >= min_tabulated}
-    exact = np.setdiff1d(np.arange(n), np.concatenate([rows for rows, _ in tabulated.values()] + [np.zeros(0, int)]))
-    x_exact = x.subset(exact)
-    out = np.empty((S, n), dtype=dtype)
-
-    def fill(s: int) -> None:
-        pb = {k: v[s : s + block] for k, v in p.items()}
-        if exact.size:  # upstream numbers (elementwise already) and small downstream groups: the exact model
-            out[s : s + block, exact] = predict(pb, x_exact, np)
-        for (_, metric), (rows, xg) in tabulated.items():
-            m = ability(pb, xg, np)
-            lo, hi = m.min(axis=1), m.max(axis=1)
-            nodes = int(np.ceil((hi - lo).max() / max_step)) + 4  # one extra node either side for the cubic's ends
-            h = np.maximum(hi - lo, 1e-3) / (nodes - 3)
-            table = _metric_table(pb, xg.subset(np.zeros(1, dtype=int)), lo - h, h, nodes)
-            u = m - lo[:, None]  # position on the grid, in nodes
-            u *= (1.0 / h)[:, None]
-            u += 1.0
-            out[s : s + block, rows] = _catmull_rom(table, u)
-        if finish is not None:
-            finish(s // block, slice(s, s + block), out[s : s + block])
-
-    with ThreadPoolExecutor(min(os.cpu_count() or 1, -(-S // block))) as pool:
-        list(pool.map(fill, range(0, S, block)))
-    return out
-
-
-def _metric_table(p, x1, start, step, n_grid: int) -> np.ndarray:
-    """downstream_metric of one observation's task and metric at each draw's μ = start + step·j, j < n_grid:
-    (S, n_grid)."""
-    grid = start[:, None] + step[:, None] * np.arange(n_grid, dtype=start.dtype)
-    return downstream_metric(p, x1.subset(np.zeros(n_grid, dtype=int)), np, mu=grid)
-
-
-def _catmull_rom(table, u):
-    """Cubic (Catmull–Rom) interpolation of each row of `table` (S, nodes) at positions u (S, n), in nodes, with
-    1 ≤ u ≤ nodes − 2; error O(step⁴). The cubic's coefficients are formed per interval of the table (small),
-    so each element costs four gathers and a Horner step, in place and in the table's dtype."""
-    p0, p1, p2, p3 = table[:, :-3], table[:, 1:-2], table[:, 2:-1], table[:, 3:]
-    coefs = (p1, 0.5 * (p2 - p0), p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, 1.5 * (p1 - p2) + 0.5 * (p3 - p0))
-    rows, intervals = p1.shape
-    i = np.clip(u.astype(np.int32), 1, intervals, dtype=np.int32)
-    t = u - i.astype(u.dtype)  # fraction within the interval
-    i += (intervals * np.arange(rows, dtype=np.int32) - 1)[:, None]  # flat index of the interval
-    value = np.take(np.ascontiguousarray(coefs[3]).ravel(), i)
-    for c in coefs[2::-1]:  # Horner
-        value *= t
-        value += np.take(np.ascontiguousarray(c).ravel(), i)
-    return value
+    return in_order(xp, [downstream_metric(p, x.subset(rows[0]), xp), upstream_metric(p, x.subset(rows[1]), xp)], rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynsim import calibrations, checks, forward, observation
+from dynsim import calibrations, checks, fastpath, forward, observation
 from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
 from dynsim.errors import UserError
 
@@ -104,10 +104,10 @@ class Posterior:
         block, n_blocks = observation.run_blocks(run_keys, groups)
         shared_group = np.minimum(groups, len(observation.SHARED_GROUPS) - 1)
         n_runs = int(run.max()) + 1 if len(run) else 0
-        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // forward.BLOCK)) if noise else None
+        generators = (rng or np.random.default_rng(0)).spawn(-(-self.n_draws // fastpath.BLOCK)) if noise else None
         p = self.parameters(x, rng)  # after the noise generators: a posterior without base quality predicts as before
         # float32, within ~0.01 points of forward.predict; finished (scaled, noised) block by block in its thread
-        return forward.predict_many(p, x, finish=finish)
+        return fastpath.predict_many(p, x, finish=finish)
 
     def groups(self, configs, tasks, metrics) -> np.ndarray:
         """Each observation's discrepancy group (observation.OBS_GROUPS)."""

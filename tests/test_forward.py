@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dynsim import forward
+from dynsim import fastpath, forward
 from dynsim.config import parse_config
 
 TABLE = forward.TaskTable(["HellaSwag", "Winogrande", "Upstream_avg", "ID_avg", "OOD_avg"],
@@ -123,7 +123,7 @@ def test_predict_many_matches_predict_over_a_grid(name):
     obs += obs[:3]
     x = post.design(*map(list, zip(*obs)))
     p = {k: v[:300] for k, v in post.parameters(x).items()}
-    exact, fast = forward.predict(p, x, np), forward.predict_many(p, x, block=128)
+    exact, fast = forward.predict(p, x, np), fastpath.predict_many(p, x, block=128)
     assert fast.dtype == np.float32 and fast.shape == exact.shape == (300, len(obs))
     assert np.abs(fast - exact).max() < 3e-4, np.abs(fast - exact).max()
     down = np.isin(x["kind"], forward.KINDS)
