@@ -20,20 +20,20 @@ from scipy.sparse import lil_matrix
 from dynsim import forward
 from dynsim.observation import OBS_GROUPS
 
-# Starting values (the centres of calibrate/model.py's priors) and the scale each parameter is optimised on.
-START = dict(E=(1.8, "log"), A=(0.35, "log"), alpha=(0.34, "log"), B=(0.25, "log"), beta=(0.32, "log"),
-             anneal_gap=(0.05, "log"), forget_max=(0.2, "log"), forget_tokens=(5e9, "log"), forget_reach=(0.5, "logit"),
-             replay_protect=(15.0, "log"), domain_tokens=(5e9, "log"), sft_gain=(3.0, "id"), data_gain=(0.0, "id"), sft_scale=(3e4, "log"),
-             rl_gain=(0.5, "id"), rl_scale=(2e5, "log"), ot_sensitivity=(0.1, "log"), epoch_decline=(0.1, "log"),
-             greedy_sharpness=(1.5, "log"), maj_threshold=(0.3, "logit"), ability0=(-1.0, "id"),
-             loss_slope=(2.0, "log"), size_ability=(0.3, "id"), domain_weight=(0.5, "id"), item_spread=(2.0, "log"), up_slope=(3.0, "log"),
-             up_mid=(2.4, "id"), up_ceiling=(0.85, "logit"), corpus_E=(0.0, "id"), corpus_logB=(0.0, "id"),
-             corpus_link=(0.0, "id"), sft_forget=(0.5, "log"), smoothmax_k=(2.0, "log"))
+# Each parameter's start (a typical value of its prior) and the scale it is optimised on: forward.PARAMS
+START = {p.name: (p.start, p.scale) for p in forward.PARAMS if p.start is not None}
 
 
-def start_values(scales: dict | None) -> dict[str, float]:
-    """START's values, with the token and example-epoch scales where the priors centre them for this data."""
-    return {k: v for k, (v, _) in START.items()} | forward.scale_centres(scales)
+def start_values(scales: dict | None, form: str = "chinchilla") -> dict[str, float]:
+    """START's values, with the token and example-epoch scales where the priors centre them for this data, and
+    the smoothmax form's exponents and norm where its priors are transferred (a latent loss: calibrate/model.py
+    TRANSFERRED_SMOOTHMAX), so a fit starts where the Bayesian model's prior is centred for the same data."""
+    values = {k: v for k, (v, _) in START.items()} | forward.scale_centres(scales)
+    if form == "smoothmax" and (scales or {}).get("loss_ref") is None:
+        from calibrate.model import TRANSFERRED_SMOOTHMAX as T
+
+        values |= dict(alpha=T["alpha"][0], beta=T["beta"][0], smoothmax_k=1.0 + float(np.exp(T["log_k_excess"][0])))
+    return values
 
 
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}
@@ -87,7 +87,7 @@ class Fitter:
         self.obs = obs
         sizes = _sizes(obs)
         free = (set(sizes) if free is None else set(free)) - set(fixed or {})
-        value = start_values(obs.scales)
+        value = start_values(obs.scales, obs.form)
         start = {k: np.full(n, value[k]) if forward.PARAM_GROUPS[k] != "global" else value[k] for k, n in sizes.items()}
         self.fixed = {k: v for k, v in start.items() if k not in free} | (fixed or {})
         self.sizes = {k: n for k, n in sizes.items() if k in free}

@@ -71,48 +71,59 @@ QUAD_W = np.full(24, 1 / 24)
 
 @dataclasses.dataclass(frozen=True)
 class Param:
+    """One parameter of the model: its group, its meaning, and where a least-squares fit (calibrate/baselines.py)
+    starts it — a typical value of its prior in calibrate/model.py (tests/test_calibrations.py checks it lies in
+    the prior's central 90% on every bundled calibration) — on which scale: log (positive), logit (a fraction) or
+    id (any sign). start None: a parameter of the Bayesian fit alone (a random effect needs its prior)."""
+
     name: str
-    group: str  # "global" | "task" (downstream tasks) | "up_task" (upstream tasks) | "kind" (ID/OOD)
+    group: str  # "global" | "task" (downstream tasks) | "up_task" (upstream tasks) | "kind" (ID/OOD) | …
     doc: str
+    start: float | None = None
+    scale: str = "id"
 
 
 PARAMS = (
-    Param("E", "global", "irreducible loss (nats/token)"),
-    Param("A", "global", "size term at N_REF (nats)"),
-    Param("alpha", "global", "size exponent"),
-    Param("B", "global", "data term at D_REF (nats)"),
-    Param("beta", "global", "data exponent"),
-    Param("smoothmax_k", "global", "the smoothmax form's norm: 1 adds the size and data terms, larger tends to their maximum"),
-    Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)"),
-    Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)"),
-    Param("forget_tokens", "global", "domain tokens over which forgetting sets in"),
-    Param("forget_reach", "kind", "share of CPT's general-text forgetting that downstream ability feels (0-1)"),
-    Param("replay_protect", "global", "how fast the replay share removes forgetting"),
-    Param("domain_tokens", "global", "domain tokens at which domain ability has grown by log 2"),
-    Param("sft_gain", "global", "ability logits added by saturated SFT"),
+    Param("E", "global", "irreducible loss (nats/token)", 1.8, "log"),
+    Param("A", "global", "size term at N_REF (nats)", 0.35, "log"),
+    Param("alpha", "global", "size exponent", 0.34, "log"),
+    Param("B", "global", "data term at D_REF (nats)", 0.25, "log"),
+    Param("beta", "global", "data exponent", 0.32, "log"),
+    Param("smoothmax_k", "global", "the smoothmax form's norm: 1 adds the size and data terms, larger tends to their "
+          "maximum", 2.0, "log"),
+    Param("anneal_gap", "global", "extra loss of a checkpoint whose learning rate has not decayed (nats)", 0.05, "log"),
+    Param("forget_max", "global", "general-loss rise after long pure-domain CPT (nats)", 0.2, "log"),
+    Param("forget_tokens", "global", "domain tokens over which forgetting sets in", 5e9, "log"),
+    Param("forget_reach", "kind", "share of CPT's general-text forgetting that downstream ability feels (0-1)", 0.5,
+          "logit"),
+    Param("replay_protect", "global", "how fast the replay share removes forgetting", 15.0, "log"),
+    Param("domain_tokens", "global", "domain tokens at which domain ability has grown by log 2", 5e9, "log"),
+    Param("sft_gain", "global", "ability logits added by saturated SFT", 3.0),
     Param("data_gain", "task_data", "ability logits added by saturated SFT on a named data set, per (task, data set): "
-          "replaces sft_gain for runs that name their SFT data"),
-    Param("sft_scale", "global", "SFT example-epochs to reach 63% of the gain"),
-    Param("rl_gain", "global", "ability logits added by saturated RL"),
-    Param("rl_scale", "global", "RL example-epochs to reach 63% of the gain"),
-    Param("ot_sensitivity", "global", "how fast post-training gains erode with tokens per parameter"),
-    Param("epoch_decline", "global", "OOD ability lost per log SFT epoch"),
-    Param("greedy_sharpness", "kind", "greedy decoding sharpens per-item success: logit scale"),
-    Param("maj_threshold", "kind", "vote share the correct answer needs to win maj@k"),
-    Param("ability0", "task", "ability logit at the reference loss L_ref, without CPT or post-training"),
-    Param("loss_slope", "task", "ability logits per nat of general loss"),
-    Param("size_ability", "kind", "ability logits per e-fold of model size beyond what the general loss carries"),
-    Param("domain_weight", "task", "ability logits per unit of domain ability"),
-    Param("item_spread", "task", "spread of item difficulty (logits)"),
-    Param("up_slope", "up_task", "cloze accuracy link slope per nat"),
-    Param("up_mid", "up_task", "loss at which the cloze task is half way between chance and ceiling"),
-    Param("up_ceiling", "up_task", "cloze accuracy ceiling (fraction)"),
+          "replaces sft_gain for runs that name their SFT data", 0.0),
+    Param("sft_scale", "global", "SFT example-epochs to reach 63% of the gain", 3e4, "log"),
+    Param("rl_gain", "global", "ability logits added by saturated RL", 0.5),
+    Param("rl_scale", "global", "RL example-epochs to reach 63% of the gain", 2e5, "log"),
+    Param("ot_sensitivity", "global", "how fast post-training gains erode with tokens per parameter", 0.1, "log"),
+    Param("epoch_decline", "global", "OOD ability lost per log SFT epoch", 0.1, "log"),
+    Param("greedy_sharpness", "kind", "greedy decoding sharpens per-item success: logit scale", 1.5, "log"),
+    Param("maj_threshold", "kind", "vote share the correct answer needs to win maj@k", 0.3, "logit"),
+    Param("ability0", "task", "ability logit at the reference loss L_ref, without CPT or post-training", -1.0),
+    Param("loss_slope", "task", "ability logits per nat of general loss", 2.0, "log"),
+    Param("size_ability", "kind", "ability logits per e-fold of model size beyond what the general loss carries", 0.3),
+    Param("domain_weight", "task", "ability logits per unit of domain ability", 0.5),
+    Param("item_spread", "task", "spread of item difficulty (logits)", 2.0, "log"),
+    Param("up_slope", "up_task", "cloze accuracy link slope per nat", 3.0, "log"),
+    Param("up_mid", "up_task", "loss at which the cloze task is half way between chance and ceiling", 2.4),
+    Param("up_ceiling", "up_task", "cloze accuracy ceiling (fraction)", 0.85, "logit"),
     # Only where a Dataset compares pretraining corpora (the Gadre et al. 2024 testbed trains on three):
-    Param("corpus_E", "corpus", "irreducible-loss offset of each pretraining corpus (nats; first corpus 0)"),
-    Param("corpus_logB", "corpus", "log multiplier of the data term per pretraining corpus (first corpus 0)"),
-    Param("corpus_link", "corpus", "validation loss a corpus's models carry at equal cloze accuracy (nats; first 0)"),
+    Param("corpus_E", "corpus", "irreducible-loss offset of each pretraining corpus (nats; first corpus 0)", 0.0),
+    Param("corpus_logB", "corpus", "log multiplier of the data term per pretraining corpus (first corpus 0)", 0.0),
+    Param("corpus_link", "corpus", "validation loss a corpus's models carry at equal cloze accuracy (nats; first 0)",
+          0.0),
     # Only where a Dataset measures upstream numbers after SFT (EvoLM's tables do not; a miniature study does):
-    Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)"),
+    Param("sft_forget", "sft_readout", "general-loss rise after saturated SFT (nats; upstream readouts only)", 0.5,
+          "log"),
     # Only where runs of several base checkpoints were post-trained (EvoLM, Amuro & Char, a miniature study):
     Param("base_quality", "base", "a base checkpoint's quality beyond the law, in standard deviations: shared by "
           "every number of the checkpoint and of its CPT / SFT / RL descendants (a new checkpoint draws its own)"),

@@ -45,3 +45,27 @@ def test_the_transferred_smoothmax_priors_summarise_the_testbeds_they_cite():
         floor = 0.0 if name == "log_k_excess" else 0.05
         assert centre == pytest.approx(np.mean(means[name]), abs=0.01)
         assert spread == pytest.approx(max(np.hypot(between, within), floor), abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["evolm", "mini", "gadre2024"])
+def test_each_parameters_least_squares_start_is_a_typical_value_of_its_prior(name):
+    """forward.PARAMS declares where a least-squares fit starts each parameter (and holds it, where the data
+    cannot move it): a typical value of its prior in calibrate/model.py, which depends on the data (a latent or a
+    measured loss, the loss law's form). On a latent-loss calibration, one that measures its losses and one of
+    several corpora, the start must lie in the prior's central 90%, or one was edited without the other."""
+    import numpy as np
+    import pymc as pm
+
+    from calibrate import baselines
+    from calibrate.model import build, observations
+
+    cal = calibrations.get(name)
+    obs = observations(cal.dataset()).with_form(cal.form).rescaled()
+    model = build(obs)
+    starts = baselines.start_values(obs.scales, obs.form)
+    named = [n for n in starts if n in model.named_vars]
+    assert len(named) >= 20
+    draws = pm.draw([model[n] for n in named], draws=2000, random_seed=1)
+    for n, d in zip(named, draws):
+        lo, hi = np.quantile(np.asarray(d).ravel(), [0.05, 0.95])
+        assert lo <= starts[n] <= hi, f"{n}: start {starts[n]:.4g}, prior's central 90% [{lo:.4g}, {hi:.4g}]"
