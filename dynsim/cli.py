@@ -25,12 +25,14 @@ VERBS = {  # verb → (the module that owns it, the pip extra it needs beyond nu
     "optimize": ("dynsim.cli", "", "the allocation of a compute budget across the stages that maximises a target"),
     "suggest": ("dynsim.cli", "", "the next runs that most reduce the target's uncertainty per FLOP"),
     "fit": ("calibrate.cli", "fit", "fit the Bayesian model to a results Dataset (NUTS) and write its posterior"),
-    "validate": ("calibrate.cli", "fit", "held-out and leave-one-configuration-out errors, coverage and interval scores"),
+    "validate": ("calibrate.cli", "fit", "held-out and leave-one-configuration-out errors, coverage and interval "
+                                         "scores"),
     "train": ("train_runs.cli", "train", "train the missing stages of one run for real (torch) and record its results"),
     "tokenize": ("train_runs.cli", "train", "a corpus (text or JSONL files) into memory-mapped token shards, once, "
                                             "for [data] general_corpus / domain_corpus"),
     "results": ("dynsim.cli", "data", "results Datasets"),
-    "sweep": ("train_runs.cli", "train", "a study's stage tree: plan, submit (local processes or Slurm), status, collect"),
+    "sweep": ("train_runs.cli", "train", "a study's stage tree: plan, submit (local processes or Slurm), status, "
+                                         "collect"),
     "figs": ("paper_figs.cli", "figs", "the paper figures (PNG + PDF) and their index figures.md"),
 }
 OPTIONAL = {"xarray", "pandas", "h5netcdf", "h5py", "scipy", "pymc", "pytensor", "arviz", "jax", "jaxlib", "numpyro",

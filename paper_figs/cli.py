@@ -7,6 +7,7 @@ from pathlib import Path
 from dynsim import checks
 from dynsim.cli import (UsageError, add_calibration_flags, dataset, load_posterior, refuse_unused_calibration,
                         same_data)
+from paper_figs import FIGURES
 
 
 def cmd_figs(args) -> int:
@@ -43,7 +44,7 @@ def add_figs(sub, help: str) -> None:
     q.add_argument("--data", type=checks.nonempty,
                    help="a results Dataset (netCDF) to draw, with --posterior fitted to it")
     q.add_argument("--only", type=checks.nonempty,
-                   help="comma-separated figures: fig2..fig8, forgetting, overtraining (default: all)")
+                   help=f"comma-separated figures: {', '.join(FIGURES)} (default: all)")
     q.add_argument("-o", "--out", type=checks.nonempty, default="figures", help="output folder (default: figures)")
     q.set_defaults(func=cmd_figs)
 

@@ -366,3 +366,19 @@ def test_a_base_checkpoints_quality_is_inherited_by_its_descendants():
     assert abs(np.corrcoef(d[:, 0], d[:, 3])[0, 1]) < same - 0.3  # another checkpoint's do not
     wider = d.std(axis=0) > post.predict(*args, noise=False).astype(float).std(axis=0)
     assert wider.all()  # an unseen checkpoint's quality is uncertainty
+
+
+def test_the_cli_knows_every_module_the_extras_install():
+    """dynsim.cli.OPTIONAL (the modules whose absence names an extra) is pyproject.toml's extras, package for
+    package: a dependency added to an extra and not here would show a traceback in a light install."""
+    import re
+    import tomllib
+
+    from dynsim.cli import OPTIONAL, VERBS
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    packages = {re.split(r"[=<>\[]", r)[0] for name in ("data", "fit", "train", "figs") for r in extras[name]}
+    assert packages - {"dynsim"} == OPTIONAL
+    assert {extra for _, extra, _ in VERBS.values()} - {""} <= set(extras)
+    assert [re.split(r"[=<>]", r)[0] for r in project["dependencies"]] == ["numpy"]
