@@ -24,16 +24,9 @@ from dynsim.observation import OBS_GROUPS
 START = {p.name: (p.start, p.scale) for p in forward.PARAMS if p.start is not None}
 
 
-def start_values(scales: dict | None, form: str = "chinchilla") -> dict[str, float]:
-    """START's values, with the token and example-epoch scales where the priors centre them for this data, and
-    the smoothmax form's exponents and norm where its priors are transferred (a latent loss: calibrate/model.py
-    TRANSFERRED_SMOOTHMAX), so a fit starts where the Bayesian model's prior is centred for the same data."""
-    values = {k: v for k, (v, _) in START.items()} | forward.scale_centres(scales)
-    if form == "smoothmax" and (scales or {}).get("loss_ref") is None:
-        from calibrate.model import TRANSFERRED_SMOOTHMAX as T
-
-        values |= dict(alpha=T["alpha"][0], beta=T["beta"][0], smoothmax_k=1.0 + float(np.exp(T["log_k_excess"][0])))
-    return values
+def start_values(scales: dict | None) -> dict[str, float]:
+    """START's values, with the token and example-epoch scales where the priors centre them for this data."""
+    return {k: v for k, (v, _) in START.items()} | forward.scale_centres(scales)
 
 
 FORWARD = {"log": np.exp, "logit": lambda v: 1 / (1 + np.exp(-v)), "id": lambda v: v}
@@ -87,7 +80,7 @@ class Fitter:
         self.obs = obs
         sizes = _sizes(obs)
         free = (set(sizes) if free is None else set(free)) - set(fixed or {})
-        value = start_values(obs.scales, obs.form)
+        value = start_values(obs.scales)
         start = {k: np.full(n, value[k]) if forward.PARAM_GROUPS[k] != "global" else value[k] for k, n in sizes.items()}
         self.fixed = {k: v for k, v in start.items() if k not in free} | (fixed or {})
         self.sizes = {k: n for k, n in sizes.items() if k in free}

@@ -73,7 +73,7 @@ QUAD_W = np.full(24, 1 / 24)
 class Param:
     """One parameter of the model: its group, its meaning, and where a least-squares fit (calibrate/baselines.py)
     starts it — a typical value of its prior in calibrate/model.py (tests/test_calibrations.py checks it lies in
-    the prior's central 90% on every bundled calibration) — on which scale: log (positive), logit (a fraction) or
+    the prior's central 90% on the bundled calibrations) — on which scale: log (positive), logit (a fraction) or
     id (any sign). start None: a parameter of the Bayesian fit alone (a random effect needs its prior)."""
 
     name: str

@@ -51,8 +51,10 @@ def test_the_transferred_smoothmax_priors_summarise_the_testbeds_they_cite():
 def test_each_parameters_least_squares_start_is_a_typical_value_of_its_prior(name):
     """forward.PARAMS declares where a least-squares fit starts each parameter (and holds it, where the data
     cannot move it): a typical value of its prior in calibrate/model.py, which depends on the data (a latent or a
-    measured loss, the loss law's form). On a latent-loss calibration, one that measures its losses and one of
-    several corpora, the start must lie in the prior's central 90%, or one was edited without the other."""
+    measured loss). On a latent-loss calibration, one that measures its losses and one of several corpora, each
+    start must lie in its prior's central 90%, or one was edited without the other. The exponents' starts are
+    the sum form's: EvoLM is checked in that form (its smoothmax exponents have transferred priors, centred at
+    0.20 and 0.19; starting its least-squares fit there found worse optima: loco MAE 1.81 against 1.20)."""
     import numpy as np
     import pymc as pm
 
@@ -60,9 +62,10 @@ def test_each_parameters_least_squares_start_is_a_typical_value_of_its_prior(nam
     from calibrate.model import build, observations
 
     cal = calibrations.get(name)
-    obs = observations(cal.dataset()).with_form(cal.form).rescaled()
+    form = "chinchilla" if name == "evolm" else cal.form
+    obs = observations(cal.dataset()).with_form(form).rescaled()
     model = build(obs)
-    starts = baselines.start_values(obs.scales, obs.form)
+    starts = baselines.start_values(obs.scales)
     named = [n for n in starts if n in model.named_vars]
     assert len(named) >= 20
     draws = pm.draw([model[n] for n in named], draws=2000, random_seed=1)
