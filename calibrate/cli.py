@@ -29,7 +29,6 @@ def _fit_output(args):
     return checks.output_file(out, "-o")
 
 
-
 def _hold_out_rule(args) -> dict:
     """The runs a fit holds out for validation (dynsim.calibrations.held_out_configs): --hold-out-size-from,
     --hold-out-study, --hold-out names, or the bundled calibration's own rule (none for --data)."""
@@ -162,7 +161,6 @@ def cmd_validate(args) -> int:
     if args.baselines or args.split != "loco":
         print(validate.format_split_report(rows, level, by_task=args.by_task))
     return 0
-
 
 
 def add_fit(sub, help: str) -> None:

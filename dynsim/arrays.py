@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+
 def sigmoid(xp, v):
     """The logistic function without overflow at any argument (1/(1 + e^−v) overflows e^−v below v ≈ −89 in
     float32): tanh's form in numpy, pytensor's own stable sigmoid in a compiled graph."""

@@ -155,7 +155,9 @@ def held_out_configs(rule: dict, configs) -> dict | None:
     elif "study" in rule:
         path = Path(rule["study"])
         if not path.is_absolute() and not path.exists():
-            path = Path(__file__).resolve().parents[1] / path  # a bundled study's spec, from the repository
+            from dynsim.posterior import repo_root
+
+            path = repo_root() / path  # a bundled study's spec, from the repository
         try:
             names = {c.name for c in load_study(path).holdout}
         except (StudyError, OSError) as e:

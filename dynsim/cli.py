@@ -90,7 +90,6 @@ def fail(message: str, lines: bool = False) -> int:
     return 2
 
 
-
 # -- the kit every verb's command line shares ----------------------------------------------------
 def load_posterior(args, path=None):
     """args.posterior (or path, or the bundled calibration's), verified on load; refused, saying why, where its
@@ -146,7 +145,6 @@ def dataset(args):
         return calibrations.get(args.calibration).dataset()
     except calibrations.CalibrationError as e:
         raise UsageError(f"{e}; or pass --data RESULTS.nc") from None
-
 
 
 def add_calibration_flags(q):
@@ -355,7 +353,6 @@ def cmd_suggest(args) -> int:
     return 0
 
 
-
 # -- results ---------------------------------------------------------------------------------------
 def cmd_results_import(args) -> int:
     from dynsim import results, runs_csv
@@ -369,7 +366,6 @@ def cmd_results_import(args) -> int:
     n = len(results.configs(ds))
     print(f"wrote {path}: {n} configurations, {int(ds.value.notnull().sum())} numbers, data {ds.attrs['data_hash']}")
     return 0
-
 
 
 # -- the parsers of this module's verbs -------------------------------------------------------------

@@ -37,7 +37,6 @@ def cmd_figs(args) -> int:
     return 0
 
 
-
 def add_figs(sub, help: str) -> None:
     q = sub.add_parser("figs", help=help)
     add_calibration_flags(q)

@@ -33,7 +33,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-
 def cmd_tokenize(args) -> int:
     from train_runs import shards
 
@@ -50,7 +49,6 @@ def cmd_tokenize(args) -> int:
           f"vocabulary {manifest['vocab_size']:,}, {manifest['dtype']}; use it as [data] general_corpus = "
           f"\"{args.out}\"")
     return 0
-
 
 
 def cmd_sweep(args) -> int:
@@ -99,7 +97,6 @@ def cmd_sweep(args) -> int:
         path, n, missing = sweep.collect(study, args.out, runs)
         print(f"wrote {path}: {n} result record(s)" + (f", {missing} job(s) without a result yet" if missing else ""))
     return 0
-
 
 
 def add_train(sub, help: str) -> None:

@@ -50,7 +50,6 @@ def sha(*parts: str | bytes) -> str:
     return h.hexdigest()[:16]
 
 
-
 # -- general text -----------------------------------------------------------------------------------
 _POS = {"n": "noun", "v": "verb", "a": "adjective", "s": "adjective", "r": "adverb"}
 
