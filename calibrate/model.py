@@ -72,7 +72,7 @@ class Observations:
         """Whether at least two base checkpoints have post-trained (SFT or RL) descendants among these numbers:
         then a checkpoint's quality beyond the law, seen in its own numbers, can be told apart from what
         post-training adds, and is modelled (forward.pretrain_loss, forward.ability_shift)."""
-        tuned = {forward.base_key(c, k) for c, k in zip(self.configs, self.corpus) if c.has_sft or c.has_rl}
+        tuned = {forward.base_key(c, k) for c, k in zip(self.configs, self.corpus) if c.post_trained}
         return len(tuned) >= 2
 
     def measurement_sd(self) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import t as student_t
 
-from dynsim.config import config_distance
+from dynsim.config import STAGES, config_distance
 from dynsim.errors import UserError
 
 GRID = (np.arange(200) + 0.5) / 200  # the probabilities at which each number's predictive distribution is drawn
@@ -30,8 +30,7 @@ MIN_FIT = 2  # numbers a line needs to leave a residual: fewer, and the fit fall
 
 def stage_shape(c) -> str:
     """Which stages a run trained, e.g. 'pt+cpt+sft': runs of one shape lie on one scaling curve."""
-    return "+".join(stage for stage, ran in (("pt", True), ("cpt", c.has_cpt), ("sft", c.has_sft), ("rl", c.has_rl))
-                    if ran)
+    return "+".join(stage for stage in STAGES if c.has(stage))
 
 
 class _Numbers:

@@ -170,11 +170,6 @@ SPLITS = ("loco", "largest-pt", "largest-size", "descendants")
 DESCENDANTS_MIN_HELD = 10  # held-out numbers the descendants split gathers base runs for
 
 
-def post_training_base(c):
-    """The run a configuration's post-training starts from: its pretraining (+ CPT) prefix."""
-    return c.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
-
-
 def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
     """Which observations a split holds out: every run at the largest pretraining budget (extrapolation in
     tokens), at the largest model size — or, with size_from, every size ≥ size_from (extrapolation in size) —
@@ -198,9 +193,9 @@ def split_mask(obs, split: str, size_from: float | None = None) -> np.ndarray:
 
 
 def _descendants_mask(obs) -> np.ndarray:
-    bases = np.array([post_training_base(c).name for c in obs.configs])
-    post_trained = np.array([c.has_sft for c in obs.configs])
-    order = sorted({post_training_base(c) for c in obs.configs if c.has_sft},
+    bases = np.array([c.upstream().name for c in obs.configs])
+    post_trained = np.array([c.post_trained for c in obs.configs])
+    order = sorted({c.upstream() for c in obs.configs if c.post_trained},
                    key=lambda b: (b.size, b.pretrain, b.cpt_replay + b.cpt_domain, b.name), reverse=True)
     held_of = lambda chosen: post_trained & np.isin(bases, [b.name for b in chosen])  # noqa: E731
     chosen = []

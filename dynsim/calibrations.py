@@ -151,7 +151,7 @@ def held_out_configs(rule: dict, configs) -> dict | None:
         text, names = f"size >= {rule['size_from']:g}", {c.name for c in configs if c.size >= rule["size_from"]}
     elif "tuned_from" in rule:
         text = f"post-trained runs of checkpoints >= {rule['tuned_from']:g} tokens"
-        names = {c.name for c in configs if c.has_sft and c.pretrain >= rule["tuned_from"]}
+        names = {c.name for c in configs if c.post_trained and c.pretrain >= rule["tuned_from"]}
     elif "study" in rule:
         path = Path(rule["study"])
         if not path.is_absolute() and not path.exists():

@@ -90,12 +90,9 @@ def quantile(text: str) -> float:
     return value
 
 
-def token_pair(text: str) -> tuple[int, int]:
-    """'512,1024': two integers >= 1."""
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected two integers >= 1 as SFT,RL, got {shown(text)}")
-    return count(parts[0]), count(parts[1])
+def token_counts(text: str) -> tuple[int, ...]:
+    """'512,1024': integers >= 1, comma-separated."""
+    return tuple(count(part) for part in text.split(","))
 
 
 def nonempty(text: str) -> str:

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from dynsim import checks
+from dynsim.config import AFTER_PT, EXAMPLE_STAGES, STAGE
 from dynsim.errors import UserError, shown
 
 VERBS = {  # verb → (the module that owns it, the pip extra it needs beyond numpy, its one-line help), as listed
@@ -38,6 +39,8 @@ VERBS = {  # verb → (the module that owns it, the pip extra it needs beyond nu
 OPTIONAL = {"xarray", "pandas", "h5netcdf", "h5py", "scipy", "pymc", "pytensor", "arviz", "jax", "jaxlib", "numpyro",
             "torch", "tokenizers", "submitit", "rich", "matplotlib"}  # what the extras install (pyproject.toml)
 
+
+STAGE_FLAGS = ("pretrain", *STAGE)  # predict's flags that name a run, stage by stage
 
 PREDICT_EXAMPLES = """examples:
   dynsim predict --pretrain 320BT --cpt 8+42BT                 1B model, EvoLM's standard SFT/RL after CPT
@@ -161,11 +164,12 @@ def cmd_predict(args) -> int:
     from dynsim.config import STAGE_LABEL, config_from_flags, parse_config
 
     if args.name is not None:  # '' too: an empty name is refused as one, not taken for stage flags
-        if any(v is not None for v in (args.pretrain, args.cpt, args.sft, args.rl)):
-            raise UsageError("give either a run name or stage flags (--pretrain/--cpt/--sft/--rl), not both")
+        if any(getattr(args, s) is not None for s in STAGE_FLAGS):
+            raise UsageError(f"give either a run name or stage flags ({'/'.join('--' + s for s in STAGE_FLAGS)}), "
+                             f"not both")
         cfg = parse_config(args.name)
     else:
-        cfg = config_from_flags(args.size, args.pretrain, args.cpt, args.sft, args.rl)
+        cfg = config_from_flags(args.size, args.pretrain, **{s: getattr(args, s) for s in STAGE_FLAGS[1:]})
     refuse_unused_calibration(args, not args.posterior, "--posterior")
     if args.csv and "interval" in getattr(args, "_given", ()):
         raise UsageError("--interval has no effect with --csv (raw draws, no interval): give one or the other")
@@ -238,7 +242,10 @@ def _decision_setup(args):
     post = load_posterior(args)
     target = decide.parse_target(args.target, post)
     if args.tokens_per_example:
-        tpe, source = args.tokens_per_example, "--tokens-per-example"
+        if len(args.tokens_per_example) != len(EXAMPLE_STAGES):
+            raise UsageError(f"--tokens-per-example: expected {len(EXAMPLE_STAGES)} integers >= 1 as "
+                             f"{','.join(EXAMPLE_STAGES).upper()}, got {len(args.tokens_per_example)}")
+        tpe, source = dict(zip(EXAMPLE_STAGES, args.tokens_per_example)), "--tokens-per-example"
     else:
         tpe, source = decide.tokens_per_example(None if args.posterior else args.calibration)
     fix = decide.parse_constraints(args.fix, "--fix")
@@ -253,8 +260,8 @@ def _progress(args):
 
 
 def _cost_note(tpe, source) -> str:
-    return (f"cost: 6·N·tokens per stage; SFT {tpe[0]} and RL {tpe[1]} tokens per example-epoch ({source}); "
-            f"RL rollout generation not counted")
+    each = " and ".join(f"{STAGE[k].title} {n}" for k, n in tpe.items())
+    return f"cost: 6·N·tokens per stage; {each} tokens per example-epoch ({source}); RL rollout generation not counted"
 
 
 def cmd_optimize(args) -> int:
@@ -274,7 +281,7 @@ def cmd_optimize(args) -> int:
     if args.json:
         print(json.dumps({"target": target.name, "units": target.units, "higher_is_better": target.sign > 0,
                           "budget_flops": budget, "objective": what, "posterior": post.path,
-                          "data_hash": post.meta.get("data_hash"), "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
+                          "data_hash": post.meta.get("data_hash"), "tokens_per_example": tpe,
                           "tokens_per_example_source": source, "space": grid.describe(), "evaluated": best.evaluated,
                           "interval": decide.LEVEL, "wall_s": round(wall, 2),
                           "allocations": [a.as_dict(target) for a in best.allocations]}, indent=1))
@@ -332,7 +339,7 @@ def cmd_suggest(args) -> int:
     if args.json:
         print(json.dumps({"target": target.name, "units": target.units, "interest": [c.name for c in interest],
                           "interest_rule": why, "prior_variance": round(var0, 4), "candidates": len(runs),
-                          "tokens_per_example": dict(sft=tpe[0], rl=tpe[1]),
+                          "tokens_per_example": tpe,
                           "tokens_per_example_source": source, "wall_s": round(wall, 2),
                           "suggestions": [s.as_dict(target, var0) for s in ranked],
                           "study_snippet": decide.study_snippet([s.config for s in ranked])}, indent=1))
@@ -374,9 +381,8 @@ def add_predict(sub, help: str) -> None:
     q.add_argument("name", nargs="?", help="an EvoLM run name, e.g. 1B-160BT-8+42BT-100Kep1-100Kep8")
     q.add_argument("--size", default="1B", help="parameters, e.g. 1B, 125M (default 1B)")
     q.add_argument("--pretrain", help="pretraining tokens, e.g. 320BT")
-    q.add_argument("--cpt", help="continued pretraining replay+domain tokens, e.g. 8+42BT")
-    q.add_argument("--sft", help="SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3")
-    q.add_argument("--rl", help="RL examples×epochs, e.g. 100Kep8 (needs --sft)")
+    for s in AFTER_PT:
+        q.add_argument(f"--{s.key}", help=s.help + (f" (needs --{s.follows})" if s.follows else ""))
     q.add_argument("--interval", type=checks.percent, default=90.0, help="credible interval in percent (default 90)")
     output = q.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="machine-readable output")
@@ -405,8 +411,8 @@ def _add_decision_flags(q, budget_help):
     q.add_argument("--risk", type=checks.quantile, default=None, metavar="Q",
                    help="maximise the Q-quantile of the target over the posterior instead of its mean "
                         "(a cautious user: 0.1)")
-    q.add_argument("--tokens-per-example", type=checks.token_pair, metavar="SFT,RL",
-                   help="tokens one SFT and one RL example cost per epoch (default: the calibration's study)")
+    q.add_argument("--tokens-per-example", type=checks.token_counts, metavar=",".join(EXAMPLE_STAGES).upper(),
+                   help="tokens one example of each example stage costs per epoch (default: the calibration's study)")
     q.add_argument("--seed", type=checks.seed, default=0)
     q.add_argument("--json", action="store_true", help="machine-readable output")
     add_calibration_flags(q)

@@ -5,6 +5,7 @@
 One `RunConfig` is the currency everywhere (CLI, stage tree, result records, Dataset coordinates).
 Counts are held as exact integers (parameters, tokens, examples); units live only at the edges, in
 `parse` and `format`. A stage that was not run is 0 (no CPT: replay = domain = 0; no SFT: examples = 0).
+The stages after pretraining are data (`AFTER_PT`, a `Stage` each), read by every layer that handles stages.
 
 Two extensions to EvoLM's grammar:
 - an un-annealed intermediate checkpoint (EvoLM Table 3) is written `1B-20of160BT` — the checkpoint at 20BT
@@ -30,12 +31,102 @@ NAME_FORM = ("{size}-{PT}BT[-{replay}+{domain}BT][-[{data}:]{N}Kep{E}][-{M}Kep{F
              "e.g. 1B-160BT-8+42BT-100Kep1-100Kep8 or 1B-3TT-mnli:6Kep3")
 _NUM = r"[0-9]+(?:\.[0-9]+)?"  # ASCII digits: '١B' or '１B' is not how a count is typed
 _DATA = re.compile(r"[a-z0-9_]+")  # a data set's name: no '-' (separates stages) nor ':' (ends the name)
-STAGES = ("pt", "cpt", "sft", "rl")  # the training stages, in the order a run passes them (RunConfig.stage())
-STAGE_LABEL = {"pt": "base model", "cpt": "after CPT", "sft": "after SFT", "rl": "after SFT+RL"}  # a model after each
 
 
 class ConfigError(UserError):
     """A malformed run-config; the message names the bad part and the expected form."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A training stage after pretraining, as every layer reads it: the name language (its part of a run's name, its
+    flag `--{key}`), the run's counts (`fields`, all 0 when the stage was not run), the Dataset's coordinates and
+    their units, the stage tree and the trainer (its `[key]` recipe section, `[resources.key]`, its log).
+
+    Adding a stage is an entry in AFTER_PT and its count fields on RunConfig (here), its effect on the numbers in
+    `dynsim/forward.py` with its prior in `calibrate/model.py`, its batches and loss in `train_runs/stages.py` and
+    its loop in `train_runs/train.py` (LOOPS), and its recipe section in `train_runs/recipes/`. The grammar, the
+    stage tree, study specs, the Dataset's coordinates, the CLI's flags, predict's outputs and the decision grids
+    read this table."""
+
+    key: str  # 'cpt': its flag, grid axis, recipe section and log name
+    title: str  # 'CPT': how messages name it
+    label: str  # 'after CPT': a model after it, as `predict` heads its numbers
+    fields: tuple[str, ...]  # its RunConfig counts, in the order its name part writes them
+    units: tuple[str, ...]  # each field's unit in the Dataset
+    budget: str  # its name part: 'mix' ({replay}+{domain} tokens) or 'examples' ({N}ep{E}, trained on N×E×tpe tokens)
+    example: str  # a budget as typed, for messages and help
+    help: str  # what the budget is, with an example, for the flag's help
+    tuned: bool = False  # post-training: a model after it is scored on downstream tasks (EvoLM's protocol)
+    follows: str = ""  # the stage whose model this one must start from ('' = whatever the run had before)
+    names_data: bool = False  # its part may name its data set ('mnli:6Kep3', held in RunConfig.sft_data)
+
+    def ran(self, config: RunConfig) -> bool:
+        return getattr(config, self.fields[-1]) > 0
+
+    def counts(self, config: RunConfig) -> tuple[int, ...]:
+        return tuple(getattr(config, f) for f in self.fields)
+
+    def parse(self, text: str) -> dict:
+        """Its name part → the RunConfig fields it sets (ConfigError naming the bad part)."""
+        if self.budget == "mix":
+            counts = parse_cpt(text, self.title)
+            if counts[-1] == 0:
+                raise ConfigError(f"bad {self.title} mix {shown(text)}: domain tokens must be > 0")
+            return dict(zip(self.fields, counts))
+        if self.names_data:
+            data, *counts = parse_sft(text, self.title)
+            return dict(zip(self.fields, counts), sft_data=data)
+        if ":" in text:
+            raise ConfigError(f"bad {self.title} budget {shown(text)}: only the {DATA_STAGE} stage names its data set; "
+                              f"expected {{examples}}ep{{epochs}} such as {self.example}")
+        return dict(zip(self.fields, parse_examples(text, self.title)))
+
+    def format(self, config: RunConfig) -> str:
+        return self.write(self.counts(config), config.sft_data if self.names_data else "")
+
+    def write(self, counts: tuple[int, ...], data: str = "") -> str:
+        """Counts (in `fields` order) as its name part: '8+42BT', '100Kep1', 'mnli:6Kep3'."""
+        return format_tokens(*counts) if self.budget == "mix" else format_sft(data, *counts)
+
+    @property
+    def typical(self) -> tuple[int, ...]:
+        """The counts of its example budget: what a prediction assumes for it where a calibration has none."""
+        return tuple(v for k, v in self.parse(self.example).items() if k in self.fields)
+
+    def tokens(self, config: RunConfig, tokens_per_example: dict[str, int]) -> int:
+        """Tokens this stage of `config` trains: its mix, or examples × epochs × the study's tokens per example."""
+        counts = self.counts(config)
+        return sum(counts) if self.budget == "mix" else counts[0] * counts[1] * tokens_per_example[self.key]
+
+    def check(self, config: RunConfig) -> None:
+        counts = self.counts(config)
+        if self.budget == "mix":
+            if min(counts) < 0 or (counts[0] > 0 and counts[1] == 0):
+                raise ConfigError(f"{self.title} needs domain tokens > 0 and replay tokens >= 0, as in '{self.example}'")
+        elif min(counts) < 0 or (counts[0] == 0) != (counts[1] == 0):
+            raise ConfigError(f"{self.title} needs both examples and epochs > 0, as in '{self.example}'")
+        if self.follows and self.ran(config) and not STAGE[self.follows].ran(config):
+            first = STAGE[self.follows]
+            raise ConfigError(f"{self.title} without {first.title}: the {self.title} stage starts from an {first.title} "
+                              f"model; give an {first.title} stage first")
+
+
+AFTER_PT = (  # the stages after pretraining, in the order a run passes them
+    Stage("cpt", "CPT", "after CPT", ("cpt_replay", "cpt_domain"), ("tokens", "tokens"), "mix", "8+42BT",
+          "continued pretraining replay+domain tokens, e.g. 8+42BT"),
+    Stage("sft", "SFT", "after SFT", ("sft_examples", "sft_epochs"), ("examples", "epochs"), "examples", "100Kep1",
+          "SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3", tuned=True, names_data=True),
+    Stage("rl", "RL", "after SFT+RL", ("rl_examples", "rl_epochs"), ("examples", "epochs"), "examples", "100Kep8",
+          "RL examples×epochs, e.g. 100Kep8", tuned=True, follows="sft"),
+)
+STAGE = {s.key: s for s in AFTER_PT}
+STAGES = ("pt", *STAGE)  # every training stage, in order (RunConfig.stage())
+STAGE_LABEL = {"pt": "base model", **{s.key: s.label for s in AFTER_PT}}  # a model after each
+TUNED = tuple(s.key for s in AFTER_PT if s.tuned)  # the post-training stages
+EXAMPLE_STAGES = tuple(s.key for s in AFTER_PT if s.budget == "examples")  # trained on examples × epochs × tpe
+DATA_KEY = next(s.key for s in AFTER_PT if s.names_data)  # the stage whose data set a name may give
+DATA_STAGE = STAGE[DATA_KEY].title
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -62,31 +153,39 @@ class RunConfig:
             raise ConfigError(
                 f"an intermediate checkpoint '{self.pretrain}of{self.pretrain_schedule}' must lie before the end of its schedule"
             )
-        if min(self.cpt_replay, self.cpt_domain) < 0 or (self.cpt_replay > 0 and self.cpt_domain == 0):
-            raise ConfigError("CPT needs domain tokens > 0 and replay tokens >= 0, as in '8+42BT'")
-        for stage, n, e in (("SFT", self.sft_examples, self.sft_epochs), ("RL", self.rl_examples, self.rl_epochs)):
-            if n < 0 or e < 0 or (n == 0) != (e == 0):
-                raise ConfigError(f"{stage} needs both examples and epochs > 0, as in '100Kep1'")
-        if self.rl_examples and not self.sft_examples:
-            raise ConfigError("RL without SFT: the RL stage starts from an SFT model; give an SFT stage first")
+        for stage in AFTER_PT:
+            stage.check(self)
         if self.sft_data != "":
             check_data_name(self.sft_data)
-            if not self.sft_examples:
-                raise ConfigError(f"SFT data '{self.sft_data}' without an SFT stage: give it with one, as in "
-                                  f"'{self.sft_data}:100Kep1'")
+            if not self.has(DATA_KEY):
+                raise ConfigError(f"{DATA_STAGE} data '{self.sft_data}' without an {DATA_STAGE} stage: give it with one, "
+                                  f"as in '{self.sft_data}:100Kep1'")
 
     # -- derived views -------------------------------------------------------------------------
+    def has(self, stage: str) -> bool:
+        """Whether this run trains `stage` ('pt' always)."""
+        return stage == "pt" or STAGE[stage].ran(self)
+
+    @property
+    def post_trained(self) -> bool:
+        """Whether a post-training stage ran: its numbers are downstream ones."""
+        return any(self.has(s) for s in TUNED)
+
+    def upstream(self) -> RunConfig:
+        """The model before post-training (the base model of `1B-160BT-8+42BT-100Kep1` is `1B-160BT-8+42BT`)."""
+        return self.without(*TUNED)
+
     @property
     def has_cpt(self) -> bool:
-        return self.cpt_domain > 0
+        return self.has("cpt")
 
     @property
     def has_sft(self) -> bool:
-        return self.sft_examples > 0
+        return self.has("sft")
 
     @property
     def has_rl(self) -> bool:
-        return self.rl_examples > 0
+        return self.has("rl")
 
     @property
     def annealed(self) -> bool:
@@ -102,22 +201,26 @@ class RunConfig:
 
     def parent(self) -> RunConfig | None:
         """The run whose checkpoint this one starts from (None for pretraining)."""
-        if self.has_rl:
-            return dataclasses.replace(self, rl_examples=0, rl_epochs=0)
-        if self.has_sft:
-            return dataclasses.replace(self, sft_examples=0, sft_epochs=0, sft_data="")
-        if self.has_cpt:
-            return dataclasses.replace(self, cpt_replay=0, cpt_domain=0)
-        return None
+        stage = self.stage()
+        return None if stage == "pt" else self.without(stage)
 
     def stage(self) -> str:
-        """The last stage this run trains: 'pt', 'cpt', 'sft' or 'rl'."""
-        return "rl" if self.has_rl else "sft" if self.has_sft else "cpt" if self.has_cpt else "pt"
+        """The last stage this run trains: one of STAGES."""
+        return next((s for s in reversed(STAGES) if self.has(s)))
+
+    def without(self, *stages: str) -> RunConfig:
+        """This run with `stages` (keys of AFTER_PT) not run, e.g. without('sft', 'rl') is its upstream model."""
+        return self.replace(**{f: 0 for s in stages for f in STAGE[s].fields})
+
+    def with_stage(self, stage: str, counts: tuple[int, ...]) -> RunConfig:
+        """This run with `stage`'s counts set to `counts` (in its `fields` order)."""
+        return self.replace(**dict(zip(STAGE[stage].fields, counts)))
 
     def replace(self, **changes) -> RunConfig:
         """A copy with changes; taking the SFT stage away takes its data set with it (the base model of
         `1B-3TT-mnli:6Kep3` is `1B-3TT`), so callers that cut a run at a stage need not know of sft_data."""
-        if changes.get("sft_examples", self.sft_examples) == 0 and "sft_data" not in changes:
+        ran = STAGE[DATA_KEY].fields[-1]
+        if changes.get(ran, getattr(self, ran)) == 0 and "sft_data" not in changes:
             changes["sft_data"] = ""
         return dataclasses.replace(self, **changes)
 
@@ -126,8 +229,21 @@ class RunConfig:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
-COUNT_FIELDS = ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs", "rl_examples",
-                "rl_epochs")  # what config_distance compares
+STAGE_FIELDS = tuple(f for s in AFTER_PT for f in s.fields)
+COUNT_FIELDS = ("size", "pretrain", *STAGE_FIELDS)  # what config_distance compares
+CONFIG_COUNTS = ("size", "pretrain", "pretrain_schedule", *STAGE_FIELDS)  # every count of a RunConfig
+UNIT = dict(size="parameters", pretrain="tokens", pretrain_schedule="tokens",
+            **{f: u for s in AFTER_PT for f, u in zip(s.fields, s.units)})
+assert set(CONFIG_COUNTS) | {"sft_data"} == set(FIELDS), "a RunConfig count that no stage declares"
+
+
+def field_label(field: str) -> str:
+    """A count's name in messages: 'pretraining tokens', 'CPT domain tokens', 'SFT epochs'."""
+    stage = next((s for s in AFTER_PT if field in s.fields), None)
+    if stage is None:
+        return {"pretrain": "pretraining tokens", "pretrain_schedule": "pretraining schedule tokens"}.get(field, field)
+    what = field.removeprefix(stage.key + "_")
+    return f"{stage.title} {what}" + (" tokens" if UNIT[field] == "tokens" else "")
 
 
 def config_distance(a: RunConfig, b: RunConfig) -> float:
@@ -142,7 +258,7 @@ def config_distance(a: RunConfig, b: RunConfig) -> float:
     for field in COUNT_FIELDS:
         x, y = getattr(a, field), getattr(b, field)
         d += 10.0 if (x == 0) != (y == 0) else abs(math.log((x + 1) / (y + 1)))
-    d += 10.0 if a.has_sft and b.has_sft and a.sft_data != b.sft_data else 0.0  # fine-tuned on other data
+    d += 10.0 if a.has(DATA_KEY) and b.has(DATA_KEY) and a.sft_data != b.sft_data else 0.0  # fine-tuned on other data
     return d + (5.0 if a.annealed != b.annealed else 0.0)
 
 
@@ -204,14 +320,7 @@ def format_sft(data: str, examples: int, epochs: int) -> str:
 
 def format_config(c: RunConfig) -> str:
     pt = format_tokens(c.pretrain, c.pretrain_schedule).replace("+", "of") if c.pretrain_schedule else format_tokens(c.pretrain)
-    parts = [format_size(c.size), pt]
-    if c.has_cpt:
-        parts.append(format_tokens(c.cpt_replay, c.cpt_domain))
-    if c.has_sft:
-        parts.append(format_sft(c.sft_data, c.sft_examples, c.sft_epochs))
-    if c.has_rl:
-        parts.append(format_examples(c.rl_examples, c.rl_epochs))
-    return "-".join(parts)
+    return "-".join([format_size(c.size), pt] + [s.format(c) for s in AFTER_PT if s.ran(c)])
 
 
 # -- parsing ----------------------------------------------------------------------------------------
@@ -244,12 +353,12 @@ def parse_pretrain(text: str) -> tuple[int, int]:
     return tokens, schedule
 
 
-def parse_cpt(text: str) -> tuple[int, int]:
+def parse_cpt(text: str, stage: str = "CPT") -> tuple[int, int]:
     """'8+42BT' → (8e9, 42e9): replay + domain tokens."""
     m = _CPT.fullmatch(text.strip())
     if not m:
-        raise ConfigError(f"bad CPT mix {shown(text)}: expected {{replay}}+{{domain}} tokens such as 8+42BT or 0+50BT")
-    return _count(m[1], m[3], "CPT mix", text), _count(m[2], m[3], "CPT mix", text)
+        raise ConfigError(f"bad {stage} mix {shown(text)}: expected {{replay}}+{{domain}} tokens such as 8+42BT or 0+50BT")
+    return _count(m[1], m[3], f"{stage} mix", text), _count(m[2], m[3], f"{stage} mix", text)
 
 
 def parse_examples(text: str, stage: str = "SFT") -> tuple[int, int]:
@@ -271,17 +380,20 @@ def check_data_name(data: str) -> str:
     return data
 
 
-def parse_sft(text: str) -> tuple[str, int, int]:
+def parse_sft(text: str, stage: str = "SFT") -> tuple[str, int, int]:
     """'mnli:393Kep3' → ('mnli', 393_000, 3); '100Kep1' → ('', 100_000, 1)."""
     data, colon, budget = text.strip().rpartition(":")
     if colon and not _DATA.fullmatch(data):
-        raise ConfigError(f"bad SFT stage {shown(text)}: the data name {shown(data)} must be lowercase letters, digits and '_', "
-                          f"as in mnli:393Kep3")
-    return (data, *parse_examples(budget, "SFT"))
+        raise ConfigError(f"bad {stage} stage {shown(text)}: the data name {shown(data)} must be lowercase letters, "
+                          f"digits and '_', as in mnli:393Kep3")
+    return (data, *parse_examples(budget, stage))
 
 
 def parse_config(name: str) -> RunConfig:
-    """Parse an EvoLM name; raises ConfigError naming the bad part."""
+    """Parse an EvoLM name; raises ConfigError naming the bad part. Each part after the PT tokens belongs to the
+    next stage (in AFTER_PT order) whose budget has its shape: a '+' is a mix, anything else examples. Stages of
+    one shape are told apart by their order alone (SFT, then RL), so a new stage of a shape already taken, placed
+    before one of them, needs a mark of its own in its part."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"empty run name: expected {NAME_FORM}")
     parts = name.strip().split("-")
@@ -290,54 +402,39 @@ def parse_config(name: str) -> RunConfig:
     size = parse_size(parts[0])
     pretrain, schedule = parse_pretrain(parts[1])
     fields = dict(size=size, pretrain=pretrain, pretrain_schedule=schedule)
-    rest = parts[2:]
-    if rest and "+" in rest[0]:
-        fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(rest.pop(0))
-        if fields["cpt_domain"] == 0:
-            raise ConfigError(f"bad CPT mix {shown(parts[2])}: domain tokens must be > 0")
-    if len(rest) > 2:
-        raise ConfigError(f"bad run name {shown(name)}: too many parts after the CPT field; expected {NAME_FORM}")
-    for stage, part in zip(("sft", "rl"), rest):
-        if "+" in part:
-            raise ConfigError(f"bad run name {shown(name)}: the CPT field {shown(part)} must come right after the PT tokens")
-        if stage == "sft":
-            fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(part)
-        else:
-            fields["rl_examples"], fields["rl_epochs"] = parse_rl(part)
+    ahead = list(AFTER_PT)  # the stages a further part may still belong to
+    for part in parts[2:]:
+        shape = "mix" if "+" in part else "examples"
+        fits = [i for i, s in enumerate(ahead) if s.budget == shape]
+        if not fits:
+            late = [s for s in AFTER_PT if s.budget == shape and s not in ahead]
+            if late and shape == "mix":
+                raise ConfigError(f"bad run name {shown(name)}: the {late[0].title} field {shown(part)} must come right "
+                                  f"after the PT tokens")
+            raise ConfigError(f"bad run name {shown(name)}: too many parts after the PT tokens; expected {NAME_FORM}")
+        stage = ahead[fits[0]]
+        del ahead[: fits[0] + 1]
+        fields |= stage.parse(part)
     if not name.strip(" ").isprintable():  # a line separator or tab around a name that parsed: a paste, not a name
         raise ConfigError(f"bad run name {shown(name)}: it holds a control character or line break")
     return RunConfig(**fields)
 
 
-def parse_rl(text: str) -> tuple[int, int]:
-    """'100Kep8' → (100_000, 8); a data name is the SFT stage's alone."""
-    if ":" in text:
-        raise ConfigError(f"bad RL budget {shown(text)}: only the SFT stage names its data set; expected {{examples}}ep"
-                          f"{{epochs}} such as 100Kep8")
-    return parse_examples(text, "RL")
-
-
-def config_from_flags(
-    size: str = "1B",
-    pretrain: str | None = None,
-    cpt: str | None = None,
-    sft: str | None = None,
-    rl: str | None = None,
-) -> RunConfig:
+def config_from_flags(size: str = "1B", pretrain: str | None = None, *budgets: str | None, **by_stage: str | None
+                      ) -> RunConfig:
     """The CLI's stage flags (--size 1B --pretrain 320BT --cpt 8+42BT --sft 100Kep1 --rl 100Kep8; --sft mnli:6Kep3
-    names the SFT data)."""
+    names the SFT data): each stage's budget as typed, by position in AFTER_PT order or by key, None if not run."""
     if pretrain is None:
         raise ConfigError("--pretrain is required, e.g. --pretrain 320BT")
-    if rl is not None and sft is None:
-        raise ConfigError("RL without SFT: give --sft before --rl, e.g. --sft 100Kep1 --rl 100Kep8")
+    by_stage = dict(zip(STAGE, budgets)) | by_stage
     fields = dict(size=parse_size(size))
     fields["pretrain"], fields["pretrain_schedule"] = parse_pretrain(pretrain)
-    if cpt is not None:
-        fields["cpt_replay"], fields["cpt_domain"] = parse_cpt(cpt)
-        if fields["cpt_domain"] == 0:
-            raise ConfigError(f"bad CPT mix {shown(cpt)}: domain tokens must be > 0")
-    if sft is not None:
-        fields["sft_data"], fields["sft_examples"], fields["sft_epochs"] = parse_sft(sft)
-    if rl is not None:
-        fields["rl_examples"], fields["rl_epochs"] = parse_rl(rl)
+    for stage in AFTER_PT:
+        if by_stage.get(stage.key) is None:
+            continue
+        if stage.follows and by_stage.get(stage.follows) is None:
+            first = STAGE[stage.follows]
+            raise ConfigError(f"{stage.title} without {first.title}: give --{first.key} before --{stage.key}, e.g. "
+                              f"--{first.key} {first.example} --{stage.key} {stage.example}")
+        fields |= stage.parse(by_stage[stage.key])
     return RunConfig(**fields)

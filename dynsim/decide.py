@@ -32,8 +32,7 @@ import re
 import numpy as np
 
 from dynsim import forward
-from dynsim.config import (ConfigError, RunConfig, format_examples, format_size, format_tokens, parse_examples,
-                           parse_size)
+from dynsim.config import AFTER_PT, STAGE, TUNED, ConfigError, RunConfig, format_size, format_tokens, parse_size
 from dynsim.errors import UserError, shown
 from dynsim.tree import lineage, stage_tokens
 
@@ -43,7 +42,8 @@ from dynsim.tree import lineage, stage_tokens
 GPU_FLOPS = 0.4 * 989e12
 # Tokens one SFT example and one RL example cost per epoch when the calibration names no study of its own:
 # EvoLM's, as estimated in studies/evolm_1b.toml (read from there when present; these are its values).
-TOKENS_PER_EXAMPLE = (512, 1024)
+TOKENS_PER_EXAMPLE = {"sft": 512, "rl": 1024}
+EPOCHS = {"sft": [1, 2, 4, 8], "rl": [1, 2, 4, 8, 16]}  # epochs a grid tries per example stage (EvoLM's ranges)
 LEVEL = 0.9  # the reported predictive interval
 SEARCH_SAMPLE, SEARCH_STARTS, TOP_SET = 256, 6, 40  # random screen, coordinate-ascent starts, the P(best) set
 
@@ -69,11 +69,11 @@ def run_flops(cfg: RunConfig, tokens_per_example=TOKENS_PER_EXAMPLE, trained=fro
     """Training FLOPs of cfg's stages that are not in `trained` (checkpoints that exist): 6·N·D per stage, with
     SFT and RL tokens = examples × epochs × tokens per example (as `dynsim sweep plan` counts them, dynsim/tree.py).
     RL's rollout generation (2·N per sampled token) and any critic are not counted: a lower bound for RL."""
-    return sum(6.0 * c.size * stage_tokens(c, *tokens_per_example) for c in lineage(cfg) if c not in trained)
+    return sum(6.0 * c.size * stage_tokens(c, tokens_per_example) for c in lineage(cfg) if c not in trained)
 
 
-def tokens_per_example(calibration: str | None) -> tuple[tuple[int, int], str]:
-    """(SFT, RL) tokens per example for a calibration's cost accounting, and where they come from: the study
+def tokens_per_example(calibration: str | None) -> tuple[dict[str, int], str]:
+    """Tokens per example of each example stage ({'sft': 512, 'rl': 1024}) for a calibration's cost accounting, and where they come from: the study
     spec of the calibration's runs (its [tokens_per_example]), else EvoLM's."""
     from dynsim import calibrations, posterior
     from dynsim.study import StudyError, load_study
@@ -85,7 +85,7 @@ def tokens_per_example(calibration: str | None) -> tuple[tuple[int, int], str]:
     if path is not None and path.exists():
         try:
             s = load_study(path)
-            return (s.sft_tokens_per_example, s.rl_tokens_per_example), f"{spec} [tokens_per_example]"
+            return s.tokens_per_example, f"{spec} [tokens_per_example]"
         except StudyError:
             pass
     return TOKENS_PER_EXAMPLE, "EvoLM's estimate (studies/evolm_1b.toml)"
@@ -112,9 +112,7 @@ class Target:
 
     def config(self, cfg: RunConfig, post) -> RunConfig:
         """The model the target is measured on: upstream numbers on the model before SFT (as `predict`)."""
-        if post.table.kind(self.task) in forward.KINDS:
-            return cfg
-        return cfg.replace(sft_examples=0, sft_epochs=0, sft_data="", rl_examples=0, rl_epochs=0)
+        return cfg if post.table.kind(self.task) in forward.KINDS else cfg.upstream()
 
 
 def parse_target(text: str | None, post) -> Target:
@@ -162,47 +160,54 @@ def _rounded(values) -> list[int]:
     return sorted({int(float(f"{v:.3g}")) for v in values if v >= 1})
 
 
+AXES = ("size", "pretrain", *STAGE)  # a candidate's axes: each stage's value is its counts, all 0 = 'none'
+
+
+def axis_value(cfg: RunConfig, axis: str):
+    return getattr(cfg, axis) if axis in ("size", "pretrain") else STAGE[axis].counts(cfg)
+
+
+def make_config(values: dict) -> RunConfig:
+    """The run with these axis values (AXES → value); ConfigError where they are no pipeline (RL without SFT)."""
+    counts = {f: v for s in AFTER_PT for f, v in zip(s.fields, values[s.key])}
+    return RunConfig(values["size"], values["pretrain"], **counts)
+
+
 @dataclasses.dataclass
 class Space:
-    """The candidate axes. cpt, sft and rl hold (replay, domain) / (examples, epochs) pairs; (0, 0) is 'none'."""
+    """The candidate values of each axis (AXES)."""
 
-    size: list[int]
-    pretrain: list[int]
-    cpt: list[tuple[int, int]]
-    sft: list[tuple[int, int]]
-    rl: list[tuple[int, int]]
-
-    AXES = ("size", "pretrain", "cpt", "sft", "rl")
+    values: dict[str, list]
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(len(getattr(self, a)) for a in self.AXES)
+        return tuple(len(self.values[a]) for a in AXES)
 
     def config(self, idx) -> RunConfig:
-        i, j, c, s, r = idx
-        (rep, dom), (se, sp), (re_, rp) = self.cpt[c], self.sft[s], self.rl[r]
-        return RunConfig(self.size[i], self.pretrain[j], cpt_replay=rep, cpt_domain=dom, sft_examples=se,
-                         sft_epochs=sp, rl_examples=re_, rl_epochs=rp)
+        return make_config({a: self.values[a][i] for a, i in zip(AXES, idx)})
 
     def describe(self) -> str:
         def many(name, values, fmt):
             return f"{name} {len(values)} ({fmt(values[0])}…{fmt(values[-1])})" if len(values) > 1 else \
                 f"{name} {fmt(values[0])}"
 
-        pair = lambda f: lambda v: "none" if v == (0, 0) else f(*v)  # noqa: E731
-        return ", ".join([many("size", self.size, format_size), many("pretrain", self.pretrain, format_tokens),
-                          many("CPT", self.cpt, pair(format_tokens)), many("SFT", self.sft, pair(format_examples)),
-                          many("RL", self.rl, pair(format_examples))])
+        def stage(s):
+            return lambda v: "none" if not any(v) else s.write(v)
+
+        return ", ".join([many("size", self.values["size"], format_size),
+                          many("pretrain", self.values["pretrain"], format_tokens)] +
+                         [many(s.title, self.values[s.key], stage(s)) for s in AFTER_PT])
 
 
 def space(post, target: Target, budget: float, tpe=TOKENS_PER_EXAMPLE, fix: dict | None = None,
           maximum: dict | None = None, in_range: bool = False) -> Space:
     """Log grids around the calibration's runs: sizes ×2 from a quarter of the smallest to 4× the largest;
     pretraining tokens 4 per decade from a quarter of the smallest to what the budget buys the smallest size;
-    CPT totals ×2 around the observed ones at replay shares 0, the observed ones and twice the largest; SFT and RL
-    examples ×2 within 4× of the observed, epochs 1-8 (RL 1-16) and the observed. Values beyond the calibrated
-    range are kept and flagged (Posterior.outside_range). Stages the calibration never saw are left out, and a
-    downstream target always has SFT (it is measured after it), an upstream one never SFT or RL."""
+    a mix stage's (CPT's) totals ×2 around the observed ones at replay shares 0, the observed ones and twice the
+    largest; an example stage's (SFT's, RL's) examples ×2 within 4× of the observed, its EPOCHS and the observed.
+    Values beyond the calibrated range are kept and flagged (Posterior.outside_range). Stages the calibration never
+    saw are left out, and a downstream target always has the first post-training stage (SFT: it is measured after
+    it), an upstream one no post-training."""
     obs = [c for c in post.observed if c.annealed] or post.observed
     fix, maximum = fix or {}, maximum or {}
     sizes = [c.size for c in obs]
@@ -211,33 +216,25 @@ def space(post, target: Target, budget: float, tpe=TOKENS_PER_EXAMPLE, fix: dict
     pts = [c.pretrain for c in obs]
     top = max(max(pts), budget / (6.0 * min(size)))
     pretrain = sorted(set(_rounded(_geometric(min(pts), min(pts) / 4, top, 10 ** 0.25))) | set(pts))
-    cpt = [(0, 0)]
-    if any(c.has_cpt for c in post.observed):
-        mixes = {(c.cpt_replay, c.cpt_domain) for c in post.observed if c.has_cpt}
-        totals = [r + d for r, d in mixes]
-        shares = sorted({round(r / (r + d), 3) for r, d in mixes} | {0.0, round(2 * max(r / (r + d) for r, d in mixes), 3)})
-        for total in _geometric(max(totals), max(totals) / 8, max(totals) * 2, 2.0):
-            cpt += [(int(round(s * total)), int(round((1 - s) * total))) for s in shares if s < 1]
-        cpt = sorted(set(cpt) | mixes)
     downstream = post.table.kind(target.task) in forward.KINDS
-
-    def post_training(stage: str, epochs: list[int]) -> list[tuple[int, int]]:
-        seen = [(getattr(c, f"{stage}_examples"), getattr(c, f"{stage}_epochs")) for c in post.observed
-                if getattr(c, f"{stage}_examples")]
-        if not seen or not downstream:
-            return []
-        ex = [e for e, _ in seen]
-        examples = _rounded(_geometric(min(ex), min(ex) / 4, max(ex) * 4, 2.0))
-        return sorted(set(itertools.product(examples, sorted(set(epochs) | {p for _, p in seen}))) | set(seen))
-
-    sft = post_training("sft", [1, 2, 4, 8])
-    rl = [(0, 0)] + post_training("rl", [1, 2, 4, 8, 16])
-    if downstream and not sft:
-        raise DecideError(f"target {target.name} is measured after SFT, which this calibration never saw")
-    axes = dict(size=size, pretrain=pretrain, cpt=cpt, sft=sft or [(0, 0)], rl=rl if sft else [(0, 0)])
+    axes = dict(size=size, pretrain=pretrain)
+    for stage in AFTER_PT:
+        none = (0,) * len(stage.fields)
+        seen = {stage.counts(c) for c in post.observed if stage.ran(c)}
+        if stage.tuned and not downstream:
+            axes[stage.key] = [none]
+        elif stage.budget == "mix":
+            axes[stage.key] = [none] + (_mixes(seen) if seen else [])
+        elif stage.key == TUNED[0]:  # a downstream number is measured after it
+            if not seen:
+                raise DecideError(f"target {target.name} is measured after {stage.title}, which this calibration "
+                                  f"never saw")
+            axes[stage.key] = _examples(seen, EPOCHS.get(stage.key, [1, 2, 4, 8]))
+        else:
+            axes[stage.key] = [none] + (_examples(seen, EPOCHS.get(stage.key, [1, 2, 4, 8])) if seen else [])
     if in_range:  # the calibrated range is a box, field by field (Posterior.outside_range): cut each axis to it
-        hub = max(post.observed, key=lambda c: (c.has_sft, c.has_rl, c.has_cpt))
-        for key in Space.AXES:
+        hub = max(post.observed, key=lambda c: [c.has(s) for s in reversed(STAGE)])
+        for key in AXES:
             axes[key] = [v for v in axes[key] if not _outside(post, hub, key, v)]
     for key, value in fix.items():
         axes[key] = [value]
@@ -248,13 +245,30 @@ def space(post, target: Target, budget: float, tpe=TOKENS_PER_EXAMPLE, fix: dict
         if not keep:
             raise DecideError(f"--max {key}: no candidate value is within it")
         axes[key] = keep
-    return Space(**axes)
+    return Space(axes)
+
+
+def _mixes(seen: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(replay, domain) mixes: totals ×2 from 1/8 to 2× the largest seen, at the seen replay shares, 0 and twice
+    the largest, and the seen mixes themselves."""
+    totals = [r + d for r, d in seen]
+    shares = sorted({round(r / (r + d), 3) for r, d in seen} | {0.0, round(2 * max(r / (r + d) for r, d in seen), 3)})
+    out = set(seen)
+    for total in _geometric(max(totals), max(totals) / 8, max(totals) * 2, 2.0):
+        out |= {(int(round(s * total)), int(round((1 - s) * total))) for s in shares if s < 1}
+    return sorted(out)
+
+
+def _examples(seen: set[tuple[int, int]], epochs: list[int]) -> list[tuple[int, int]]:
+    """(examples, epochs) pairs: examples ×2 within 4× of the seen, the given and the seen epochs, and the seen."""
+    ex = [e for e, _ in seen]
+    examples = _rounded(_geometric(min(ex), min(ex) / 4, max(ex) * 4, 2.0))
+    return sorted(set(itertools.product(examples, sorted(set(epochs) | {p for _, p in seen}))) | seen)
 
 
 def _outside(post, cfg: RunConfig, axis: str, value) -> bool:
     """Whether one axis value lies outside the calibrated range (cfg supplies the other fields)."""
-    fields = dict(size=("size",), pretrain=("pretrain",), cpt=("cpt_replay", "cpt_domain"),
-                  sft=("sft_examples", "sft_epochs"), rl=("rl_examples", "rl_epochs"))[axis]
+    fields = STAGE[axis].fields if axis in STAGE else (axis,)
     try:
         probe = dataclasses.replace(cfg, **dict(zip(fields, value if isinstance(value, tuple) else (value,))))
     except ConfigError:  # 'none' for SFT under an RL stage: an absent stage is never out of range
@@ -263,7 +277,7 @@ def _outside(post, cfg: RunConfig, axis: str, value) -> bool:
 
 
 def _within(value, bound) -> bool:
-    """A grid value within a --max: a count at most the bound; a CPT mix at most the bound's total tokens; an
+    """A grid value within a --max: a count at most the bound; a mix at most the bound's total tokens; an
     (examples, epochs) pair at most the bound's in both."""
     if isinstance(value, tuple) and isinstance(bound, tuple):
         return all(v <= b for v, b in zip(value, bound))
@@ -273,34 +287,34 @@ def _within(value, bound) -> bool:
 
 
 def parse_constraints(pairs: list[str] | None, flag: str) -> dict:
-    """['size=1B', 'pretrain=320BT', 'cpt=8+42BT', 'sft=100Kep1', 'rl=none'] → grid values. For --max, cpt is a
-    total of tokens ('50BT')."""
-    from dynsim.config import parse_cpt, parse_pretrain
+    """['size=1B', 'pretrain=320BT', 'cpt=8+42BT', 'sft=100Kep1', 'rl=none'] → grid values. For --max, a mix stage
+    (cpt) is a total of tokens ('50BT')."""
+    from dynsim.config import parse_pretrain
 
     out = {}
     for text in pairs or []:
         key, eq, value = str(text).partition("=")
         key, value = {"pt": "pretrain"}.get(key.strip(), key.strip()), value.strip()
-        if not eq or key not in Space.AXES:
-            raise DecideError(f"{flag} {shown(text)}: expected KEY=VALUE with KEY one of {', '.join(Space.AXES)}")
+        if not eq or key not in AXES:
+            raise DecideError(f"{flag} {shown(text)}: expected KEY=VALUE with KEY one of {', '.join(AXES)}")
         if key in out:  # the last would win silently: --fix size=1B --fix size=4B
             raise DecideError(f"{flag} {key} given twice ({shown(text)}); give each axis once")
+        stage = STAGE.get(key)
         try:
-            if value == "none" and key in ("cpt", "sft", "rl"):
+            if value == "none" and stage:
                 if flag == "--max":
                     raise DecideError(f"{flag} {shown(text)}: 'none' is a --fix value")
-                out[key] = (0, 0)
+                out[key] = (0,) * len(stage.fields)
             elif key == "size":
                 out[key] = parse_size(value)
-            elif key == "pretrain" or (key == "cpt" and flag == "--max"):
+            elif key == "pretrain" or (stage.budget == "mix" and flag == "--max"):
                 tokens, schedule = parse_pretrain(value)
                 if schedule:
                     raise DecideError(f"{flag} {shown(text)}: give a token count such as 320BT")
                 out[key] = tokens
-            elif key == "cpt":
-                out[key] = parse_cpt(value)
             else:
-                out[key] = parse_examples(value, key.upper())
+                parsed = stage.parse(value)
+                out[key] = tuple(parsed[f] for f in stage.fields)
         except ConfigError as e:
             raise DecideError(f"{flag} {key}: {e}") from None
     return out
@@ -383,21 +397,22 @@ def optimize(post, target: Target, budget: float, space_: Space, tpe=TOKENS_PER_
     # screen a random sample of feasible pipelines (and the cheapest of each axis, so a tight budget has one)
     sample = {tuple(int(rng.integers(n)) for n in shape) for _ in range(SEARCH_SAMPLE * 8)}
     sample = [i for i in sample if ok(i)][:SEARCH_SAMPLE]
-    if ok((0,) * 5):
-        sample.append((0,) * 5)
+    cheapest = (0,) * len(shape)
+    if ok(cheapest):
+        sample.append(cheapest)
     if not sample:
-        smallest = run_flops(space_.config((0,) * 5), tpe)  # each axis's first value is its cheapest
+        smallest = run_flops(space_.config(cheapest), tpe)  # each axis's first value is its cheapest
         raise DecideError(f"budget {budget:.3g} FLOPs is below the smallest candidate pipeline "
-                          f"{space_.config((0,) * 5).name} ({smallest:.3g} FLOPs)")
+                          f"{space_.config(cheapest).name} ({smallest:.3g} FLOPs)")
     evaluate(sample)
     starts = sorted(sample, key=score, reverse=True)[:SEARCH_STARTS]
-    blocks = ((0, 1), (2,), (3,), (4,))  # size and pretraining tokens move together
+    blocks = [(0, 1)] + [(a,) for a in range(2, len(shape))]  # size and pretraining tokens move together
     for sweep in range(20):
         moved = False
         for block in blocks:
             moves = {}
             for s in starts:
-                ranges = [range(shape[a]) if a in block else [s[a]] for a in range(5)]
+                ranges = [range(shape[a]) if a in block else [s[a]] for a in range(len(shape))]
                 moves[s] = [i for i in itertools.product(*ranges) if ok(i)]
             evaluate([i for m in moves.values() for i in m])
             new_starts = [max(moves[s], key=score) for s in starts]
@@ -438,10 +453,9 @@ def candidate_runs(post, space_: Space, budget_per_run: float, tpe=TOKENS_PER_EX
     seeds = list(post.observed) + list(extra)
     out = set(extra) | {c for e in extra for c in lineage(e)}
     for cfg in seeds:
-        here = dict(size=cfg.size, pretrain=cfg.pretrain, cpt=(cfg.cpt_replay, cfg.cpt_domain),
-                    sft=(cfg.sft_examples, cfg.sft_epochs), rl=(cfg.rl_examples, cfg.rl_epochs))
-        for axis in Space.AXES:
-            values = getattr(space_, axis)
+        here = {axis: axis_value(cfg, axis) for axis in AXES}
+        for axis in AXES:
+            values = space_.values[axis]
             if here[axis] in values:
                 k = values.index(here[axis])
                 steps = values[max(0, k - 1): k + 2]
@@ -449,11 +463,8 @@ def candidate_runs(post, space_: Space, budget_per_run: float, tpe=TOKENS_PER_EX
                 steps = [v for v in values if _within(v, here[axis])][-1:] + \
                         [v for v in values if not _within(v, here[axis])][:1]
             for v in steps:
-                fields = {**here, axis: v}
                 try:
-                    run = RunConfig(fields["size"], fields["pretrain"], cpt_replay=fields["cpt"][0],
-                                    cpt_domain=fields["cpt"][1], sft_examples=fields["sft"][0],
-                                    sft_epochs=fields["sft"][1], rl_examples=fields["rl"][0], rl_epochs=fields["rl"][1])
+                    run = make_config({**here, axis: v})
                 except ConfigError:
                     continue
                 out.update(lineage(run))
@@ -469,10 +480,8 @@ def study_snippet(configs: list[RunConfig]) -> str:
     """A [[grid]] block per run for a `dynsim sweep` study spec (studies/README.md)."""
     blocks = []
     for c in configs:
-        fields = [f'size = ["{format_size(c.size)}"]', f'pretrain = ["{format_tokens(c.pretrain)}"]',
-                  f'cpt = ["{format_tokens(c.cpt_replay, c.cpt_domain) if c.has_cpt else "none"}"]',
-                  f'sft = ["{format_examples(c.sft_examples, c.sft_epochs) if c.has_sft else "none"}"]',
-                  f'rl = ["{format_examples(c.rl_examples, c.rl_epochs) if c.has_rl else "none"}"]']
+        fields = [f'size = ["{format_size(c.size)}"]', f'pretrain = ["{format_tokens(c.pretrain)}"]']
+        fields += [f'{s.key} = ["{s.format(c) if s.ran(c) else "none"}"]' for s in AFTER_PT]
         blocks.append("[[grid]]\n" + "\n".join(fields))
     return "\n\n".join(blocks)
 
@@ -507,7 +516,7 @@ class Pool:
     stage: np.ndarray  # (N,) which configuration each number is of: noise is shared within one, never across
     mean: np.ndarray
     noise: np.ndarray
-    tpe: tuple[int, int]
+    tpe: dict  # tokens per example, per example stage
     trained: frozenset
 
     @classmethod
@@ -525,7 +534,7 @@ class Pool:
         # one predict call for every number: a configuration's numbers get their shared deviation together
         noise = predict_rows(post, every, noise=True, seed=seed) - mean
         return cls(list(rows), every, {run: np.array([index[r] for r in rs]) for run, rs in rows.items()},
-                   np.array([configs.index(c) for c, _, _ in every]), mean, noise, tuple(tpe), trained)
+                   np.array([configs.index(c) for c, _, _ in every]), mean, noise, dict(tpe), trained)
 
     def flops(self, run: RunConfig, done=frozenset()) -> float:
         """FLOPs of run's stages that neither the calibration's runs nor runs already picked (`done`) trained."""

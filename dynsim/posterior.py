@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from dynsim import calibrations, checks, fastpath, forward, observation
-from dynsim.config import RunConfig, config_distance, format_size, format_tokens, parse_config
+from dynsim.config import (AFTER_PT, COUNT_FIELDS, STAGE, TUNED, UNIT, RunConfig, config_distance, field_label,
+                           format_size, format_tokens, parse_config)
 from dynsim.errors import UserError
 
 SCHEMA = "dynsim.posterior/2"  # /2: relative loss noise, pretrained and tuned losses apart (observation.py)
@@ -163,12 +164,14 @@ class Posterior:
             variance = variance + (disc[:, run_groups] * loss_slope.astype(dtype)) ** 2
         return np.sqrt(variance)
 
-    def usual_post_training(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        """The calibration's most common SFT and RL settings, (examples, epochs) each (EvoLM: 100Kep1 and
-        100Kep8; a miniature study: its hub's), or EvoLM's where the data has none."""
-        sft = [(c.sft_examples, c.sft_epochs) for c in self.observed if c.has_sft]
-        rl = [(c.rl_examples, c.rl_epochs) for c in self.observed if c.has_rl]
-        return (usual_pair(sft) if sft else (100_000, 1)), (usual_pair(rl) if rl else (100_000, 8))
+    def usual_post_training(self) -> dict[str, tuple[int, ...]]:
+        """The calibration's most common setting of each post-training stage, its counts (EvoLM: SFT 100Kep1 and
+        RL 100Kep8; a miniature study: its hub's), or the stage's typical one where the data has none."""
+        out = {}
+        for key in TUNED:
+            seen = [STAGE[key].counts(c) for c in self.observed if c.has(key)]
+            out[key] = usual_pair(seen) if seen else STAGE[key].typical
+        return out
 
     def metrics_of(self, kind: str) -> list[str]:
         """The metrics the calibration measured for a kind of number: 'cloze' (upstream accuracies), 'loss' or
@@ -198,16 +201,15 @@ class Posterior:
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
         """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
         (the calibration's usual post-training when cfg has none of its own: EvoLM's 100Kep1 / 100Kep8)."""
-        base = cfg.replace(sft_examples=0, sft_epochs=0, rl_examples=0, rl_epochs=0)
-        rows = self._upstream_rows(cfg if not cfg.has_sft else base)
+        rows = self._upstream_rows(cfg.upstream())
         if not self.table.downstream:
             return rows
-        (sft_ex, sft_ep), (rl_ex, rl_ep) = self.usual_post_training()
-        if cfg.has_sft:
-            post = [cfg] if cfg.has_rl else [cfg, cfg.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
-        else:
-            sft = base.replace(sft_examples=sft_ex, sft_epochs=sft_ep)
-            post = [sft, sft.replace(rl_examples=rl_ex, rl_epochs=rl_ep)]
+        usual = self.usual_post_training()
+        # cfg's own post-training, then each later stage at its usual setting, one model after each
+        later = [k for k in TUNED if not any(cfg.has(s) for s in TUNED[TUNED.index(k):])]
+        post = [cfg] if cfg.post_trained else []
+        for key in later:
+            post.append((post[-1] if post else cfg).with_stage(key, usual[key]))
         for c in post:
             rows += self._downstream_rows(c)
         return rows
@@ -216,27 +218,25 @@ class Posterior:
         """The numbers a new run's last stage would be evaluated on, as the calibration's runs were: upstream
         numbers after PT or CPT, downstream ones after SFT or RL (EvoLM's evaluation protocol); an upstream
         average is left out where its tasks are all measured (`_upstream_rows`)."""
-        return self._downstream_rows(cfg) if cfg.has_sft else self._upstream_rows(cfg, averages=False)
+        return self._downstream_rows(cfg) if cfg.post_trained else self._upstream_rows(cfg, averages=False)
 
     # -- the calibrated range ------------------------------------------------------------------------
     def outside_range(self, cfg: RunConfig) -> list[str]:
         """Which of cfg's numbers lie outside what the calibration saw (empty when inside)."""
         out = []
-        show = dict(size=format_size, pretrain=format_tokens, cpt_domain=format_tokens, cpt_replay=format_tokens)
-        for field, label in (("size", "size"), ("pretrain", "pretraining tokens"), ("cpt_domain", "CPT domain tokens"),
-                             ("cpt_replay", "CPT replay tokens"), ("sft_examples", "SFT examples"),
-                             ("sft_epochs", "SFT epochs"), ("rl_examples", "RL examples"), ("rl_epochs", "RL epochs")):
+        for field in COUNT_FIELDS:
+            label, fmt = field_label(field), format_size if field == "size" else \
+                format_tokens if UNIT[field] == "tokens" else str
             seen = [getattr(c, field) for c in self.observed]
             seen_nonzero = [v for v in seen if v] or [0]
-            v, fmt = getattr(cfg, field), show.get(field, str)
+            v = getattr(cfg, field)
             if v and (v < min(seen_nonzero) or v > max(seen)):
                 out.append(f"{label} {fmt(v)} outside the calibrated {fmt(min(seen_nonzero))}–{fmt(max(seen))}")
         return out
 
     def unseen_stages(self, cfg: RunConfig) -> list[str]:
         """cfg's stages (CPT, SFT, RL) that no calibrated run has: there is nothing to extrapolate them from."""
-        stages = {"CPT": lambda c: c.has_cpt, "SFT": lambda c: c.has_sft, "RL": lambda c: c.has_rl}
-        return [s for s, has in stages.items() if has(cfg) and not any(has(c) for c in self.observed)]
+        return [s.title for s in AFTER_PT if s.ran(cfg) and not any(s.ran(c) for c in self.observed)]
 
     def nearest_observed(self, cfg: RunConfig) -> RunConfig:
         """The calibrated configuration closest to cfg (config_distance: log-counts, stage presence weighs most)."""

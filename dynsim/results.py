@@ -1,8 +1,8 @@
 """The results Dataset: every measured number of a study, one observation per row (long form).
 
-One dimension, `obs`. Along it, the coordinates that identify a number: the RunConfig fields (`size, pretrain,
-pretrain_schedule, cpt_replay, cpt_domain, sft_examples, sft_epochs, rl_examples, rl_epochs`, exact counts;
-0 = stage not run; a checkpoint before the end of its schedule is `pretrain < pretrain_schedule`), `task`,
+One dimension, `obs`. Along it, the coordinates that identify a number: the RunConfig counts
+(`config.CONFIG_COUNTS`: size, pretrain, pretrain_schedule and each stage's, e.g. cpt_replay, sft_epochs; exact
+counts; 0 = stage not run; a checkpoint before the end of its schedule is `pretrain < pretrain_schedule`), `task`,
 `metric`, `seed`; where a Dataset compares pretraining corpora, `corpus`; and where any run names its SFT data set
 (`1B-3TT-mnli:6Kep3`), `sft_data` ("" for a run without SFT or on the default data). Variables along `obs`:
 `value` (accuracy in percent, or loss in nats/token — `metric_units` says which) and, where recorded, `n_items` /
@@ -37,12 +37,11 @@ import numpy as np
 import xarray as xr
 
 from dynsim import __version__, checks
-from dynsim.config import FIELDS, ConfigError, RunConfig, parse_config
+from dynsim.config import CONFIG_COUNTS, FIELDS, UNIT, ConfigError, RunConfig, parse_config
 from dynsim.errors import UserError, shown
 from dynsim.files import atomic_write
 
-CONFIG_DIMS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain",
-               "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")  # the counts of a RunConfig
+CONFIG_DIMS = CONFIG_COUNTS
 SFT_DATA = "sft_data"  # the RunConfig's one string field: an optional key, present where some run names its data
 assert set(CONFIG_DIMS) | {SFT_DATA} == set(FIELDS)
 OBS = "obs"
@@ -52,9 +51,7 @@ OPTIONAL_KEYS = (CORPUS, SFT_DATA)  # keys after KEYS, so a Dataset without them
 VARIABLES = ("value", "n_items", "n_correct")
 # string keys and the dimension of the table listing their values (on disk each is an integer code into it)
 TABLES = {"task": "tasks", "metric": "metrics", CORPUS: "corpora", SFT_DATA: "sft_datasets"}
-UNITS = {"size": "parameters", "pretrain": "tokens", "pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)",
-         "cpt_replay": "tokens", "cpt_domain": "tokens", "sft_examples": "examples", "sft_epochs": "epochs",
-         "rl_examples": "examples", "rl_epochs": "epochs"}
+UNITS = UNIT | {"pretrain_schedule": "tokens (0 = annealed, schedule = pretrain)"}
 METRIC_UNITS = {"loss": "nats/token", "ppl": "perplexity"}  # everything else: accuracy in percent
 RECORD_SCHEMA = "dynsim.result/1"
 EVOLM_CITATION = ("Qi et al. 2025, 'EvoLM: In Search of Lost Language Model Training Dynamics', "

@@ -6,7 +6,7 @@ The format (every bundled testbed ships in it and is read by this same code):
 |---|---|---|
 | `run` | one of the two run forms | the run's name in the run-config language, e.g. `1B-160BT-8+42BT-100Kep1`, `1B-20of160BT`, `1B-3TT-mnli:6Kep3` |
 | `size`, `pretrain` | the other form | parameters and pretraining tokens (plain numbers, `1.3e9` or `1.3B` / `26BT` alike) |
-| `pretrain_schedule`, `cpt_replay`, `cpt_domain`, `sft_examples`, `sft_epochs`, `rl_examples`, `rl_epochs` | no | the rest of the run, in the same units (0 or empty = stage not run) |
+| `pretrain_schedule` and each stage's counts (`config.STAGE_FIELDS`: `cpt_replay`, `cpt_domain`, `sft_examples`, `sft_epochs`, `rl_examples`, `rl_epochs`) | no | the rest of the run, in the same units (0 or empty = stage not run) |
 | `sft_data` | no | the SFT data set where runs fine-tuned on different data are compared (`mnli`: lowercase letters, digits, `_`); empty = the default data. With `run`, inside the name instead (`...-mnli:6Kep3`) |
 | `checkpoint` | no | tokens seen at this checkpoint of a pretraining run; below the run's `pretrain` it is an un-annealed checkpoint (`1B-20of160BT`) |
 | `seed` | no | an integer, default 0 |
@@ -28,12 +28,11 @@ import re
 from pathlib import Path
 
 from dynsim import checks
-from dynsim.config import ConfigError, RunConfig, check_data_name, parse_config
+from dynsim.config import CONFIG_COUNTS, DATA_KEY, STAGE, ConfigError, RunConfig, check_data_name, parse_config
 from dynsim.errors import UserError
 from dynsim.files import atomic_write
 
-RUN_FIELDS = ("size", "pretrain", "pretrain_schedule", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs",
-              "rl_examples", "rl_epochs")
+RUN_FIELDS = CONFIG_COUNTS
 SFT_DATA = "sft_data"  # the run's one text field
 COLUMNS = ("run",) + RUN_FIELDS + (SFT_DATA, "checkpoint", "seed", "corpus", "task", "metric", "value", "n_items",
                                    "n_correct", "task_kind", "task_chance", "task_n_benchmarks")
@@ -246,9 +245,10 @@ def _config(cells: dict) -> RunConfig:
                     check_data_name(data)
                 except ConfigError as e:
                     raise _CellError(SFT_DATA, str(e)) from None
-                if not counts.get("sft_examples"):
-                    raise _CellError(SFT_DATA, f"'{data}' names SFT data, but the run has no SFT stage "
-                                               "(sft_examples, sft_epochs)")
+                stage = STAGE[DATA_KEY]
+                if not counts.get(stage.fields[-1]):
+                    raise _CellError(SFT_DATA, f"'{data}' names {stage.title} data, but the run has no {stage.title} "
+                                               f"stage ({', '.join(stage.fields)})")
             cfg = RunConfig(**counts, sft_data=data)
     except ConfigError as e:
         raise _CellError("run" if named else "size", str(e)) from None

@@ -3,8 +3,9 @@
     [study]            name, description, seeds, executor ("local" | "slurm"), out, max_retries, max_parallel,
                        holdout = [run names]: blind-validation runs of the grid, trained but excluded from the fit
     [schedule]         pt = "wsd" | "cosine"; decay_frac (WSD: final share of each PT budget spent decaying)
-    [tokens_per_example]  sft, rl: tokens one example costs per epoch (for token/FLOP accounting only)
-    [[grid]]           axes per stage; the study is the union of the products of each grid's axes:
+    [tokens_per_example]  sft, rl (each stage with an example budget): tokens one example costs per epoch (for
+                       token/FLOP accounting only)
+    [[grid]]           axes per stage (config.STAGES); the study is the union of the products of each grid's axes:
                        size = ["1B"], pretrain = ["20BT", ...], cpt = ["none", "8+42BT"], sft = [...], rl = [...]
                        "none" = stage absent; combinations with RL but no SFT are left out (RL starts from SFT)
     [resources.<stage>]   nodes, tasks, gpus, cpus, mem_gb, time_min, partition, account (stage: pt, cpt, sft, rl;
@@ -28,8 +29,7 @@ import string
 import tomllib
 from pathlib import Path
 
-from dynsim.config import (STAGES, ConfigError, RunConfig, parse_config, parse_cpt, parse_examples, parse_pretrain,
-                           parse_size)
+from dynsim.config import AFTER_PT, EXAMPLE_STAGES, STAGE, STAGES, ConfigError, RunConfig, parse_config, parse_pretrain, parse_size
 from dynsim.errors import UserError, shown
 
 EXECUTORS = ("local", "slurm")
@@ -88,8 +88,7 @@ class Study:
     max_parallel: int
     pt_schedule: str
     decay_frac: float
-    sft_tokens_per_example: int
-    rl_tokens_per_example: int
+    tokens_per_example: dict  # stage key -> tokens one example costs per epoch, for each stage with an example budget
     runs: tuple[RunConfig, ...]  # the grid's leaves, deduplicated, in spec order
     resources: dict  # stage -> Resources
     recipe: dict
@@ -111,7 +110,7 @@ class Study:
 
 _TOP = {"study", "schedule", "tokens_per_example", "grid", "resources", "recipe", "trainer"}
 _STUDY = {"name", "description", "seeds", "executor", "out", "max_retries", "max_parallel", "holdout"}
-_GRID = {"size", "pretrain", "cpt", "sft", "rl"}
+_GRID = set(STAGE) | {"size", "pretrain"}
 _RES = {f.name for f in dataclasses.fields(Resources)}
 
 
@@ -238,31 +237,30 @@ def load_study(path) -> Study:
         raise err(f"[schedule] decay_frac must lie strictly between 0 and 1, got {decay_frac}")
 
     tpe = spec.get("tokens_per_example", {})
-    _check_keys(tpe, {"sft", "rl"}, "tokens_per_example", err)
-    sft_tpe = _typed(tpe, "sft", int, 0, "tokens_per_example", err)
-    rl_tpe = _typed(tpe, "rl", int, 0, "tokens_per_example", err)
+    _check_keys(tpe, set(EXAMPLE_STAGES), "tokens_per_example", err)
+    tokens_per_example = {k: _typed(tpe, k, int, 0, "tokens_per_example", err) for k in EXAMPLE_STAGES}
 
     grids = spec.get("grid")
     if not isinstance(grids, list) or not grids:
-        raise err("needs at least one [[grid]] table of axes (size, pretrain, cpt, sft, rl)")
+        raise err(f"needs at least one [[grid]] table of axes (size, pretrain, {', '.join(STAGE)})")
     runs: dict[RunConfig, None] = {}
     for i, g in enumerate(grids):
         _check_keys(g, _GRID, f"grid {i + 1}", err)
-        axes = (_axis(g, "size", i, err, parse_size, True), _axis(g, "pretrain", i, err, parse_pretrain, True),
-                _axis(g, "cpt", i, err, parse_cpt), _axis(g, "sft", i, err, lambda v: parse_examples(v, "SFT")),
-                _axis(g, "rl", i, err, lambda v: parse_examples(v, "RL")))
-        for size, (pt, sched), cpt, sft, rl in itertools.product(*axes):
-            if rl and not sft:
+        axes = [_axis(g, "size", i, err, parse_size, True), _axis(g, "pretrain", i, err, parse_pretrain, True)]
+        axes += [_axis(g, s.key, i, err, s.parse) for s in AFTER_PT]  # each value the fields it sets, None = absent
+        for size, (pt, sched), *stages in itertools.product(*axes):
+            ran = {s.key for s, fields in zip(AFTER_PT, stages) if fields}
+            if any(s.follows and s.key in ran and s.follows not in ran for s in AFTER_PT):
                 continue  # RL starts from an SFT model: documented, not an error
-            if cpt and cpt[1] == 0:
-                raise err(f"[grid {i + 1}] cpt: domain tokens must be > 0")
             try:
-                cfg = RunConfig(size, pt, *(cpt or (0, 0)), *(sft or (0, 0)), *(rl or (0, 0)), pretrain_schedule=sched)
+                cfg = RunConfig(size, pt, pretrain_schedule=sched, **{k: v for f in stages if f for k, v in f.items()})
             except ConfigError as e:
                 raise err(f"[grid {i + 1}]: {e}") from None
             runs[cfg] = None
-    if (sft_tpe <= 0 and any(c.has_sft for c in runs)) or (rl_tpe <= 0 and any(c.has_rl for c in runs)):
-        raise err("[tokens_per_example] needs sft and rl > 0 (tokens per example) when the grid has SFT/RL stages")
+    missing = [k for k in EXAMPLE_STAGES if tokens_per_example[k] <= 0 and any(c.has(k) for c in runs)]
+    if missing:
+        raise err(f"[tokens_per_example] needs {' and '.join(missing)} > 0 (tokens per example) when the grid has "
+                  f"{'/'.join(STAGE[k].title for k in missing)} stages")
 
     holdout = _typed(st, "holdout", list, [], "study", err)
     held: dict[RunConfig, None] = {}
@@ -313,6 +311,6 @@ def load_study(path) -> Study:
     out = Path(out)
     return Study(name=name, path=path, description=_typed(st, "description", str, "", "study", err),
                  seeds=tuple(seeds), executor=executor, out=out, max_retries=max_retries, max_parallel=max_parallel,
-                 pt_schedule=pt_schedule, decay_frac=decay_frac, sft_tokens_per_example=sft_tpe,
-                 rl_tokens_per_example=rl_tpe, runs=tuple(runs), resources=resources, recipe=recipe,
+                 pt_schedule=pt_schedule, decay_frac=decay_frac, tokens_per_example=tokens_per_example,
+                 runs=tuple(runs), resources=resources, recipe=recipe,
                  holdout=tuple(held), trainer_command=trainer_command)

@@ -20,7 +20,7 @@ import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
-from dynsim.config import STAGES, RunConfig
+from dynsim.config import STAGE, STAGES, RunConfig
 
 KINDS = ("stable", "decay", *STAGES)
 
@@ -67,23 +67,18 @@ def wsd_stable_tokens(budget: int, decay_frac: float) -> int:
     return budget - max(1, round(decay_frac * budget))
 
 
-def stage_tokens(config: RunConfig, sft_tpe: int, rl_tpe: int) -> int:
-    """Tokens the last stage of `config` trains (its whole PT if it is a PT config)."""
+def stage_tokens(config: RunConfig, tokens_per_example: dict[str, int]) -> int:
+    """Tokens the last stage of `config` trains (its whole PT if it is a PT config); tokens_per_example: per
+    stage with an example budget (a study's [tokens_per_example]), absent = 0."""
     stage = config.stage()
-    if stage == "pt":
-        return config.pretrain
-    if stage == "cpt":
-        return config.cpt_replay + config.cpt_domain
-    if stage == "sft":
-        return config.sft_examples * config.sft_epochs * sft_tpe
-    return config.rl_examples * config.rl_epochs * rl_tpe
+    return config.pretrain if stage == "pt" else STAGE[stage].tokens(config, defaultdict(int, tokens_per_example))
 
 
-def build_tree(runs, *, pt_schedule: str = "wsd", decay_frac: float = 0.2, sft_tokens_per_example: int = 0,
-               rl_tokens_per_example: int = 0) -> list[Node]:
+def build_tree(runs, *, pt_schedule: str = "wsd", decay_frac: float = 0.2,
+               tokens_per_example: dict[str, int] | None = None) -> list[Node]:
     """Nodes for every stage prefix of `runs`, deduplicated, ordered by level (parents first), then by config."""
     configs = {c for run in runs for c in lineage(run)}
-    tpe = (sft_tokens_per_example, rl_tokens_per_example)
+    tpe = tokens_per_example or {}
     nodes: dict[RunConfig, Node] = {}
     annealed = defaultdict(set)  # size -> PT budgets that can be WSD branches
     for c in configs:
@@ -108,14 +103,13 @@ def build_tree(runs, *, pt_schedule: str = "wsd", decay_frac: float = 0.2, sft_t
                 nodes[c] = Node(c, None, "pt", 0, c.pretrain)
         else:
             parent = nodes[c.parent()]
-            nodes[c] = Node(c, c.parent(), c.stage(), parent.level + 1, stage_tokens(c, *tpe))
+            nodes[c] = Node(c, c.parent(), c.stage(), parent.level + 1, stage_tokens(c, tpe))
     return sorted(nodes.values(), key=lambda n: (n.level, n.config))
 
 
 def tree_for(study) -> list[Node]:
     return build_tree(study.runs, pt_schedule=study.pt_schedule, decay_frac=study.decay_frac,
-                      sft_tokens_per_example=study.sft_tokens_per_example,
-                      rl_tokens_per_example=study.rl_tokens_per_example)
+                      tokens_per_example=study.tokens_per_example)
 
 
 def children(nodes: list[Node]) -> dict[RunConfig, list[Node]]:
@@ -136,7 +130,7 @@ def descendants(nodes: list[Node], config: RunConfig) -> list[Node]:
 
 
 # -- accounting ------------------------------------------------------------------------------------------
-def accounting(nodes: list[Node], runs, sft_tokens_per_example: int = 0, rl_tokens_per_example: int = 0) -> dict:
+def accounting(nodes: list[Node], runs, tokens_per_example: dict[str, int] | None = None) -> dict:
     """Tokens trained by the tree vs the alternatives.
 
     pt_tree: PT tokens with WSD sharing (stable + decay branches + plain PT runs).
@@ -144,12 +138,12 @@ def accounting(nodes: list[Node], runs, sft_tokens_per_example: int = 0, rl_toke
     post_pt: CPT + SFT + RL tokens of the tree (each prefix once; EvoLM also branched these from checkpoints).
     no_sharing: every requested run trained from scratch through its whole lineage.
     """
-    tpe = (sft_tokens_per_example, rl_tokens_per_example)
+    tpe = tokens_per_example or {}
     pt_nodes = [n for n in nodes if n.stage == "pt"]
     pt_tree = sum(n.tokens for n in pt_nodes)
     pt_independent = sum(n.config.pretrain for n in pt_nodes if n.kind != "stable")
     post = sum(n.tokens for n in nodes if n.stage != "pt")
-    no_sharing = sum(stage_tokens(c, *tpe) for run in dict.fromkeys(runs) for c in lineage(run))
+    no_sharing = sum(stage_tokens(c, tpe) for run in dict.fromkeys(runs) for c in lineage(run))
     flops = lambda sel: sum(n.flops for n in nodes if sel(n))  # noqa: E731
     return {
         "pt_tree": pt_tree, "pt_independent": pt_independent, "pt_ratio": pt_tree / pt_independent,
@@ -194,7 +188,7 @@ def format_plan(study, nodes: list[Node], done: dict | None = None) -> str:
     lines += ["", f"a job ({study.executor}; [resources]):"]
     lines += [f"  {stage:<8}{study.resources_for(stage).describe()}" for stage in STAGES
               if any(n.stage == stage for n in nodes)]
-    a = accounting(nodes, study.runs, study.sft_tokens_per_example, study.rl_tokens_per_example)
+    a = accounting(nodes, study.runs, study.tokens_per_example)
     lines += ["", "tokens per seed (SFT/RL at the study's tokens_per_example):",
               f"  PT axis: tree + WSD {_tok(a['pt_tree'])} vs independent warmup-cosine runs per budget "
               f"(EvoLM) {_tok(a['pt_independent'])}: {a['pt_ratio']:.3f}x",

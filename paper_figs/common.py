@@ -10,14 +10,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dynsim.config import RunConfig, format_config
+from dynsim.config import AFTER_PT, COUNT_FIELDS, DATA_KEY, RunConfig, format_config
 from dynsim.posterior import usual, usual_pair
 from dynsim.forward import KINDS, metric_kind
 from dynsim.results import config_columns, run_configs, to_long
 
 from . import style
 
-RANGE_FIELDS = ("size", "pretrain", "cpt_replay", "cpt_domain", "sft_examples", "sft_epochs", "rl_examples", "rl_epochs")
+RANGE_FIELDS = COUNT_FIELDS
 DOWNSTREAM_METRICS = ("greedy_pass@1", "maj@16", "pass@16")
 MAX_DRAWS = 800  # evenly thinned posterior draws per curve: 5%/95% quantiles to ~1 point, a figure in seconds
 
@@ -137,16 +137,16 @@ class Context:
                     return rule(vals)
             return None
 
-        down = lambda c: c.has_sft  # noqa: E731
+        down = lambda c: c.post_trained  # noqa: E731
         size = mode(lambda c: c.size, down) or mode(lambda c: c.size, lambda c: True)
         pretrain = (mode(lambda c: c.pretrain, lambda c: down(c) and c.size == size and c.annealed)
                     or mode(lambda c: c.pretrain, lambda c: c.annealed))
-        cpt = mode(lambda c: (c.cpt_replay, c.cpt_domain), lambda c: c.has_cpt) or (0, 0)
-        sft = mode(lambda c: (c.sft_examples, c.sft_epochs), lambda c: c.has_sft, usual_pair) or (100_000, 1)
-        rl = mode(lambda c: (c.rl_examples, c.rl_epochs), lambda c: c.has_rl, usual_pair) or sft
-        data = mode(lambda c: c.sft_data, lambda c: c.has_sft) or ""
-        return RunConfig(size=size, pretrain=pretrain, cpt_replay=cpt[0], cpt_domain=cpt[1],
-                         sft_examples=sft[0], sft_epochs=sft[1], rl_examples=rl[0], rl_epochs=rl[1], sft_data=data)
+        counts = {}
+        for s in AFTER_PT:  # a post-training stage the data lack at its typical setting, another one not run
+            counts |= dict(zip(s.fields, mode(s.counts, s.ran, usual_pair if s.budget == "examples" else usual)
+                               or (s.typical if s.tuned else (0,) * len(s.fields))))
+        data = mode(lambda c: c.sft_data, lambda c: c.has(DATA_KEY)) or ""
+        return RunConfig(size=size, pretrain=pretrain, sft_data=data, **counts)
 
     def base(self, stage: str, **changes) -> RunConfig:
         """The reference configuration cut at a stage ('pt', 'cpt', 'sft', 'rl'), with changes."""
@@ -160,7 +160,7 @@ class Context:
         return c.replace(**changes)
 
     def downstream_sizes(self, most: int = 3) -> list[int]:
-        sizes = sorted({c.size for c in self.configs if c.has_sft}) or [self.ref.size]
+        sizes = sorted({c.size for c in self.configs if c.post_trained}) or [self.ref.size]
         if self.ref.size in sizes and len(sizes) > most:
             sizes = sorted(sorted(sizes, key=lambda s: abs(np.log(s / self.ref.size)))[:most])
         return sizes[:most]
@@ -318,17 +318,14 @@ def series_handles(series: list[Series]):
 
 def settings(cfg: RunConfig, skip=()) -> str:
     """'1B, 160BT, CPT 8+42BT, SFT 100Kep1, RL 100Kep8' (the fixed stage settings of a figure)."""
-    from dynsim.config import format_examples, format_size, format_tokens
+    from dynsim.config import format_size, format_tokens
 
     parts = []
     if "size" not in skip:
         parts.append(f"{format_size(cfg.size)} parameters")
     if "pretrain" not in skip:
         parts.append(f"pretrained on {format_tokens(cfg.pretrain)}")
-    if cfg.has_cpt and "cpt" not in skip:
-        parts.append(f"CPT {format_tokens(cfg.cpt_replay, cfg.cpt_domain)} (replay+domain)")
-    if cfg.has_sft and "sft" not in skip:
-        parts.append(f"SFT {format_examples(cfg.sft_examples, cfg.sft_epochs)}")
-    if cfg.has_rl and "rl" not in skip:
-        parts.append(f"RL {format_examples(cfg.rl_examples, cfg.rl_epochs)}")
+    for s in AFTER_PT:
+        if s.ran(cfg) and s.key not in skip:
+            parts.append(f"{s.title} {s.write(s.counts(cfg))}" + (" (replay+domain)" if s.budget == "mix" else ""))
     return "Fixed: " + ", ".join(parts) if parts else ""

@@ -52,7 +52,7 @@ def test_default_target_and_costs(post, target):
     assert target.name == "ID_avg:maj@16"
     cfg = parse_config("1B-160BT-8+42BT-100Kep1-100Kep8")
     expected = 6e9 * (160e9 + 50e9) + 6e9 * 100_000 * 512 + 6e9 * 800_000 * 1024
-    assert decide.run_flops(cfg, (512, 1024)) == pytest.approx(expected)
+    assert decide.run_flops(cfg, {"sft": 512, "rl": 1024}) == pytest.approx(expected)
     assert decide.parse_budget("1e22FLOPs") == 1e22
     assert decide.parse_budget("1000GPUh", gpu_flops=1e15) == pytest.approx(3.6e21)
 
@@ -141,7 +141,7 @@ def test_greedy_passes_over_a_run_that_teaches_what_an_earlier_pick_does():
     runs = [parse_config("1B-40BT"), parse_config("2B-20BT"), parse_config("4B-10BT")]  # 6·N·D equal
     mean = theta[:, [0, 0, 1]]
     pool = decide.Pool(runs, [(r, "x", "y") for r in runs], {r: np.array([i]) for i, r in enumerate(runs)},
-                       np.arange(3), mean, 0.1 * rng.normal(size=(4000, 3)), (512, 1024), frozenset())
+                       np.arange(3), mean, 0.1 * rng.normal(size=(4000, 3)), {"sft": 512, "rl": 1024}, frozenset())
     ens = decide.Ensemble.of((theta[:, 0] + 0.8 * theta[:, 1])[:, None], pool)
     alone = sorted(runs, key=lambda r: ens.expected_variance(pool.of[r]))
     assert set(alone[:2]) == set(runs[:2])

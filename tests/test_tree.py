@@ -23,7 +23,7 @@ def names(nodes):
 def test_prefixes_are_shared_and_deduplicated():
     runs = [parse_config(n) for n in ("1B-160BT-8+42BT-100Kep1-100Kep8", "1B-160BT-8+42BT-100Kep1-100Kep2",
                                       "1B-160BT-8+42BT-200Kep1", "1B-160BT-0+50BT", "1B-160BT-8+42BT-100Kep1-100Kep8")]
-    nodes = build_tree(runs, pt_schedule="cosine", sft_tokens_per_example=500, rl_tokens_per_example=1000)
+    nodes = build_tree(runs, pt_schedule="cosine", tokens_per_example=dict(sft=500, rl=1000))
     assert names(nodes) == ["1B-160BT", "1B-160BT-0+50BT", "1B-160BT-8+42BT", "1B-160BT-8+42BT-100Kep1",
                             "1B-160BT-8+42BT-200Kep1", "1B-160BT-8+42BT-100Kep1-100Kep2",
                             "1B-160BT-8+42BT-100Kep1-100Kep8"]
@@ -40,7 +40,7 @@ def test_prefixes_are_shared_and_deduplicated():
 def test_fine_tuning_on_other_data_branches_from_one_checkpoint():
     """Amuro & Char's design: one pretraining checkpoint, fine-tuned on each data set apart."""
     runs = [parse_config(f"1B-1.43of3.09TT-{d}:6Kep3") for d in ("mnli", "paws", "xsum")]
-    nodes = build_tree(runs, pt_schedule="cosine", sft_tokens_per_example=100)
+    nodes = build_tree(runs, pt_schedule="cosine", tokens_per_example=dict(sft=100))
     assert names(nodes) == ["1B-1.43of3.09TT", "1B-1.43of3.09TT-mnli:6Kep3", "1B-1.43of3.09TT-paws:6Kep3",
                             "1B-1.43of3.09TT-xsum:6Kep3"]
     assert {n.parent for n in nodes[1:]} == {parse_config("1B-1.43of3.09TT")}
@@ -87,7 +87,7 @@ def test_wsd_per_size_and_single_budget_is_a_plain_run():
 def test_evolm_1b_plan_meets_the_pt_token_goal():
     study = load_study(REPO / "studies" / "evolm_1b.toml")
     nodes = tree_for(study)
-    a = accounting(nodes, study.runs, study.sft_tokens_per_example, study.rl_tokens_per_example)
+    a = accounting(nodes, study.runs, study.tokens_per_example)
     assert a["pt_ratio"] <= 0.6
     assert {n.name for n in nodes if n.stage == "pt"} >= {"1B-20BT", "1B-320BT", "1B-288of320BT"}
     assert "1B-160BT-8+42BT-100Kep1-100Kep8" in names(nodes)
@@ -124,7 +124,7 @@ rl = ["none", "1Kep1"]
     (GOOD.replace('name = "t"', 'name = "t"\nseeds = [-1]'), "seeds must be a non-empty list"),
     (GOOD.replace('"1MT"', '"1MB"'), "[grid 1] pretrain: bad pretraining tokens '1MB'"),
     (GOOD.replace('size = ["0.1M"]\n', ''), "[grid 1] needs 'size'"),
-    (GOOD.replace("sft = 10", "sft = 0"), "[tokens_per_example] needs sft and rl > 0"),
+    (GOOD.replace("sft = 10", "sft = 0"), "[tokens_per_example] needs sft > 0"),
     (GOOD + "[schedule]\ndecay_frac = 1.5\n", "decay_frac must lie strictly between 0 and 1"),
     (GOOD + "[resources.pt]\ngpus = \"two\"\n", "[resources.pt] gpus must be an integer"),
     ("[study]\nname = 't'\n", "needs at least one [[grid]]"),

@@ -76,7 +76,7 @@ def test_descendants_split_holds_out_post_training_and_keeps_its_base_runs():
         before_post_training = [a for a in _ancestors(c) if not a.has_sft and a.name in measured]
         assert before_post_training and all(a.name in training for a in before_post_training)
     # the largest size with descendants is 4B: its one base run, 4B-80BT-8+42BT, with SFT and SFT+RL after it
-    assert {validate.post_training_base(c).name for c in configs[held]} == {"4B-80BT-8+42BT"}
+    assert {c.upstream().name for c in configs[held]} == {"4B-80BT-8+42BT"}
     assert {c.name for c in configs[held]} == {"4B-80BT-8+42BT-100Kep1", "4B-80BT-8+42BT-100Kep1-100Kep8"}
 
 

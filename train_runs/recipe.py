@@ -95,7 +95,7 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     problem = _key_problem(hp)
     if problem:
         raise RecipeError(f"recipe {base_path.name if not overrides else 'overrides'}: {problem}")
-    for section, key in COUNTS:
+    for section, key in COUNTS + tuple((s, k) for s in STAGES for k in STAGE_COUNTS if k in hp[s]):
         recipe_count(hp, section, key)
     problem = _range_problem(hp)
     if problem:
@@ -103,8 +103,8 @@ def load_recipe(recipe: str | Path | dict | None = None, size: int | None = None
     return hp
 
 
-COUNTS = (("data", "block_size"), ("pt", "batch_size"), ("cpt", "batch_size"), ("sft", "batch_size"),
-          ("rl", "prompts_per_step"), ("rl", "group_size"))  # each an integer >= 1 (recipe_count)
+COUNTS = (("data", "block_size"),)  # each an integer >= 1 (recipe_count), as is each stage's STAGE_COUNTS
+STAGE_COUNTS = ("batch_size", "prompts_per_step", "group_size")  # the ones a stage's section holds
 
 
 def _key_problem(hp: dict) -> str | None:
@@ -176,7 +176,7 @@ RANGES = {
     ("run", "device"): _one_of("auto", "cpu", "cuda"),
     ("run", "parallel"): _one_of("ddp", "fsdp"), ("run", "micro_batch"): _at_least(0),
 }
-MIXES = (("sft", "mix"), ("rl", "mix"), ("data", "domain_mix"))  # task name -> share
+MIXES = (*((stage, "mix") for stage in STAGES), ("data", "domain_mix"))  # task name -> share, where given
 
 
 def _range_problem(hp: dict) -> str | None:

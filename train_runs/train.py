@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynsim.config import STAGES, RunConfig, format_size, parse_config
+from dynsim.config import STAGE, STAGES, RunConfig, format_size, parse_config
 from dynsim.errors import UserError, shown
 from dynsim.files import atomic_write_bytes
 from dynsim.tree import lineage, run_dir
@@ -165,15 +165,15 @@ def stage_steps(config: RunConfig, hp: dict) -> int:
     """Optimizer steps of the last stage of `config`: its tokens or examples over the recipe's batch (as
     stage_loop counts them)."""
     stage, T = config.stage(), recipe_count(hp, "data", "block_size")
-    per_step = recipe_count(hp, stage, "prompts_per_step" if stage == "rl" else "batch_size")
+    per_step = recipe_count(hp, stage, "prompts_per_step" if "prompts_per_step" in hp[stage] else "batch_size")
     if stage == "pt":
         items = stages.n_sequences(config.pretrain, T)
-    elif stage == "cpt":
-        items = round(config.cpt_replay / T) + stages.n_sequences(config.cpt_domain, T)
-    elif stage == "sft":
-        items = config.sft_examples * config.sft_epochs
+    elif STAGE[stage].budget == "mix":
+        replay, domain = STAGE[stage].counts(config)
+        items = round(replay / T) + stages.n_sequences(domain, T)
     else:
-        items = config.rl_examples * config.rl_epochs
+        examples, epochs = STAGE[stage].counts(config)
+        items = examples * epochs
     return math.ceil(items / per_step)
 
 
@@ -188,48 +188,60 @@ def load_model(path: Path, ctx: Context) -> GPT:
 
 
 def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here: Path, net=None) -> stages.Loop:
-    """The stage-specific part: batches, step count and LR schedule of the last stage of `config`.
+    """The stage-specific part: batches, step count and LR schedule of the last stage of `config` (LOOPS).
     net: the module training forwards go through (the model, or its DDP / FSDP2 wrapper in a multi-process job)."""
-    net = model if net is None else net
-    hp, seed, T, dev, ac = ctx.hp, ctx.seed, ctx.hp["data"]["block_size"], ctx.device, ctx.autocast
-    stage = config.stage()
-    general = data.TokenStream(ctx.general_train, T, offset=int(np.random.default_rng([seed, 11]).integers(1 << 30)))
-    common = dict(resume_path=here / "resume.pt", checkpoint_every=hp["run"]["checkpoint_every"],
-                  log_every=hp["run"]["log_every"])
-    if stage == "pt":
-        p = hp["pt"]
-        n_seqs = stages.n_sequences(config.pretrain, T)
-        total = math.ceil(n_seqs / p["batch_size"])
-        planned = math.ceil(stages.n_sequences(config.pretrain_schedule or config.pretrain, T) / p["batch_size"])
-        loop = stages.Loop("pt", total, stages.pt_batches(net, general, n_seqs, p["batch_size"], dev, ac),
-                           lambda s: stages.stage_lr(p, s, planned), p, **common)
-        if p["schedule"] == "wsd":
-            add_wsd_branching(loop, config, ctx, out_dir, planned)
-        return loop
-    if stage == "cpt":
-        p = hp["cpt"]
-        n_replay = round(config.cpt_replay / T)
-        n_domain = stages.n_sequences(config.cpt_domain, T)
-        if ctx.domain_train is not None:
-            domain = data.TokenStream(ctx.domain_train, T, offset=int(np.random.default_rng([seed, 13]).integers(1 << 30)))
-        else:
-            domain = data.TokenStream(data.domain_tokens(ctx.tok, hp["data"]["domain_mix"], n_domain * T + 1, "train",
-                                                         seed), T)
-        source = stages.cpt_schedule(n_replay, n_domain, seed)
-        total = math.ceil(len(source) / p["batch_size"])
-        replay_start = stages.n_sequences(config.pretrain, T)  # replay continues the PT stream where PT stopped
-        return stages.Loop("cpt", total, stages.cpt_batches(net, general, replay_start, domain, source,
-                                                            p["batch_size"], dev, ac),
-                           lambda s: stages.stage_lr(p, s, total), p, **common)
-    if stage == "sft":
-        p = hp["sft"]
-        items = tasks.make_mixture(p["mix"], "train", config.sft_examples, seed, stream="sft")
-        encoded = [stages.encode_example(ctx.tok, it, ctx.eos_id, model.cfg.max_seq_len) for it in items]
-        order = stages.epoch_order(len(items), config.sft_epochs, seed, "sft")
-        total = math.ceil(len(order) / p["batch_size"])
-        return stages.Loop("sft", total, stages.sft_batches(net, encoded, order, p["batch_size"], ctx.eos_id, dev, ac),
-                           lambda s: stages.stage_lr(p, s, total), p, **common)
-    p = hp["rl"]
+    common = dict(resume_path=here / "resume.pt", checkpoint_every=ctx.hp["run"]["checkpoint_every"],
+                  log_every=ctx.hp["run"]["log_every"])
+    return LOOPS[config.stage()](config, model, model if net is None else net, ctx, out_dir, common)
+
+
+def general_stream(ctx: Context) -> data.TokenStream:
+    """The general corpus, from a seeded offset: PT trains on it and CPT replays it."""
+    offset = int(np.random.default_rng([ctx.seed, 11]).integers(1 << 30))
+    return data.TokenStream(ctx.general_train, ctx.hp["data"]["block_size"], offset=offset)
+
+
+def pt_loop(config: RunConfig, model: GPT, net, ctx: Context, out_dir: Path, common: dict) -> stages.Loop:
+    p, T, dev, ac = ctx.hp["pt"], ctx.hp["data"]["block_size"], ctx.device, ctx.autocast
+    n_seqs = stages.n_sequences(config.pretrain, T)
+    total = math.ceil(n_seqs / p["batch_size"])
+    planned = math.ceil(stages.n_sequences(config.pretrain_schedule or config.pretrain, T) / p["batch_size"])
+    loop = stages.Loop("pt", total, stages.pt_batches(net, general_stream(ctx), n_seqs, p["batch_size"], dev, ac),
+                       lambda s: stages.stage_lr(p, s, planned), p, **common)
+    if p["schedule"] == "wsd":
+        add_wsd_branching(loop, config, ctx, out_dir, planned)
+    return loop
+
+
+def cpt_loop(config: RunConfig, model: GPT, net, ctx: Context, out_dir: Path, common: dict) -> stages.Loop:
+    p, seed, hp, T, dev, ac = ctx.hp["cpt"], ctx.seed, ctx.hp, ctx.hp["data"]["block_size"], ctx.device, ctx.autocast
+    n_replay = round(config.cpt_replay / T)
+    n_domain = stages.n_sequences(config.cpt_domain, T)
+    if ctx.domain_train is not None:
+        domain = data.TokenStream(ctx.domain_train, T, offset=int(np.random.default_rng([seed, 13]).integers(1 << 30)))
+    else:
+        domain = data.TokenStream(data.domain_tokens(ctx.tok, hp["data"]["domain_mix"], n_domain * T + 1, "train",
+                                                     seed), T)
+    source = stages.cpt_schedule(n_replay, n_domain, seed)
+    total = math.ceil(len(source) / p["batch_size"])
+    replay_start = stages.n_sequences(config.pretrain, T)  # replay continues the PT stream where PT stopped
+    return stages.Loop("cpt", total, stages.cpt_batches(net, general_stream(ctx), replay_start, domain, source,
+                                                        p["batch_size"], dev, ac),
+                       lambda s: stages.stage_lr(p, s, total), p, **common)
+
+
+def sft_loop(config: RunConfig, model: GPT, net, ctx: Context, out_dir: Path, common: dict) -> stages.Loop:
+    p, seed, dev, ac = ctx.hp["sft"], ctx.seed, ctx.device, ctx.autocast
+    items = tasks.make_mixture(p["mix"], "train", config.sft_examples, seed, stream="sft")
+    encoded = [stages.encode_example(ctx.tok, it, ctx.eos_id, model.cfg.max_seq_len) for it in items]
+    order = stages.epoch_order(len(items), config.sft_epochs, seed, "sft")
+    total = math.ceil(len(order) / p["batch_size"])
+    return stages.Loop("sft", total, stages.sft_batches(net, encoded, order, p["batch_size"], ctx.eos_id, dev, ac),
+                       lambda s: stages.stage_lr(p, s, total), p, **common)
+
+
+def rl_loop(config: RunConfig, model: GPT, net, ctx: Context, out_dir: Path, common: dict) -> stages.Loop:
+    p, seed, dev, ac = ctx.hp["rl"], ctx.seed, ctx.device, ctx.autocast
     ref = load_model(run_dir(out_dir, config.parent(), seed) / "model.pt", ctx).requires_grad_(False)  # KL anchor
     prompts = tasks.make_mixture(p["mix"], "train", config.rl_examples, seed, stream="rl")
     order = stages.epoch_order(len(prompts), config.rl_epochs, seed, "rl")
@@ -237,6 +249,10 @@ def stage_loop(config: RunConfig, model: GPT, ctx: Context, out_dir: Path, here:
     return stages.Loop("rl", total, stages.grpo_batches(model, ref, ctx.tok, prompts, order, p, ctx.eos_id, seed, dev, ac,
                                                            net=net),
                        lambda s: stages.stage_lr(p, s, total), p, **common)
+
+
+LOOPS = {"pt": pt_loop, "cpt": cpt_loop, "sft": sft_loop, "rl": rl_loop}  # each stage's (config.STAGES) loop
+assert set(LOOPS) == set(STAGES), "a stage without a training loop"
 
 
 def add_wsd_branching(loop: stages.Loop, config: RunConfig, ctx: Context, out_dir: Path, planned: int) -> None:
@@ -298,7 +314,7 @@ def evaluate_stage(config: RunConfig, ctx: Context, out_dir: Path, bar) -> dict:
     here = run_dir(out_dir, config, ctx.seed)
     model = load_model(here / "model.pt", ctx)
     hp, t0 = ctx.hp["eval"], time.perf_counter()
-    downstream = config.has_sft
+    downstream = config.post_trained
     job = bar.add_task("EVAL", total=1 + (len(tasks.GENERATORS) if downstream else 0)) if bar else None
     metrics = evaluate.upstream(model, ctx.tok, ctx.general_heldout, ctx.domain_heldout, ctx.cloze, hp,
                                 ctx.hp["data"]["block_size"], ctx.autocast)

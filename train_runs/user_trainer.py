@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from dynsim.config import FIELDS, parse_config
+from dynsim.config import EXAMPLE_STAGES, FIELDS, STAGE, parse_config
 from dynsim.study import Study, trainer_argv
 from dynsim.tree import Node, wsd_stable_tokens
 from dynsim.tree import run_dir
@@ -43,8 +43,7 @@ def node_spec(study: Study, node: Node, seed: int, out) -> dict:
     """Everything a trainer needs to train `node` for `seed`. Deterministic: a rerun writes the same file."""
     out = Path(out).resolve()  # the trainer may run in another working directory (a Slurm node)
     c, here = node.config, run_dir(out, node.name, seed)
-    examples, epochs = ((c.sft_examples, c.sft_epochs) if node.stage == "sft" else
-                        (c.rl_examples, c.rl_epochs) if node.stage == "rl" else (0, 0))
+    examples, epochs = STAGE[node.stage].counts(c) if node.stage in EXAMPLE_STAGES else (0, 0)
     wsd = None
     if node.kind == "stable":  # the states its decay branches start from
         wsd = {"save_at_tokens": [wsd_stable_tokens(b, study.decay_frac) for b in node.branches]}
