@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynsim import observation
+from dynsim.config import STAGE
 from dynsim.errors import UserError
 from dynsim.forward import AVERAGE_MIN_TASKS
 from dynsim.posterior import Posterior
@@ -196,7 +197,7 @@ def _descendants_mask(obs) -> np.ndarray:
     bases = np.array([c.upstream().name for c in obs.configs])
     post_trained = np.array([c.post_trained for c in obs.configs])
     order = sorted({c.upstream() for c in obs.configs if c.post_trained},
-                   key=lambda b: (b.size, b.pretrain, b.cpt_replay + b.cpt_domain, b.name), reverse=True)
+                   key=lambda b: (b.size, b.pretrain, sum(STAGE["cpt"].counts(b)), b.name), reverse=True)
     held_of = lambda chosen: post_trained & np.isin(bases, [b.name for b in chosen])  # noqa: E731
     chosen = []
     for b in order:

@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dynsim.config import AFTER_PT, COUNT_FIELDS, DATA_KEY, RunConfig, format_config
+from dynsim.config import AFTER_PT, COUNT_FIELDS, DATA_KEY, STAGES, RunConfig, format_config
 from dynsim.posterior import usual, usual_pair
 from dynsim.forward import KINDS, metric_kind
 from dynsim.results import config_columns, run_configs, to_long
@@ -149,15 +149,8 @@ class Context:
         return RunConfig(size=size, pretrain=pretrain, sft_data=data, **counts)
 
     def base(self, stage: str, **changes) -> RunConfig:
-        """The reference configuration cut at a stage ('pt', 'cpt', 'sft', 'rl'), with changes."""
-        c = self.ref
-        if stage in ("pt", "cpt", "sft"):
-            c = c.replace(rl_examples=0, rl_epochs=0)
-        if stage in ("pt", "cpt"):
-            c = c.replace(sft_examples=0, sft_epochs=0)
-        if stage == "pt":
-            c = c.replace(cpt_replay=0, cpt_domain=0)
-        return c.replace(**changes)
+        """The reference configuration cut at a stage (one of STAGES), with changes."""
+        return self.ref.without(*STAGES[STAGES.index(stage) + 1:]).replace(**changes)
 
     def downstream_sizes(self, most: int = 3) -> list[int]:
         sizes = sorted({c.size for c in self.configs if c.post_trained}) or [self.ref.size]

@@ -139,3 +139,63 @@ def test_any_other_data_name_is_refused_in_one_line(data):
 def test_sft_data_needs_an_sft_stage():
     with pytest.raises(ConfigError, match="without an SFT stage"):
         RunConfig(10**9, 10**12, sft_data="mnli")
+
+
+# -- the stage table -----------------------------------------------------------------------------------------
+def test_every_count_of_a_run_belongs_to_pretraining_or_one_stage():
+    from dynsim.config import AFTER_PT, CONFIG_COUNTS, FIELDS, STAGE_FIELDS, UNIT
+
+    assert len(STAGE_FIELDS) == len(set(STAGE_FIELDS))  # no field claimed by two stages
+    assert set(CONFIG_COUNTS) | {"sft_data"} == set(FIELDS)
+    assert all(len(s.fields) == len(s.units) == 2 and s.budget in ("mix", "examples") for s in AFTER_PT)
+    assert set(UNIT) == set(CONFIG_COUNTS)
+
+
+@settings(deadline=None)
+@given(configs())
+def test_a_run_peels_back_one_stage_at_a_time(cfg):
+    """parent() drops the last stage the table finds; the chain ends at the PT checkpoint after one step per
+    stage run, and upstream() is the first model in it that no post-training stage touched."""
+    from dynsim.config import AFTER_PT, STAGES, TUNED
+
+    chain = [cfg]
+    while chain[-1].parent() is not None:
+        chain.append(chain[-1].parent())
+    assert [c.stage() for c in chain] == [s for s in reversed(STAGES) if cfg.has(s)]
+    assert chain[-1] == cfg.without(*(s.key for s in AFTER_PT))
+    assert cfg.upstream() == next(c for c in chain if not c.post_trained)
+    assert cfg.post_trained == any(cfg.has(k) for k in TUNED)
+    rebuilt = chain[-1]  # adding each stage's counts back, in order, gives the run again
+    for stage in AFTER_PT:
+        if stage.ran(cfg):
+            rebuilt = rebuilt.with_stage(stage.key, stage.counts(cfg))
+    assert rebuilt.replace(sft_data=cfg.sft_data) == cfg
+
+
+def test_only_the_files_that_hold_a_stage_s_science_or_training_name_its_fields():
+    """The goal of the stage table: a new stage is its entry in config.py, its formula (forward.py) and prior
+    (calibrate/model.py), its loop (train_runs/train.py, stages.py) and its recipe. Every other layer reads the
+    table, so none of them may name a stage's own fields in code (docstrings aside); the testbed loaders and the
+    figures about one stage are about that stage."""
+    import ast
+    from pathlib import Path
+
+    from dynsim.config import STAGE_FIELDS, STAGES
+
+    own = set(STAGE_FIELDS) | {f"has_{s}" for s in STAGES}
+    allowed = {"dynsim/config.py", "dynsim/forward.py", "calibrate/model.py", "train_runs/train.py",
+               "train_runs/stages.py", "calibrate/testbeds.py"}
+    root = Path(__file__).resolve().parents[1]
+    named = {}
+    for package in ("dynsim", "calibrate", "train_runs", "paper_figs"):
+        for path in sorted((root / package).glob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in allowed or (package == "paper_figs" and path.name not in ("__init__.py", "common.py", "cli.py")):
+                continue
+            tree = ast.parse(path.read_text())
+            names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            names |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg}
+            names |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+            if names & own:
+                named[rel] = sorted(names & own)
+    assert not named, named
