@@ -60,6 +60,11 @@ class Stage:
     tuned: bool = False  # post-training: a model after it is scored on downstream tasks (EvoLM's protocol)
     follows: str = ""  # the stage whose model this one must start from ('' = whatever the run had before)
     names_data: bool = False  # its part may name its data set ('mnli:6Kep3', held in RunConfig.sft_data)
+    mark: str = ""  # a prefix its part carries where its shape alone would not say which stage it is ('dpo50Kep2')
+
+    def claims(self, part: str) -> bool:
+        """Whether a name part is marked as this stage's: its mark, then the budget's first digit."""
+        return bool(self.mark) and part.startswith(self.mark) and part[len(self.mark):][:1].isdigit()
 
     def ran(self, config: RunConfig) -> bool:
         return getattr(config, self.fields[-1]) > 0
@@ -69,6 +74,10 @@ class Stage:
 
     def parse(self, text: str) -> dict:
         """Its name part → the RunConfig fields it sets (ConfigError naming the bad part)."""
+        if self.mark:
+            if not self.claims(text.strip()):
+                raise ConfigError(f"bad {self.title} budget {shown(text)}: expected {self.example}")
+            text = text.strip()[len(self.mark):]
         if self.budget == "mix":
             counts = parse_cpt(text, self.title)
             if counts[-1] == 0:
@@ -87,7 +96,7 @@ class Stage:
 
     def write(self, counts: tuple[int, ...], data: str = "") -> str:
         """Counts (in `fields` order) as its name part: '8+42BT', '100Kep1', 'mnli:6Kep3'."""
-        return format_tokens(*counts) if self.budget == "mix" else format_sft(data, *counts)
+        return self.mark + (format_tokens(*counts) if self.budget == "mix" else format_sft(data, *counts))
 
     @property
     def typical(self) -> tuple[int, ...]:
@@ -120,6 +129,20 @@ AFTER_PT = (  # the stages after pretraining, in the order a run passes them
     Stage("rl", "RL", "after SFT+RL", ("rl_examples", "rl_epochs"), ("examples", "epochs"), "examples", "100Kep8",
           "RL examples×epochs, e.g. 100Kep8", tuned=True, follows="sft"),
 )
+
+
+def _readable(stages) -> bool:
+    """Whether names can be read back: unmarked stages of one shape are told apart by their order alone, so each
+    must follow the one before it (RL starts from SFT: a lone examples part is SFT's), and marks are distinct."""
+    for shape in ("mix", "examples"):
+        plain = [s for s in stages if not s.mark and s.budget == shape]
+        if any(later.follows != earlier.key for earlier, later in zip(plain, plain[1:])):
+            return False
+    marks = [s.mark for s in stages if s.mark]
+    return len(marks) == len(set(marks)) and all(m.isalpha() and m.islower() for m in marks)
+
+
+assert _readable(AFTER_PT), "two stages whose name parts cannot be told apart: give the later one a mark"
 STAGE = {s.key: s for s in AFTER_PT}
 STAGES = ("pt", *STAGE)  # every training stage, in order (RunConfig.stage())
 STAGE_LABEL = {"pt": "base model", **{s.key: s.label for s in AFTER_PT}}  # a model after each
@@ -404,13 +427,15 @@ def parse_config(name: str) -> RunConfig:
     fields = dict(size=size, pretrain=pretrain, pretrain_schedule=schedule)
     ahead = list(AFTER_PT)  # the stages a further part may still belong to
     for part in parts[2:]:
+        marked = next((s for s in AFTER_PT if s.claims(part)), None)
         shape = "mix" if "+" in part else "examples"
-        fits = [i for i, s in enumerate(ahead) if s.budget == shape]
+        fits = [i for i, s in enumerate(ahead) if s is marked or (not marked and not s.mark and s.budget == shape)]
         if not fits:
-            late = [s for s in AFTER_PT if s.budget == shape and s not in ahead]
-            if late and shape == "mix":
-                raise ConfigError(f"bad run name {shown(name)}: the {late[0].title} field {shown(part)} must come right "
-                                  f"after the PT tokens")
+            late = [s for s in AFTER_PT if s not in ahead and (s is marked or (not marked and s.budget == shape))]
+            if late and (marked or shape == "mix"):
+                where = "must come right after the PT tokens" if late[0] is AFTER_PT[0] else \
+                    f"is out of order or given twice (the stages' order: {', '.join(s.title for s in AFTER_PT)})"
+                raise ConfigError(f"bad run name {shown(name)}: the {late[0].title} field {shown(part)} {where}")
             raise ConfigError(f"bad run name {shown(name)}: too many parts after the PT tokens; expected {NAME_FORM}")
         stage = ahead[fits[0]]
         del ahead[: fits[0] + 1]

@@ -199,3 +199,24 @@ def test_only_the_files_that_hold_a_stage_s_science_or_training_name_its_fields(
             if names & own:
                 named[rel] = sorted(names & own)
     assert not named, named
+
+
+def test_a_marked_stage_is_read_by_its_mark(monkeypatch):
+    """A stage whose part has another's shape carries a mark (as DPO after SFT would: 'dpo50Kep2'). Here RL is
+    given one, and its names read and write through the same parse and format."""
+    import dataclasses
+
+    from dynsim import config
+
+    marked = dataclasses.replace(config.STAGE["rl"], mark="grpo", follows="")
+    table = (*config.AFTER_PT[:-1], marked)
+    monkeypatch.setattr(config, "AFTER_PT", table)
+    monkeypatch.setattr(config, "STAGE", {s.key: s for s in table})
+    assert config._readable(table) and not config._readable((*table[:-1], dataclasses.replace(marked, mark="")))
+    run = parse_config("1B-160BT-100Kep1-grpo100Kep8")
+    assert (run.sft_examples, run.rl_examples, run.rl_epochs) == (100_000, 100_000, 8)
+    assert run.name == "1B-160BT-100Kep1-grpo100Kep8"
+    assert parse_config("1B-160BT-grpo2Kep4").stage() == "rl"  # no longer read as SFT: the mark says which
+    assert parse_config("1B-160BT-grpo:2Kep4").sft_data == "grpo"  # a data name is no mark: ':' follows
+    with pytest.raises(ConfigError, match="the RL field 'grpo2Kep1' is out of order or given twice"):
+        parse_config("1B-160BT-grpo1Kep1-grpo2Kep1")
