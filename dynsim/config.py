@@ -73,10 +73,9 @@ class Stage:
         return tuple(getattr(config, f) for f in self.fields)
 
     def parse(self, text: str) -> dict:
-        """Its name part → the RunConfig fields it sets (ConfigError naming the bad part)."""
-        if self.mark:
-            if not self.claims(text.strip()):
-                raise ConfigError(f"bad {self.title} budget {shown(text)}: expected {self.example}")
+        """Its name part (or its flag's value, where a mark may be left out) → the RunConfig fields it sets
+        (ConfigError naming the bad part)."""
+        if self.claims(text.strip()):
             text = text.strip()[len(self.mark):]
         if self.budget == "mix":
             counts = parse_cpt(text, self.title)
