@@ -61,6 +61,9 @@ class Stage:
     follows: str = ""  # the stage whose model this one must start from ('' = whatever the run had before)
     names_data: bool = False  # its part may name its data set ('mnli:6Kep3', held in RunConfig.sft_data)
     mark: str = ""  # a prefix its part carries where its shape alone would not say which stage it is ('dpo50Kep2')
+    # EvoLM's stages: every results Dataset carries their columns. A stage added later is stored only where some run
+    # trained it, so a Dataset (and a posterior's data hash) written before it reads and hashes as it always did.
+    in_every_dataset: bool = False
 
     def claims(self, part: str) -> bool:
         """Whether a name part is marked as this stage's: its mark, then the budget's first digit."""
@@ -122,11 +125,13 @@ class Stage:
 
 AFTER_PT = (  # the stages after pretraining, in the order a run passes them
     Stage("cpt", "CPT", "after CPT", ("cpt_replay", "cpt_domain"), ("tokens", "tokens"), "mix", "8+42BT",
-          "continued pretraining replay+domain tokens, e.g. 8+42BT"),
+          "continued pretraining replay+domain tokens, e.g. 8+42BT", in_every_dataset=True),
     Stage("sft", "SFT", "after SFT", ("sft_examples", "sft_epochs"), ("examples", "epochs"), "examples", "100Kep1",
-          "SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3", tuned=True, names_data=True),
+          "SFT examples×epochs, e.g. 100Kep1, or with its data set, mnli:6Kep3", tuned=True, names_data=True,
+          in_every_dataset=True),
     Stage("rl", "RL", "after SFT+RL", ("rl_examples", "rl_epochs"), ("examples", "epochs"), "examples", "100Kep8",
-          "RL examples×epochs, e.g. 100Kep8", tuned=True, follows="sft"),
+          "RL examples×epochs, e.g. 100Kep8", tuned=True, follows="sft",
+          in_every_dataset=True),
 )
 
 
@@ -254,6 +259,7 @@ FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 STAGE_FIELDS = tuple(f for s in AFTER_PT for f in s.fields)
 COUNT_FIELDS = ("size", "pretrain", *STAGE_FIELDS)  # what config_distance compares
 CONFIG_COUNTS = ("size", "pretrain", "pretrain_schedule", *STAGE_FIELDS)  # every count of a RunConfig
+LATER_FIELDS = tuple(f for s in AFTER_PT if not s.in_every_dataset for f in s.fields)  # stored where trained
 UNIT = dict(size="parameters", pretrain="tokens", pretrain_schedule="tokens",
             **{f: u for s in AFTER_PT for f, u in zip(s.fields, s.units)})
 assert set(CONFIG_COUNTS) | {"sft_data"} == set(FIELDS), "a RunConfig count that no stage declares"

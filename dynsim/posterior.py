@@ -199,14 +199,16 @@ class Posterior:
         return [(cfg, t, m) for t in self.table.downstream for m in self.metrics_of("downstream")]
 
     def default_outputs(self, cfg: RunConfig) -> list[tuple[RunConfig, str, str]]:
-        """What `predict` reports: upstream metrics of cfg's model; downstream after SFT and after SFT+RL
-        (the calibration's usual post-training when cfg has none of its own: EvoLM's 100Kep1 / 100Kep8)."""
+        """What `predict` reports: upstream metrics of cfg's model; downstream after cfg's own post-training, or
+        the calibration's usual one where cfg has none (EvoLM's 100Kep1), and after each later post-training stage
+        the calibration has runs of, at its usual setting (EvoLM's RL 100Kep8)."""
         rows = self._upstream_rows(cfg.upstream())
         if not self.table.downstream:
             return rows
         usual = self.usual_post_training()
         # cfg's own post-training, then each later stage at its usual setting, one model after each
-        later = [k for k in TUNED if not any(cfg.has(s) for s in TUNED[TUNED.index(k):])]
+        seen = [k for k in TUNED if any(c.has(k) for c in self.observed)]
+        later = [k for k in seen if not any(cfg.has(s) for s in TUNED[TUNED.index(k):])]
         post = [cfg] if cfg.post_trained else []
         for key in later:
             post.append((post[-1] if post else cfg).with_stage(key, usual[key]))

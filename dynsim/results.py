@@ -37,17 +37,19 @@ import numpy as np
 import xarray as xr
 
 from dynsim import __version__, checks
-from dynsim.config import CONFIG_COUNTS, FIELDS, UNIT, ConfigError, RunConfig, parse_config
+from dynsim.config import CONFIG_COUNTS, FIELDS, LATER_FIELDS, UNIT, ConfigError, RunConfig, parse_config
 from dynsim.errors import UserError, shown
 from dynsim.files import atomic_write
 
-CONFIG_DIMS = CONFIG_COUNTS
+CONFIG_DIMS = tuple(f for f in CONFIG_COUNTS if f not in LATER_FIELDS)  # the counts every Dataset has
 SFT_DATA = "sft_data"  # the RunConfig's one string field: an optional key, present where some run names its data
 assert set(CONFIG_DIMS) | {SFT_DATA} == set(FIELDS)
 OBS = "obs"
 KEYS = CONFIG_DIMS + ("task", "metric", "seed")  # the coordinates that identify one observation
 CORPUS = "corpus"  # an optional further key: the pretraining corpus, where a Dataset compares several
-OPTIONAL_KEYS = (CORPUS, SFT_DATA)  # keys after KEYS, so a Dataset without them sorts and hashes as it always did
+# keys after KEYS, present only where used, so a Dataset without them sorts and hashes as it always did: the corpus,
+# the SFT data set, and the counts of a stage added to config.AFTER_PT after EvoLM's (0 where absent)
+OPTIONAL_KEYS = (CORPUS, SFT_DATA, *LATER_FIELDS)
 VARIABLES = ("value", "n_items", "n_correct")
 # string keys and the dimension of the table listing their values (on disk each is an integer code into it)
 TABLES = {"task": "tasks", "metric": "metrics", CORPUS: "corpora", SFT_DATA: "sft_datasets"}
@@ -73,7 +75,7 @@ def from_rows(rows: list[dict], tasks: dict[str, dict], attrs: dict) -> xr.Datas
 
     if not rows:
         raise ResultsError("no results to build a Dataset from")
-    cols = {d: [getattr(r["config"], d) for r in rows] for d in CONFIG_DIMS}
+    cols = {d: [getattr(r["config"], d) for r in rows] for d in CONFIG_COUNTS}  # later stages dropped if unrun
     cols |= {k: [r[k] for r in rows] for k in ("task", "metric", "value")}
     cols["seed"] = [int(r.get("seed", 0)) for r in rows]
     for k in ("n_items", "n_correct"):
@@ -98,6 +100,7 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
         raise ResultsError(problem)
     if SFT_DATA in df and not df[SFT_DATA].astype(str).ne("").any():
         df = df.drop(columns=SFT_DATA)
+    df = df.drop(columns=[f for f in LATER_FIELDS if f in df and not df[f].astype(bool).any()])
     keys = list(KEYS) + [k for k in OPTIONAL_KEYS if k in df]
     counts = [v for v in ("n_items", "n_correct") if v in df and df[v].notna().any()]
     grouped = df.groupby(keys, sort=True)
@@ -105,7 +108,7 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
     for v in counts:
         long[v] = grouped[v].max()
     long = long.reset_index()
-    coords = {k: (OBS, long[k].to_numpy(np.int64 if k in CONFIG_DIMS + ("seed",) else object)) for k in keys}
+    coords = {k: (OBS, long[k].to_numpy(np.int64 if k in CONFIG_COUNTS + ("seed",) else object)) for k in keys}
     data = {"value": (OBS, long["value"].to_numpy(float), {"long_name": "measured value", "units": "see metric_units"}),
             **{v: (OBS, long[v].to_numpy(float), {"long_name": LONG_NAMES[v]}) for v in counts}}
     names = sorted(set(long["task"]))
@@ -126,8 +129,9 @@ def from_frame(df, tasks: dict[str, dict], attrs: dict) -> xr.Dataset:
     if SFT_DATA in keys:
         coords[TABLES[SFT_DATA]] = (TABLES[SFT_DATA], np.asarray(sorted(set(long[SFT_DATA])), dtype=object))
     ds = xr.Dataset(data, coords=coords)
-    for d in CONFIG_DIMS:
-        ds[d].attrs["units"] = UNITS[d]
+    for d in CONFIG_COUNTS:
+        if d in ds.coords:
+            ds[d].attrs["units"] = UNITS[d]
     ds.attrs.update({k: v for k, v in attrs.items() if k != "corpus_order"})
     ds.attrs["duplicates_averaged"] = int((long["count"] > 1).sum())
     ds.attrs["code_version"] = __version__
@@ -378,7 +382,7 @@ def configs(ds: xr.Dataset) -> list[RunConfig]:
 
 def config_columns(df) -> list[str]:
     """The columns of a long table (to_long's) that make up a RunConfig: the counts, and sft_data where present."""
-    return list(CONFIG_DIMS) + ([SFT_DATA] if SFT_DATA in df else [])
+    return list(CONFIG_DIMS) + [f for f in LATER_FIELDS if f in df] + ([SFT_DATA] if SFT_DATA in df else [])
 
 
 def run_configs(df) -> list[RunConfig]:

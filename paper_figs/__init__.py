@@ -51,7 +51,7 @@ def select(only: str | None, ds=None) -> list[str]:
     if not only:
         if ds is not None and "sft_data" in ds.coords:
             return list(NAMED_SFT)
-        staged = ds is None or any(int(ds[f].max()) > 0 for f in STAGE_FIELDS)
+        staged = ds is None or any(int(ds[f].max()) > 0 for f in STAGE_FIELDS if f in ds.coords)
         return [n for n in FIGURES if n not in NAMED_SFT] if staged else list(PRETRAINING_ONLY)
     names = [n.strip() for n in only.split(",") if n.strip()]
     bad = [n for n in names if n not in FIGURES]

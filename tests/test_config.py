@@ -209,7 +209,7 @@ def test_a_marked_stage_is_read_by_its_mark(monkeypatch):
     from dynsim import config
 
     marked = dataclasses.replace(config.STAGE["rl"], mark="grpo", follows="")
-    table = (*config.AFTER_PT[:-1], marked)
+    table = tuple(marked if s.key == "rl" else s for s in config.AFTER_PT)
     monkeypatch.setattr(config, "AFTER_PT", table)
     monkeypatch.setattr(config, "STAGE", {s.key: s for s in table})
     assert config._readable(table) and not config._readable((*table[:-1], dataclasses.replace(marked, mark="")))

@@ -382,3 +382,16 @@ def test_the_cli_knows_every_module_the_extras_install():
     assert packages - {"dynsim"} == OPTIONAL
     assert {extra for _, extra, _ in VERBS.values()} - {""} <= set(extras)
     assert [re.split(r"[=<>]", r)[0] for r in project["dependencies"]] == ["numpy"]
+
+
+def test_predict_reports_after_the_post_training_stages_each_calibration_has_runs_of():
+    """EvoLM has SFT and RL runs: a base model is reported after its usual SFT and after SFT+RL. Amuro & Char
+    fine-tune only: no RL number is made up from the prior alone, and a run given with an RL stage is refused."""
+    from dynsim import posterior
+
+    for calibration, stages in (("evolm", ["sft", "rl"]), ("amuro_char", ["sft"])):
+        post = posterior.load(posterior.bundled_path(calibration))
+        base = post.observed[0].upstream()
+        reported = dict.fromkeys(c.stage() for c, _, _ in post.default_outputs(base))
+        assert [s for s in reported if s != "pt"] == stages
+    assert post.unseen_stages(base.with_stage("sft", (1000, 1)).with_stage("rl", (1000, 1))) == ["RL"]
