@@ -37,13 +37,12 @@ import numpy as np
 import xarray as xr
 
 from dynsim import __version__, checks
-from dynsim.config import CONFIG_COUNTS, FIELDS, LATER_FIELDS, UNIT, ConfigError, RunConfig, parse_config
+from dynsim.config import CONFIG_COUNTS, LATER_FIELDS, UNIT, ConfigError, RunConfig, parse_config
 from dynsim.errors import UserError, shown
 from dynsim.files import atomic_write
 
 CONFIG_DIMS = tuple(f for f in CONFIG_COUNTS if f not in LATER_FIELDS)  # the counts every Dataset has
 SFT_DATA = "sft_data"  # the RunConfig's one string field: an optional key, present where some run names its data
-assert set(CONFIG_DIMS) | {SFT_DATA} == set(FIELDS)
 OBS = "obs"
 KEYS = CONFIG_DIMS + ("task", "metric", "seed")  # the coordinates that identify one observation
 CORPUS = "corpus"  # an optional further key: the pretraining corpus, where a Dataset compares several
