@@ -146,7 +146,8 @@ def _readable(stages) -> bool:
     return len(marks) == len(set(marks)) and all(m.isalpha() and m.islower() for m in marks)
 
 
-assert _readable(AFTER_PT), "two stages whose name parts cannot be told apart: give the later one a mark"
+if not _readable(AFTER_PT):
+    raise RuntimeError("config.AFTER_PT: two stages whose name parts cannot be told apart; give the later one a mark")
 STAGE = {s.key: s for s in AFTER_PT}
 STAGES = ("pt", *STAGE)  # every training stage, in order (RunConfig.stage())
 STAGE_LABEL = {"pt": "base model", **{s.key: s.label for s in AFTER_PT}}  # a model after each
@@ -170,6 +171,7 @@ class RunConfig:
     rl_epochs: int = 0
     pretrain_schedule: int = 0  # tokens the PT learning-rate schedule was planned for; 0 = annealed (= pretrain)
     sft_data: str = ""  # the SFT data set ('mnli'); "" = the study's unnamed default data
+    # a new stage's counts go here, default 0, each named in its Stage's `fields`
 
     def __post_init__(self):
         if self.size <= 0:
