@@ -62,7 +62,6 @@ from dynsim.config import parse_config  # noqa: E402
 post = posterior.load(posterior.bundled_path("evolm"))
 cfgs = [parse_config(f"1B-{pt}BT-{r}+{50 - r}BT-100Kep1-100Kep8") for pt in range(20, 420, 10) for r in range(0, 25)]
 assert len(cfgs) == 1000
-head = {k: v[:200] for k, v in post.gathered().items()}
 
 
 def timed(fn, repeats):
@@ -80,10 +79,12 @@ print(f"posterior predictive, {len(cfgs)} configs × {post.n_draws} draws, noise
       flush=True)
 for task, metric in [("ID_avg", "greedy_pass@1"), ("ID_avg", "pass@16"), ("ID_avg", "maj@16")]:
     tasks, metrics = [task] * len(cfgs), [metric] * len(cfgs)
-    x = forward.design(cfgs, tasks, metrics, post.table, None, post.meta.get("form", "chinchilla"), post.meta.get("scales"))
+    x = post.design(cfgs, tasks, metrics)  # at the posterior's scales, bases and form, as predict builds it
+    params = post.parameters(x, np.random.default_rng(0))  # a base checkpoint no fit saw draws its quality
+    head = {k: v[:200] for k, v in params.items()}
     if metric in exact_metrics:
         reps = max(1, min(3, args.repeats))
-        w, c = timed(lambda: forward.predict(post.gathered(), x, np), reps)
+        w, c = timed(lambda: forward.predict(params, x, np), reps)
         print(f"  {task} {metric:14s} exact forward.predict (no noise):  median wall {w:7.3f} s, cpu {c:7.3f} s "
               f"({reps} repeats)", flush=True)
     dev = 100 * np.abs(fastpath.predict_many(head, x) - forward.predict(head, x, np)).max()
