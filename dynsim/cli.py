@@ -242,10 +242,7 @@ def _decision_setup(args):
     post = load_posterior(args)
     target = decide.parse_target(args.target, post)
     if args.tokens_per_example:
-        if len(args.tokens_per_example) != len(EXAMPLE_STAGES):
-            raise UsageError(f"--tokens-per-example: expected {len(EXAMPLE_STAGES)} integers >= 1 as "
-                             f"{','.join(EXAMPLE_STAGES).upper()}, got {len(args.tokens_per_example)}")
-        tpe, source = dict(zip(EXAMPLE_STAGES, args.tokens_per_example)), "--tokens-per-example"
+        tpe, source = args.tokens_per_example, "--tokens-per-example"
     else:
         tpe, source = decide.tokens_per_example(None if args.posterior else args.calibration)
     fix = decide.parse_constraints(args.fix, "--fix")
@@ -411,11 +408,20 @@ def _add_decision_flags(q, budget_help):
     q.add_argument("--risk", type=checks.quantile, default=None, metavar="Q",
                    help="maximise the Q-quantile of the target over the posterior instead of its mean "
                         "(a cautious user: 0.1)")
-    q.add_argument("--tokens-per-example", type=checks.token_counts, metavar=",".join(EXAMPLE_STAGES).upper(),
+    q.add_argument("--tokens-per-example", type=tokens_per_example, metavar=",".join(EXAMPLE_STAGES).upper(),
                    help="tokens one example of each example stage costs per epoch (default: the calibration's study)")
     q.add_argument("--seed", type=checks.seed, default=0)
     q.add_argument("--json", action="store_true", help="machine-readable output")
     add_calibration_flags(q)
+
+
+def tokens_per_example(text: str) -> dict[str, int]:
+    """'512,1024' → {'sft': 512, 'rl': 1024}: one integer >= 1 for each stage trained on examples."""
+    counts = checks.token_counts(text)
+    if len(counts) != len(EXAMPLE_STAGES):
+        raise argparse.ArgumentTypeError(f"expected {len(EXAMPLE_STAGES)} integers >= 1 as "
+                                         f"{','.join(EXAMPLE_STAGES).upper()}, got {shown(text)}")
+    return dict(zip(EXAMPLE_STAGES, counts))
 
 
 def add_optimize(sub, help: str) -> None:

@@ -93,6 +93,15 @@ class Stage:
                               f"expected {{examples}}ep{{epochs}} such as {self.example}")
         return dict(zip(self.fields, parse_examples(text, self.title)))
 
+    def parse_counts(self, text: str) -> tuple[int, ...]:
+        """A budget alone, where no data set can be chosen (a study's grid trains on its recipe's mix; an
+        optimisation axis): its counts, in `fields` order."""
+        fields = self.parse(text)
+        if fields.get("sft_data"):
+            raise ConfigError(f"bad {self.title} budget {shown(text)}: no data set can be chosen here; expected "
+                              f"{{examples}}ep{{epochs}} such as {self.example}")
+        return tuple(fields[f] for f in self.fields)
+
     def format(self, config: RunConfig) -> str:
         return self.write(self.counts(config), config.sft_data if self.names_data else "")
 
@@ -458,6 +467,9 @@ def config_from_flags(size: str = "1B", pretrain: str | None = None, *budgets: s
     names the SFT data): each stage's budget as typed, by position in AFTER_PT order or by key, None if not run."""
     if pretrain is None:
         raise ConfigError("--pretrain is required, e.g. --pretrain 320BT")
+    unknown = sorted(set(by_stage) - set(STAGE))
+    if len(budgets) > len(STAGE) or unknown:
+        raise TypeError(f"config_from_flags takes a budget for each of {', '.join(STAGE)}; got {unknown or budgets}")
     by_stage = dict(zip(STAGE, budgets)) | by_stage
     fields = dict(size=parse_size(size))
     fields["pretrain"], fields["pretrain_schedule"] = parse_pretrain(pretrain)

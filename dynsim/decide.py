@@ -313,8 +313,7 @@ def parse_constraints(pairs: list[str] | None, flag: str) -> dict:
                     raise DecideError(f"{flag} {shown(text)}: give a token count such as 320BT")
                 out[key] = tokens
             else:
-                parsed = stage.parse(value)
-                out[key] = tuple(parsed[f] for f in stage.fields)
+                out[key] = stage.parse_counts(value)
         except ConfigError as e:
             raise DecideError(f"{flag} {key}: {e}") from None
     return out
@@ -481,7 +480,7 @@ def study_snippet(configs: list[RunConfig]) -> str:
     blocks = []
     for c in configs:
         fields = [f'size = ["{format_size(c.size)}"]', f'pretrain = ["{format_tokens(c.pretrain)}"]']
-        fields += [f'{s.key} = ["{s.format(c) if s.ran(c) else "none"}"]' for s in AFTER_PT]
+        fields += [f'{s.key} = ["{s.write(s.counts(c)) if s.ran(c) else "none"}"]' for s in AFTER_PT]  # no data set
         blocks.append("[[grid]]\n" + "\n".join(fields))
     return "\n\n".join(blocks)
 

@@ -247,7 +247,8 @@ def load_study(path) -> Study:
     for i, g in enumerate(grids):
         _check_keys(g, _GRID, f"grid {i + 1}", err)
         axes = [_axis(g, "size", i, err, parse_size, True), _axis(g, "pretrain", i, err, parse_pretrain, True)]
-        axes += [_axis(g, s.key, i, err, s.parse) for s in AFTER_PT]  # each value the fields it sets, None = absent
+        axes += [_axis(g, s.key, i, err, lambda v, s=s: dict(zip(s.fields, s.parse_counts(v)))) for s in AFTER_PT]
+        # (each stage value: the fields it sets, None = absent)
         for size, (pt, sched), *stages in itertools.product(*axes):
             ran = {s.key for s, fields in zip(AFTER_PT, stages) if fields}
             if any(s.follows and s.key in ran and s.follows not in ran for s in AFTER_PT):

@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dynsim.config import AFTER_PT, COUNT_FIELDS, DATA_KEY, STAGES, RunConfig, format_config
+from dynsim.config import AFTER_PT, COUNT_FIELDS, DATA_KEY, STAGE, STAGES, RunConfig, format_config
 from dynsim.posterior import usual, usual_pair
 from dynsim.forward import KINDS, metric_kind
 from dynsim.results import config_columns, run_configs, to_long
@@ -142,9 +142,12 @@ class Context:
         pretrain = (mode(lambda c: c.pretrain, lambda c: down(c) and c.size == size and c.annealed)
                     or mode(lambda c: c.pretrain, lambda c: c.annealed))
         counts = {}
-        for s in AFTER_PT:  # a post-training stage the data lack at its typical setting, another one not run
-            counts |= dict(zip(s.fields, mode(s.counts, s.ran, usual_pair if s.budget == "examples" else usual)
-                               or (s.typical if s.tuned else (0,) * len(s.fields))))
+        for s in AFTER_PT:  # a post-training stage the data lack as the one it starts from (RL as SFT), or at its
+            found = mode(s.counts, s.ran, usual_pair if s.budget == "examples" else usual)  # typical setting
+            if not found:
+                found = STAGE[s.follows].counts(RunConfig(1, 1, **counts)) if s.follows else \
+                    s.typical if s.tuned else (0,) * len(s.fields)
+            counts |= dict(zip(s.fields, found))
         data = mode(lambda c: c.sft_data, lambda c: c.has(DATA_KEY)) or ""
         return RunConfig(size=size, pretrain=pretrain, sft_data=data, **counts)
 

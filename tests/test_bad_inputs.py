@@ -460,6 +460,8 @@ def _cases():
     c += [(o + ["--gpu-flops", "1e15"], "--gpu-flops converts budgets in GPU-hours"),
           (o + ["--fix", "size=1B", "--fix", "size=4B"], "--fix size given twice"),
           (o + ["--fix", "rl=none", "--fix", "rl=1Kep1"], "--fix rl given twice"),
+          (o + ["--fix", "sft=mnli:6Kep3"], "no data set can be chosen here"),
+          (o + ["--tokens-per-example", "512"], "expected 2 integers >= 1 as SFT,RL"),
           (o + ["--target", "ID_avg:"], "give a metric after ':'"),
           (o + ["--budget", "1e21FLOPs"], "argument --budget: given twice"),
           (o + ["--top", "100000"], "argument --top"),

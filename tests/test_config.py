@@ -217,6 +217,8 @@ def test_a_marked_stage_is_read_by_its_mark(monkeypatch):
     assert (run.sft_examples, run.rl_examples, run.rl_epochs) == (100_000, 100_000, 8)
     assert run.name == "1B-160BT-100Kep1-grpo100Kep8"
     assert config_from_flags("1B", "160BT", sft="100Kep1", rl="100Kep8") == run  # a flag says the stage itself
+    with pytest.raises(TypeError):  # a misspelt stage is a caller's bug, not a run without that stage
+        config_from_flags("1B", "160BT", sft="100Kep1", lr="100Kep8")
     assert parse_config("1B-160BT-grpo2Kep4").stage() == "rl"  # no longer read as SFT: the mark says which
     assert parse_config("1B-160BT-grpo:2Kep4").sft_data == "grpo"  # a data name is no mark: ':' follows
     with pytest.raises(ConfigError, match="the RL field 'grpo2Kep1' is out of order or given twice"):

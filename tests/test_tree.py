@@ -125,6 +125,7 @@ rl = ["none", "1Kep1"]
     (GOOD.replace('"1MT"', '"1MB"'), "[grid 1] pretrain: bad pretraining tokens '1MB'"),
     (GOOD.replace('size = ["0.1M"]\n', ''), "[grid 1] needs 'size'"),
     (GOOD.replace("sft = 10", "sft = 0"), "[tokens_per_example] needs sft > 0"),
+    (GOOD.replace('"1Kep1"]\nrl', '"mnli:1Kep1"]\nrl'), "[grid 1] sft: bad SFT budget 'mnli:1Kep1': no data set"),
     (GOOD + "[schedule]\ndecay_frac = 1.5\n", "decay_frac must lie strictly between 0 and 1"),
     (GOOD + "[resources.pt]\ngpus = \"two\"\n", "[resources.pt] gpus must be an integer"),
     ("[study]\nname = 't'\n", "needs at least one [[grid]]"),
