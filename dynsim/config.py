@@ -112,12 +112,13 @@ class Stage:
     @property
     def typical(self) -> tuple[int, ...]:
         """The counts of its example budget: what a prediction assumes for it where a calibration has none."""
-        return tuple(v for k, v in self.parse(self.example).items() if k in self.fields)
+        return self.parse_counts(self.example)
 
     def tokens(self, config: RunConfig, tokens_per_example: dict[str, int]) -> int:
-        """Tokens this stage of `config` trains: its mix, or examples × epochs × the study's tokens per example."""
+        """Tokens this stage of `config` trains: its mix, or examples × epochs × the study's tokens per example
+        (0 where the study gives none for it)."""
         counts = self.counts(config)
-        return sum(counts) if self.budget == "mix" else counts[0] * counts[1] * tokens_per_example[self.key]
+        return sum(counts) if self.budget == "mix" else counts[0] * counts[1] * tokens_per_example.get(self.key, 0)
 
     def check(self, config: RunConfig) -> None:
         counts = self.counts(config)

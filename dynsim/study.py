@@ -29,7 +29,8 @@ import string
 import tomllib
 from pathlib import Path
 
-from dynsim.config import AFTER_PT, EXAMPLE_STAGES, STAGE, STAGES, ConfigError, RunConfig, parse_config, parse_pretrain, parse_size
+from dynsim.config import (AFTER_PT, EXAMPLE_STAGES, STAGE, STAGES, ConfigError, RunConfig, parse_config,
+                           parse_pretrain, parse_size)
 from dynsim.errors import UserError, shown
 
 EXECUTORS = ("local", "slurm")

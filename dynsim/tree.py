@@ -71,7 +71,7 @@ def stage_tokens(config: RunConfig, tokens_per_example: dict[str, int]) -> int:
     """Tokens the last stage of `config` trains (its whole PT if it is a PT config); tokens_per_example: per
     stage with an example budget (a study's [tokens_per_example]), absent = 0."""
     stage = config.stage()
-    return config.pretrain if stage == "pt" else STAGE[stage].tokens(config, defaultdict(int, tokens_per_example))
+    return config.pretrain if stage == "pt" else STAGE[stage].tokens(config, tokens_per_example)
 
 
 def build_tree(runs, *, pt_schedule: str = "wsd", decay_frac: float = 0.2,
